@@ -1,0 +1,1 @@
+pub use regex_lite::*;

@@ -1,0 +1,352 @@
+//! Turning the calling (forked) process into the container's process: rlimits, identity,
+//! capabilities, no_new_privs, seccomp, terminal, and finally `execve`. Shared by the init of
+//! `create` and by `exec`.
+
+use std::collections::HashSet;
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use caps::{CapSet, Capability, CapsHashSet};
+use oci_spec::runtime::{LinuxCapabilities, LinuxSeccomp, Process};
+
+use crate::seccomp::Compiled;
+
+use crate::error::{Error, Result, SysContext};
+use crate::sys;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The resolved program to execute.
+pub struct Program {
+    pub path: CString,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+}
+
+fn cstr(s: &[u8], what: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::config(what, "contains a NUL byte"))
+}
+
+/// Find `args[0]` in the container (call after the root switch), like execvp with the
+/// process's own PATH.
+pub fn resolve(process: &Process) -> Result<Program> {
+    let args = process.args().clone().unwrap_or_default();
+    let Some(arg0) = args.first() else {
+        return Err(Error::config("process.args", "empty"));
+    };
+    let env = process.env().clone().unwrap_or_default();
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH)
+        .to_string();
+    let found = if arg0.contains('/') {
+        let p = PathBuf::from(arg0);
+        executable(&p).then_some(p)
+    } else {
+        path_var
+            .split(':')
+            .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(arg0))
+            .find(|p| executable(p))
+    };
+    let Some(found) = found else {
+        return Err(Error::Init {
+            id: String::new(),
+            msg: format!("exec {arg0:?}: executable file not found in $PATH"),
+        });
+    };
+    Ok(Program {
+        path: cstr(found.as_os_str().as_bytes(), "process.args")?,
+        argv: args
+            .iter()
+            .map(|a| cstr(a.as_bytes(), "process.args"))
+            .collect::<Result<_>>()?,
+        envp: env
+            .iter()
+            .map(|e| cstr(e.as_bytes(), "process.env"))
+            .collect::<Result<_>>()?,
+    })
+}
+
+fn executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Apply `process.rlimits`.
+pub fn apply_rlimits(process: &Process) -> Result<()> {
+    for r in process.rlimits().iter().flatten() {
+        let name = serde_json::to_value(r.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let res = rlimit_resource(&name)
+            .ok_or_else(|| Error::config("process.rlimits", format!("unknown rlimit {name}")))?;
+        sys::setrlimit(res, r.soft(), r.hard())
+            .sys(|| format!("setrlimit {name} {}:{}", r.soft(), r.hard()))?;
+    }
+    Ok(())
+}
+
+fn rlimit_resource(name: &str) -> Option<i32> {
+    Some(match name {
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        _ => return None,
+    } as i32)
+}
+
+fn to_caps(set: Option<&oci_spec::runtime::Capabilities>) -> Result<CapsHashSet> {
+    let mut out = CapsHashSet::new();
+    for c in set.into_iter().flatten() {
+        out.insert(crate::spec::parse_capability(&c.to_string())?);
+    }
+    Ok(out)
+}
+
+/// Drop every bounding capability not in the spec's bounding set.
+pub fn drop_bounding(c: Option<&LinuxCapabilities>) -> Result<()> {
+    let keep = to_caps(c.and_then(|c| c.bounding().as_ref()))?;
+    for cap in caps::all() {
+        if keep.contains(&cap) {
+            continue;
+        }
+        // EINVAL: the running kernel does not know this capability; nothing to drop.
+        if let Err(e) = caps::drop(None, CapSet::Bounding, cap) {
+            if !e.to_string().contains("Invalid argument") {
+                return Err(Error::Init {
+                    id: String::new(),
+                    msg: format!("drop bounding capability {cap}: {e}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Switch to the process's uid/gid/groups, keeping capabilities for the final capset.
+pub fn set_identity(process: &Process, setgroups_allowed: bool) -> Result<()> {
+    let u = process.user();
+    if setgroups_allowed {
+        let gids: Vec<u32> = u.additional_gids().clone().unwrap_or_default();
+        sys::setgroups(&gids).sys(|| format!("setgroups {gids:?}"))?;
+    }
+    sys::set_keep_caps().sys(|| "prctl keepcaps".into())?;
+    let gid = nix::unistd::Gid::from_raw(u.gid());
+    nix::unistd::setresgid(gid, gid, gid).sys(|| format!("setgid {}", u.gid()))?;
+    let uid = nix::unistd::Uid::from_raw(u.uid());
+    nix::unistd::setresuid(uid, uid, uid).sys(|| format!("setuid {}", u.uid()))?;
+    if let Some(mask) = u.umask() {
+        sys::umask(mask);
+    }
+    Ok(())
+}
+
+/// Set the effective, permitted, inheritable and ambient sets exactly as the spec says
+/// (inheritable and ambient stay empty unless asked: CVE-2022-29162).
+pub fn set_capabilities(c: Option<&LinuxCapabilities>) -> Result<()> {
+    let eff = to_caps(c.and_then(|c| c.effective().as_ref()))?;
+    let perm = to_caps(c.and_then(|c| c.permitted().as_ref()))?;
+    let inh = to_caps(c.and_then(|c| c.inheritable().as_ref()))?;
+    let amb = to_caps(c.and_then(|c| c.ambient().as_ref()))?;
+    let fail = |set: &str, e: caps::errors::CapsError| Error::Init {
+        id: String::new(),
+        msg: format!("set {set} capabilities: {e}"),
+    };
+    caps::set(None, CapSet::Inheritable, &inh).map_err(|e| fail("inheritable", e))?;
+    let cur_perm = caps::read(None, CapSet::Permitted).map_err(|e| fail("permitted", e))?;
+    let eff_now: CapsHashSet = eff.intersection(&cur_perm).copied().collect();
+    caps::set(None, CapSet::Effective, &eff_now).map_err(|e| fail("effective", e))?;
+    caps::set(None, CapSet::Permitted, &perm).map_err(|e| fail("permitted", e))?;
+    caps::set(None, CapSet::Effective, &eff).map_err(|e| fail("effective", e))?;
+    caps::clear(None, CapSet::Ambient).map_err(|e| fail("ambient", e))?;
+    for cap in &amb {
+        caps::raise(None, CapSet::Ambient, *cap).map_err(|e| fail("ambient", e))?;
+    }
+    sys::clear_keep_caps();
+    Ok(())
+}
+
+/// Compile a container's seccomp profile in the runtime (before forking), logging the
+/// syscalls it had to skip once, to the runtime's log rather than the container's stderr.
+pub fn compile_seccomp(seccomp: Option<&LinuxSeccomp>) -> Result<Option<Compiled>> {
+    let Some(s) = seccomp else { return Ok(None) };
+    let mut skipped = Vec::new();
+    let c = crate::seccomp::compile(s, &mut |name| skipped.push(name.to_string()))?;
+    if !skipped.is_empty() {
+        tracing::warn!(
+            "seccomp: skipped {} syscalls unknown on this architecture: {}",
+            skipped.len(),
+            skipped.join(" ")
+        );
+    }
+    Ok(Some(c))
+}
+
+/// Could a process with these capabilities reach the runtime through /proc/<pid>/exe
+/// despite it being non-dumpable? (Only with CAP_SYS_PTRACE in its bounding set.)
+pub fn needs_sealed_runtime(process: &Process) -> bool {
+    process
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.bounding().as_ref())
+        .is_some_and(|b| b.iter().any(|c| c.to_string() == "SYS_PTRACE"))
+}
+
+/// Re-execute from a sealed copy when `process` needs it and we are not sealed yet.
+pub fn seal_if_needed(process: &Process) -> Result<()> {
+    if needs_sealed_runtime(process) && std::env::var_os(sys::SEALED_ENV).is_none() {
+        tracing::debug!("re-executing from a sealed copy (CAP_SYS_PTRACE container)");
+        let e = sys::reexec_sealed().unwrap_err();
+        return Err(Error::io(
+            "re-execute from a sealed copy of",
+            "/proc/self/exe",
+            e,
+        ));
+    }
+    Ok(())
+}
+
+/// Capabilities named on the command line (`exec --cap`), checked.
+pub fn parse_caps(names: &[String]) -> Result<HashSet<Capability>> {
+    names
+        .iter()
+        .map(|n| crate::spec::parse_capability(n))
+        .collect()
+}
+
+/// Write AppArmor/SELinux exec labels when the host has the LSM.
+pub fn set_lsm_labels(process: &Process) -> Result<()> {
+    if let Some(profile) = process.apparmor_profile() {
+        let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|s| s.trim() == "Y");
+        if enabled && !profile.is_empty() {
+            let attr = if Path::new("/proc/self/attr/apparmor/exec").exists() {
+                "/proc/self/attr/apparmor/exec"
+            } else {
+                "/proc/self/attr/exec"
+            };
+            std::fs::write(attr, format!("exec {profile}"))
+                .map_err(|e| Error::io("set AppArmor profile via", attr, e))?;
+        }
+    }
+    if let Some(label) = process.selinux_label() {
+        let enabled = Path::new("/sys/fs/selinux/enforce").exists();
+        if enabled && !label.is_empty() {
+            std::fs::write("/proc/self/attr/exec", label)
+                .map_err(|e| Error::io("set SELinux label via", "/proc/self/attr/exec", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Drop privileges as the spec says and execute the program. Only returns on failure.
+pub fn finalize_and_exec(
+    process: &Process,
+    compiled: Option<&Compiled>,
+    program: &Program,
+    preserve_fds: u32,
+    setgroups_allowed: bool,
+) -> Result<std::convert::Infallible> {
+    let caps = process.capabilities().as_ref();
+    let nnp = process.no_new_privileges() == Some(true);
+    set_lsm_labels(process)?;
+    drop_bounding(caps)?;
+    set_identity(process, setgroups_allowed)?;
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we have it.
+    if let (Some(c), false) = (compiled, nnp) {
+        crate::seccomp::install(c)?;
+    }
+    set_capabilities(caps)?;
+    if nnp {
+        sys::set_no_new_privs().sys(|| "prctl no_new_privs".into())?;
+        if let Some(c) = compiled {
+            crate::seccomp::install(c)?;
+        }
+    }
+    sys::cloexec_from(3 + preserve_fds as RawFd).sys(|| "mark fds close-on-exec".into())?;
+    for fd in 3..3 + preserve_fds as RawFd {
+        let _ = sys::clear_cloexec(fd);
+    }
+    sys::reset_signals();
+    let err = nix::unistd::execve(&program.path, &program.argv, &program.envp).unwrap_err();
+    Err(Error::sys(
+        format!(
+            "exec {}",
+            OsStr::from_bytes(program.path.as_bytes()).to_string_lossy()
+        ),
+        err,
+    ))
+}
+
+/// Check that the working directory did not end up outside the container root
+/// (a leaked host directory fd as cwd: CVE-2024-21626).
+pub fn enter_cwd(cwd: &Path) -> Result<()> {
+    nix::unistd::chdir(cwd).sys(|| format!("chdir to cwd {}", cwd.display()))?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(p) => Err(Error::Init {
+            id: String::new(),
+            msg: format!("cwd {} is outside the container root", p.display()),
+        }),
+        Err(e) => Err(Error::sys(
+            format!("getcwd after chdir {}", cwd.display()),
+            e,
+        )),
+    }
+}
+
+/// Open a new pty inside the container, send its master to the console socket, and make the
+/// slave our controlling terminal and stdio. Returns the slave path.
+pub fn setup_terminal(socket: RawFd, size: Option<(u16, u16)>) -> Result<PathBuf> {
+    use nix::fcntl::OFlag;
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .sys(|| "open /dev/ptmx".into())?;
+    grantpt(&master).sys(|| "grantpt".into())?;
+    unlockpt(&master).sys(|| "unlockpt".into())?;
+    let name = ptsname_r(&master).sys(|| "ptsname".into())?;
+    if let Some((h, w)) = size {
+        sys::set_winsize(master.as_raw_fd(), h, w);
+    }
+    let slave = sys::open(
+        Path::new(&name),
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .sys(|| format!("open {name}"))?;
+    send_fd(socket, master.as_raw_fd(), name.as_bytes())?;
+    drop(master);
+    for target in 0..3 {
+        nix::unistd::dup2(slave.as_raw_fd(), target).sys(|| "dup2 pty slave".into())?;
+    }
+    sys::set_controlling_tty(0).sys(|| "make the pty the controlling terminal".into())?;
+    Ok(PathBuf::from(name))
+}
+
+/// Send one fd over a unix socket with `payload` (runc sends the pty name).
+pub fn send_fd(socket: RawFd, fd: RawFd, payload: &[u8]) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let iov = [std::io::IoSlice::new(payload)];
+    let fds = [fd];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::empty(), None)
+        .sys(|| "send pty master to the console socket".into())?;
+    Ok(())
+}

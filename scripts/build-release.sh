@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Build the shipped berth-runtime: release profile, and on glibc hosts statically linked
+# (crt-static). No dynamic loader, libc.so or libgcc_s to map: ~0.8 MiB less resident memory
+# per create/exec and a faster start (bench/runtime.sh). Prints the binary's path.
+# (crt-static cannot go in .cargo/config.toml: it would also apply to proc-macro crates.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+host=$(rustc -vV | sed -n 's/^host: //p')
+case "$host" in
+  *-linux-gnu) export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" ;;
+esac
+cargo build --release -p berth-runtime --target "$host" >&2
+echo "$PWD/target/$host/release/berth-runtime"

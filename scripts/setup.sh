@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian packages Berth needs to build, run and test (idempotent; root).
+set -euo pipefail
+pkgs=(busybox-static runc crun containerd podman jq file procps iproute2 python3 time ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The schema tests validate JSON with Python's jsonschema.
+if ! python3 -c 'import jsonschema' 2>/dev/null; then
+  python3 -m pip install -q jsonschema 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages jsonschema 2>/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq python3-jsonschema >/dev/null; }
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found (install Rust with rustup)" >&2; exit 1; }

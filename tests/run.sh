@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test suite: unit tests plus the root-only end-to-end tests (real namespaces, cgroups,
+# mounts; containerd/podman interop), first on the debug build, then the lifecycle, security
+# and interop tests again on the shipped (static release) binary. BERTH_E2E=1 makes a
+# root-only test fail, not skip, when not root. Ends with: "tests: N passed, N failed".
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+"$here/scripts/setup.sh"
+cd "$here"
+# The end-to-end tests drive the built binaries: build them first.
+cargo build --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+export BERTH_E2E=${BERTH_E2E:-1}
+threads=${BERTH_TEST_THREADS:-4}
+set +e
+cargo test --workspace --all-targets -- --test-threads="$threads" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+if [ "$rc" = 0 ]; then
+  release=$(scripts/build-release.sh)
+  echo "== again on the release binary: $release"
+  BERTH_RUNTIME=$release cargo test -p berth-tests --test lifecycle --test security \
+    --test interop -- --test-threads="$threads" 2>&1 | tee -a "$log"
+  rc=${PIPESTATUS[0]}
+fi
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$rc"

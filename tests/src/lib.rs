@@ -1,0 +1,464 @@
+//! Helpers for Berth's root-only end-to-end tests.
+//!
+//! Each test makes its own bundle (a busybox-static rootfs built at test time and a
+//! `config.json` it edits as JSON), its own runtime `--root`, and unique container ids; a
+//! [`Ctr`] guard force-deletes its container and a [`Bundle`] removes its files, even when the
+//! test fails. [`Runtime`] runs one test body against berth-runtime, runc or crun.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{json, Value};
+
+/// Is this a root-capable run? Prints why not and returns false; with BERTH_E2E=1 (CI) a
+/// non-root run fails instead of skipping.
+pub fn need_root(name: &str) -> bool {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("BERTH_E2E").as_deref() == Ok("1") {
+        panic!("{name}: needs root, and BERTH_E2E=1 forbids skipping");
+    }
+    eprintln!("skipping {name}: needs root");
+    false
+}
+
+/// Path of the workspace's `target/<profile>` directory holding our binaries.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test-binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The berth-runtime binary under test (BERTH_RUNTIME overrides).
+pub fn berth_runtime() -> PathBuf {
+    if let Ok(p) = std::env::var("BERTH_RUNTIME") {
+        return PathBuf::from(p);
+    }
+    let p = bin_dir().join("berth-runtime");
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo build` (or cargo test --workspace) first",
+        p.display()
+    );
+    p
+}
+
+/// Is `prog` on PATH?
+pub fn have(prog: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {prog} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique container id with a readable prefix.
+pub fn unique_id(tag: &str) -> String {
+    format!(
+        "berth-t{}-{}-{tag}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A temporary directory removed (with any mounts under it lazily detached) on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(unique_id(tag));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Which runtime a test drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    Berth,
+    /// berth-runtime in a private mount namespace whose /sys/fs/cgroup is the cgroup2
+    /// hierarchy alone: how a pure cgroup v2 host looks, on a hybrid test machine.
+    BerthV2,
+    Runc,
+    Crun,
+}
+
+impl Runtime {
+    /// The runtimes available on this machine (berth always).
+    pub fn available() -> Vec<Runtime> {
+        let mut v = vec![Runtime::Berth];
+        if have("runc") {
+            v.push(Runtime::Runc);
+        }
+        if have("crun") {
+            v.push(Runtime::Crun);
+        }
+        v
+    }
+
+    /// A command running this runtime with `root` as its state directory.
+    pub fn cmd(self, root: &Path) -> Command {
+        match self {
+            Runtime::Berth => {
+                let mut c = Command::new(berth_runtime());
+                c.arg("--root").arg(root);
+                c
+            }
+            Runtime::BerthV2 => {
+                let mut c = Command::new("unshare");
+                c.args([
+                    "-m",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    "grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup || exit 99; exec \"$0\" \"$@\"",
+                ])
+                .arg(berth_runtime())
+                .arg("--root")
+                .arg(root);
+                c
+            }
+            Runtime::Runc => {
+                let mut c = Command::new("runc");
+                c.arg("--root").arg(root);
+                c
+            }
+            Runtime::Crun => {
+                // crun 1.8 refuses hybrid hosts: hide the unified mount in a private mount ns.
+                let mut c = Command::new("unshare");
+                let hybrid = Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists();
+                let script = if hybrid {
+                    "umount /sys/fs/cgroup/unified 2>/dev/null; exec crun \"$@\""
+                } else {
+                    "exec crun \"$@\""
+                };
+                c.args([
+                    "-m",
+                    "--propagation",
+                    "unchanged",
+                    "sh",
+                    "-c",
+                    script,
+                    "crun",
+                    "--root",
+                ])
+                .arg(root);
+                c
+            }
+        }
+    }
+}
+
+/// A bundle: busybox rootfs + config.json (edited as JSON before `write`).
+pub struct Bundle {
+    pub dir: TempDir,
+    pub config: Value,
+}
+
+/// Build a busybox-static rootfs in `rootfs`.
+pub fn make_rootfs(rootfs: &Path) {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static is installed");
+    for d in ["bin", "proc", "sys", "dev", "etc", "tmp", "root", "mnt"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
+    let list = Command::new(busybox).arg("--list").output().unwrap();
+    for app in String::from_utf8_lossy(&list.stdout).lines() {
+        if app != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(app));
+        }
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+}
+
+/// The config runc's `spec` writes, minus the terminal, with `args`.
+pub fn base_config(args: &[&str]) -> Value {
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": "berth",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        }
+    })
+}
+
+impl Bundle {
+    /// A bundle running `args`.
+    pub fn new(args: &[&str]) -> Bundle {
+        let dir = TempDir::new("bundle");
+        make_rootfs(&dir.path().join("rootfs"));
+        Bundle {
+            dir,
+            config: base_config(args),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.path().join("rootfs")
+    }
+
+    /// Write config.json.
+    pub fn write(&self) {
+        std::fs::write(
+            self.path().join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Set a value at a JSON pointer, creating objects on the way.
+    pub fn set(&mut self, pointer: &str, v: Value) -> &mut Self {
+        let mut cur = &mut self.config;
+        let parts: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+        for (i, p) in parts.iter().enumerate() {
+            if i + 1 == parts.len() {
+                cur[*p] = v;
+                break;
+            }
+            if cur.get(*p).is_none() {
+                cur[*p] = json!({});
+            }
+            cur = cur.get_mut(*p).unwrap();
+        }
+        self
+    }
+
+    /// Append to an array at a JSON pointer.
+    pub fn push(&mut self, pointer: &str, v: Value) -> &mut Self {
+        self.config
+            .pointer_mut(pointer)
+            .and_then(Value::as_array_mut)
+            .unwrap_or_else(|| panic!("{pointer} is not an array"))
+            .push(v);
+        self
+    }
+}
+
+/// A container under test: deleted with --force on drop, its state root removed.
+pub struct Ctr {
+    pub rt: Runtime,
+    pub id: String,
+    pub root: TempDir,
+}
+
+impl Ctr {
+    pub fn new(rt: Runtime, tag: &str) -> Ctr {
+        Ctr {
+            rt,
+            id: unique_id(tag),
+            root: TempDir::new("root"),
+        }
+    }
+
+    /// The runtime command for this container's state root.
+    pub fn cmd(&self) -> Command {
+        self.rt.cmd(self.root.path())
+    }
+
+    /// Run `args` (the container id is not added) and return its output.
+    pub fn raw(&self, args: &[&str]) -> Output {
+        self.cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn runtime")
+    }
+
+    /// `create` with the container's stdio sent to files in the bundle; returns the runtime's
+    /// output (its own messages are in `stderr_of`).
+    pub fn create(&self, b: &Bundle) -> std::process::ExitStatus {
+        self.create_with(b, &[])
+    }
+
+    pub fn create_with(&self, b: &Bundle, extra: &[&str]) -> std::process::ExitStatus {
+        b.write();
+        let out = std::fs::File::create(b.path().join("ctr.out")).unwrap();
+        let err = std::fs::File::create(b.path().join("ctr.err")).unwrap();
+        self.cmd()
+            .arg("create")
+            .args(extra)
+            .arg("--bundle")
+            .arg(b.path())
+            .arg(&self.id)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .status()
+            .expect("spawn runtime create")
+    }
+
+    /// `run` in the foreground; the container's output comes back.
+    pub fn run(&self, b: &Bundle) -> Output {
+        b.write();
+        let o = self
+            .cmd()
+            .arg("run")
+            .arg("--bundle")
+            .arg(b.path())
+            .arg(&self.id)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn runtime run");
+        o
+    }
+
+    /// Run a verb on this container: `<verb> [args] <id> [after]`.
+    pub fn verb(&self, verb: &str, args: &[&str], after: &[&str]) -> Output {
+        self.cmd()
+            .arg(verb)
+            .args(args)
+            .arg(&self.id)
+            .args(after)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn runtime")
+    }
+
+    /// `exec <id> sh -c script`, returning the output.
+    pub fn sh(&self, script: &str) -> Output {
+        self.verb("exec", &[], &["sh", "-c", script])
+    }
+
+    /// The `state` JSON.
+    pub fn state(&self) -> Value {
+        let o = self.verb("state", &[], &[]);
+        assert!(o.status.success(), "state failed: {}", text(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("state is JSON")
+    }
+
+    pub fn status(&self) -> String {
+        self.state()["status"].as_str().unwrap_or("").to_string()
+    }
+
+    /// Wait until the status is `want` (up to 5s).
+    pub fn wait_status(&self, want: &str) {
+        for _ in 0..500 {
+            if self.status() == want {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!(
+            "container {} never became {want} (is {})",
+            self.id,
+            self.status()
+        );
+    }
+}
+
+impl Drop for Ctr {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd()
+            .args(["delete", "--force", &self.id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Bytes as lossy text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Stdout of a successful command, or panic with its stderr.
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "command failed ({}): stdout={} stderr={}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+/// Cgroup directories named after `id` anywhere under /sys/fs/cgroup (should be none after
+/// delete).
+pub fn cgroups_named(id: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return found;
+    };
+    for h in rd.flatten() {
+        let p = h.path().join(id);
+        if p.exists() {
+            found.push(p);
+        }
+    }
+    let p = Path::new("/sys/fs/cgroup").join(id);
+    if p.exists() {
+        found.push(p);
+    }
+    found
+}
+
+/// Mount points whose path contains `needle`.
+pub fn mounts_containing(needle: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.contains(needle))
+        .map(str::to_string)
+        .collect()
+}

@@ -1,0 +1,328 @@
+//! berth-runtime in place of runc under other engines: containerd (`ctr run --runc-binary`)
+//! and podman (`--runtime`). Each test starts its own daemon/state under a temp dir and
+//! removes what the engine leaves (its parent cgroups) when it did not exist before.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_tests::*;
+
+/// Parent cgroup directories an engine creates (e.g. containerd's `/default`); removed on drop
+/// if the test created them.
+struct EngineCgroups {
+    names: Vec<&'static str>,
+    existed: Vec<PathBuf>,
+}
+
+impl EngineCgroups {
+    fn new(names: &[&'static str]) -> Self {
+        let mut existed = Vec::new();
+        for n in names {
+            for h in hierarchies() {
+                let p = h.join(n);
+                if p.exists() {
+                    existed.push(p);
+                }
+            }
+        }
+        EngineCgroups {
+            names: names.to_vec(),
+            existed,
+        }
+    }
+}
+
+fn hierarchies() -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut v = vec![root.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(root) {
+        for e in rd.flatten() {
+            if e.path().join("cgroup.procs").exists() {
+                v.push(e.path());
+            }
+        }
+    }
+    v
+}
+
+impl Drop for EngineCgroups {
+    fn drop(&mut self) {
+        // Engines create these asynchronously too (podman's conmon cleanup runs after `rm`):
+        // retry for a while, deepest directories first.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut left = false;
+            for n in &self.names {
+                for h in hierarchies() {
+                    let p = h.join(n);
+                    if p.exists() && !self.existed.contains(&p) {
+                        remove_tree(&p);
+                        left |= p.exists();
+                    }
+                }
+            }
+            if !left || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// rmdir a cgroup directory tree, children first (cgroup files cannot be unlinked).
+fn remove_tree(p: &Path) {
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(p);
+}
+
+/// A containerd daemon of our own; killed by pid on drop.
+struct Containerd {
+    child: Child,
+    dir: TempDir,
+}
+
+impl Containerd {
+    fn start() -> Option<Containerd> {
+        if !have("containerd") || !have("ctr") {
+            eprintln!("skipping: containerd/ctr not installed");
+            return None;
+        }
+        let dir = TempDir::new("containerd");
+        let d = dir.path();
+        let cfg = format!(
+            "version = 2\nroot = \"{r}/root\"\nstate = \"{r}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{r}/c.sock\"\n[ttrpc]\n  address = \"{r}/c.sock.ttrpc\"\n[debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n",
+            r = d.display()
+        );
+        std::fs::write(d.join("config.toml"), cfg).unwrap();
+        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let c = Containerd { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if c.ctr(&["version"]).status.success() {
+                return Some(c);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "containerd did not come up: {}",
+            std::fs::read_to_string(c.dir.path().join("containerd.log")).unwrap_or_default()
+        );
+    }
+
+    fn ctr(&self, args: &[&str]) -> std::process::Output {
+        Command::new("timeout")
+            .arg("60")
+            .arg("ctr")
+            .arg("--address")
+            .arg(self.dir.path().join("c.sock"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Anything still mounted under its root (none expected with --rootfs).
+        for m in mounts_containing(self.dir.path().to_str().unwrap())
+            .into_iter()
+            .rev()
+        {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+#[test]
+fn containerd_runs_with_berth_runtime_as_runc() {
+    if !need_root("containerd_runs_with_berth_runtime_as_runc") {
+        return;
+    }
+    let _cg = EngineCgroups::new(&["default"]);
+    let Some(ctd) = Containerd::start() else {
+        return;
+    };
+    let rootfs = TempDir::new("ctd-rootfs");
+    make_rootfs(rootfs.path());
+    let rt = berth_runtime();
+    let rt = rt.to_str().unwrap();
+    let rootfs_s = rootfs.path().to_str().unwrap();
+    let id = unique_id("ctd");
+
+    // Foreground run: output and exit code come back through the shim.
+    let o = ctd.ctr(&[
+        "run",
+        "--rm",
+        "--rootfs",
+        "--runc-binary",
+        rt,
+        rootfs_s,
+        &id,
+        "sh",
+        "-c",
+        "echo hello from containerd; exit 7",
+    ]);
+    assert_eq!(o.status.code(), Some(7), "stderr: {}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "hello from containerd");
+
+    // Detached task: exec, pause/resume, kill, delete.
+    let id2 = unique_id("ctd");
+    ok(&ctd.ctr(&[
+        "run",
+        "-d",
+        "--rootfs",
+        "--runc-binary",
+        rt,
+        rootfs_s,
+        &id2,
+        "sleep",
+        "1000",
+    ]));
+    let tasks = ok(&ctd.ctr(&["task", "ls"]));
+    assert!(tasks.contains(&id2) && tasks.contains("RUNNING"), "{tasks}");
+    let out = ok(&ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &id2,
+        "sh",
+        "-c",
+        "echo exec-ok; exit 0",
+    ]));
+    assert_eq!(out.trim(), "exec-ok");
+    let o = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e2",
+        &id2,
+        "sh",
+        "-c",
+        "exit 9",
+    ]);
+    assert_eq!(o.status.code(), Some(9));
+    if have("script") {
+        // A terminal exec: the shim hands berth-runtime a console socket, gets the pty.
+        let cmd = format!(
+            "timeout 30 ctr --address {} task exec -t --exec-id e3 {id2} sh -c 'tty; exit 3'",
+            ctd.dir.path().join("c.sock").display()
+        );
+        let o = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o.stdout));
+        assert!(text(&o.stdout).contains("/dev/pts/"), "{}", text(&o.stdout));
+    }
+    ok(&ctd.ctr(&["task", "pause", &id2]));
+    assert!(ok(&ctd.ctr(&["task", "ls"])).contains("PAUSED"));
+    ok(&ctd.ctr(&["task", "resume", &id2]));
+    let ps = ok(&ctd.ctr(&["task", "ps", &id2]));
+    assert!(ps.lines().count() >= 2, "{ps}");
+    ok(&ctd.ctr(&["task", "kill", "-s", "KILL", &id2]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !ok(&ctd.ctr(&["task", "ls"])).contains("STOPPED") {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ok(&ctd.ctr(&["task", "rm", &id2]));
+    ok(&ctd.ctr(&["container", "rm", &id2]));
+    assert!(!ok(&ctd.ctr(&["task", "ls"])).contains(&id2));
+    // berth-runtime left no cgroup for either container.
+    for h in hierarchies() {
+        assert!(!h.join("default").join(&id).exists());
+        assert!(!h.join("default").join(&id2).exists());
+    }
+}
+
+#[test]
+fn podman_runs_with_berth_runtime() {
+    if !need_root("podman_runs_with_berth_runtime") {
+        return;
+    }
+    if !have("podman") {
+        eprintln!("skipping podman_runs_with_berth_runtime: podman not installed");
+        return;
+    }
+    let _cg = EngineCgroups::new(&["libpod_parent"]);
+    let store = TempDir::new("podman");
+    let rootfs = TempDir::new("podman-rootfs");
+    make_rootfs(rootfs.path());
+    let podman = |args: &[&str]| {
+        Command::new("timeout")
+            .arg("120")
+            .arg("podman")
+            .arg("--root")
+            .arg(store.path().join("root"))
+            .arg("--runroot")
+            .arg(store.path().join("runroot"))
+            .args([
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+                "--runtime",
+            ])
+            .arg(berth_runtime())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let limits = [
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=32768:32768",
+        "--network",
+        "none",
+    ];
+    let mut args = vec!["run", "--rm"];
+    args.extend(limits);
+    args.extend([
+        "--rootfs",
+        rootfs.path().to_str().unwrap(),
+        "sh",
+        "-c",
+        "echo hello from podman; grep Seccomp: /proc/self/status; exit 5",
+    ]);
+    let o = podman(&args);
+    assert_eq!(o.status.code(), Some(5), "stderr: {}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("hello from podman"), "{out}");
+    assert!(
+        out.contains("Seccomp:\t2"),
+        "podman's default seccomp profile is applied: {out}"
+    );
+
+    // Detached, exec, stop, rm.
+    let name = unique_id("pod");
+    let mut args = vec!["run", "-d", "--name", &name];
+    args.extend(limits);
+    args.extend(["--rootfs", rootfs.path().to_str().unwrap(), "sleep", "1000"]);
+    ok(&podman(&args));
+    let out = ok(&podman(&["exec", &name, "sh", "-c", "echo exec-in-podman"]));
+    assert_eq!(out.trim(), "exec-in-podman");
+    ok(&podman(&["rm", "-f", "-t", "0", &name]));
+    let _ = podman(&["system", "reset", "-f"]);
+    eprintln!("podman interop done: {out}");
+}

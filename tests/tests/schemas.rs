@@ -1,0 +1,108 @@
+//! berth-runtime's JSON output validated against the OCI runtime spec's own schemas
+//! (`tests/schemas/oci-runtime-spec`): `state` in every status, `features`, `spec`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use berth_tests::*;
+
+fn schema_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")
+}
+
+/// Validate `json` against `schema`; panics with the validator's reasons.
+fn validate(schema: &str, json: &str) {
+    let mut child = Command::new("python3")
+        .arg(schema_dir().join("validate.py"))
+        .arg(schema_dir().join("oci-runtime-spec"))
+        .arg(schema)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(json.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "{schema}: {}{}\n{json}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn validator_rejects_bad_documents() {
+    // The check can fail: a state with an unknown status is refused.
+    let mut child = Command::new("python3")
+        .arg(schema_dir().join("validate.py"))
+        .arg(schema_dir().join("oci-runtime-spec"))
+        .arg("state-schema.json")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"ociVersion":"1.0.2","id":"x","status":"weird","bundle":"/b"}"#)
+        .unwrap();
+    assert!(!child.wait().unwrap().success());
+}
+
+#[test]
+fn state_in_every_status_matches_the_schema() {
+    if !need_root("state_in_every_status_matches_the_schema") {
+        return;
+    }
+    let b = Bundle::new(&["sleep", "1000"]);
+    let c = Ctr::new(Runtime::Berth, "schema");
+    assert!(c.create(&b).success());
+    let state = |c: &Ctr| text(&c.verb("state", &[], &[]).stdout);
+    validate("state-schema.json", &state(&c));
+    ok(&c.verb("start", &[], &[]));
+    validate("state-schema.json", &state(&c));
+    ok(&c.verb("pause", &[], &[]));
+    // "paused" is runc's extension; the schema knows creating/created/running/stopped.
+    let paused = state(&c).replace("\"paused\"", "\"running\"");
+    validate("state-schema.json", &paused);
+    ok(&c.verb("resume", &[], &[]));
+    ok(&c.verb("kill", &[], &["KILL"]));
+    c.wait_status("stopped");
+    validate("state-schema.json", &state(&c));
+    // list --format json is an array of the same objects.
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&c.raw(&["list", "--format", "json"]))).unwrap();
+    for s in list.as_array().unwrap() {
+        validate("state-schema.json", &s.to_string());
+    }
+}
+
+#[test]
+fn features_and_spec_match_their_schemas() {
+    let rt = berth_runtime();
+    let f = Command::new(&rt).arg("features").output().unwrap();
+    validate("features-schema.json", &ok(&f));
+    for rootless in [false, true] {
+        let d = TempDir::new("schema-spec");
+        let mut cmd = Command::new(&rt);
+        cmd.args(["spec", "--bundle"]).arg(d.path());
+        if rootless {
+            cmd.arg("--rootless");
+        }
+        ok(&cmd.output().unwrap());
+        validate(
+            "config-schema.json",
+            &std::fs::read_to_string(d.path().join("config.json")).unwrap(),
+        );
+    }
+    // The configs the tests themselves use are valid too.
+    validate("config-schema.json", &base_config(&["true"]).to_string());
+}
