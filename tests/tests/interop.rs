@@ -223,10 +223,14 @@ fn containerd_runs_with_berth_runtime_as_runc() {
     if have("script") {
         // A terminal exec: the shim hands berth-runtime a console socket, gets the pty.
         let cmd = format!(
-            "timeout 30 ctr --address {} task exec -t --exec-id e3 {id2} sh -c 'tty; exit 3'",
+            "timeout --foreground 30 ctr --address {} task exec -t --exec-id e3 {id2} sh -c 'tty; exit 3'",
             ctd.dir.path().join("c.sock").display()
         );
+        // script(1) runs the command with $SHELL: pin it so every host behaves alike, and
+        // keep `timeout` in the foreground process group, or ctr's tcsetattr on the pty
+        // stops it with SIGTTOU.
         let o = Command::new("script")
+            .env("SHELL", "/bin/sh")
             .args(["-qec", &cmd, "/dev/null"])
             .stdin(Stdio::null())
             .output()
