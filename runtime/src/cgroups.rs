@@ -175,6 +175,52 @@ impl Cgroup {
         }
     }
 
+    /// The cgroups a running process is in (from `/proc/<pid>/cgroup`), in the host's
+    /// hierarchies: how a shim finds a container's cgroups whatever runtime made them.
+    pub fn of_pid(layout: &Layout, pid: i32) -> Result<Cgroup> {
+        let file = format!("/proc/{pid}/cgroup");
+        let text = fs::read_to_string(&file).map_err(|e| Error::io("read", &file, e))?;
+        let mut dirs = Vec::new();
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(_), Some(ctls), Some(path)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let rel = path.trim_start_matches('/');
+            match layout {
+                Layout::V2(root) if ctls.is_empty() => {
+                    return Ok(Cgroup {
+                        dirs: vec![(String::new(), root.join(rel))],
+                        v2: true,
+                    });
+                }
+                Layout::V2(_) => {}
+                Layout::V1 {
+                    controllers,
+                    unified,
+                } => {
+                    if ctls.is_empty() {
+                        if let Some(u) = unified {
+                            dirs.push((String::new(), u.join(rel)));
+                        }
+                        continue;
+                    }
+                    for c in ctls.split(',') {
+                        let c = c.trim_start_matches("name=");
+                        if let Some(mount) = controllers.get(c) {
+                            dirs.push((c.to_string(), mount.join(rel)));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Cgroup {
+            v2: matches!(layout, Layout::V2(_)),
+            dirs,
+        })
+    }
+
     /// Rebuild from paths remembered in the state file.
     pub fn from_paths(paths: &[PathBuf]) -> Cgroup {
         let v2 = paths.len() == 1 && is_cgroup2(&paths[0]);

@@ -1,0 +1,15 @@
+//! Berth's gRPC contracts, generated from `berth/shim/v1/shim.proto` and
+//! `berth/manager/v1/manager.proto` by tonic at build time. Generated code only: each crate
+//! converts to its own types at its edge. The `.proto` files document every field.
+
+/// `berth.shim.v1`: manager ↔ shim.
+pub mod shim {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("berth.shim.v1");
+}
+
+/// `berth.manager.v1`: clients ↔ manager.
+pub mod manager {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("berth.manager.v1");
+}

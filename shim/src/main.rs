@@ -1,0 +1,29 @@
+//! berth-shim: see the library docs. Started by berth-manager (or anyone) as
+//! `berth-shim --id ID --dir DIR`; returns once the shim serves on `DIR/shim.sock`.
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "berth-shim", version, about = "Per-container shim: stdio, logs, reaping, exit status")]
+struct Args {
+    /// Container id.
+    #[arg(long)]
+    id: String,
+    /// State directory (holds shim.sock, exit, logs of the shim and runtime).
+    #[arg(long)]
+    dir: std::path::PathBuf,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = berth_shim::daemon::start(&args.id, &args.dir) {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        eprintln!("berth-shim: {msg}");
+        std::process::exit(1);
+    }
+}
