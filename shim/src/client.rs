@@ -7,8 +7,13 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Connect to the shim listening on `socket`. Fails at once if nothing listens there.
 pub async fn connect(socket: &Path) -> Result<ShimClient<Channel>, tonic::transport::Error> {
+    Ok(ShimClient::new(channel(socket).await?))
+}
+
+/// A gRPC channel to any server on a unix socket (the manager dials its own clients so too).
+pub async fn channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
     let path = socket.to_path_buf();
-    let channel = Endpoint::from_static("http://berth-shim")
+    Endpoint::from_static("http://berth-shim")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move {
@@ -16,6 +21,5 @@ pub async fn connect(socket: &Path) -> Result<ShimClient<Channel>, tonic::transp
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
             }
         }))
-        .await?;
-    Ok(ShimClient::new(channel))
+        .await
 }

@@ -150,9 +150,9 @@ fn serve(id: &str, dir: &Path, sock: &Path, ready: OwnedFd) -> anyhow::Result<()
         let listener = tokio::net::UnixListener::from_std(listener)?;
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
         let server = tonic::transport::Server::builder()
-            .add_service(berth_proto::shim::shim_server::ShimServer::new(ShimService(
-                svc.clone(),
-            )))
+            .add_service(berth_proto::shim::shim_server::ShimServer::new(
+                ShimService(svc.clone()),
+            ))
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = shutdown.wait_for(|s| *s).await;
                 // Let the reply to Delete go out first.

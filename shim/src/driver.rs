@@ -87,8 +87,10 @@ impl Driver {
             what: what.to_string(),
             err,
         };
-        let out = pipe_reader(child.stdout.take().map(OwnedFd::from)).map_err(|e| io("stdout", e))?;
-        let err = pipe_reader(child.stderr.take().map(OwnedFd::from)).map_err(|e| io("stderr", e))?;
+        let out =
+            pipe_reader(child.stdout.take().map(OwnedFd::from)).map_err(|e| io("stdout", e))?;
+        let err =
+            pipe_reader(child.stderr.take().map(OwnedFd::from)).map_err(|e| io("stderr", e))?;
         if let (Some(data), Some(stdin)) = (input, child.stdin.take()) {
             // Small inputs (a resources JSON): a blocking write fits the pipe buffer.
             use std::io::Write;

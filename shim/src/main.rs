@@ -4,7 +4,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "berth-shim", version, about = "Per-container shim: stdio, logs, reaping, exit status")]
+#[command(
+    name = "berth-shim",
+    version,
+    about = "Per-container shim: stdio, logs, reaping, exit status"
+)]
 struct Args {
     /// Container id.
     #[arg(long)]

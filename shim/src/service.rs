@@ -297,14 +297,7 @@ impl Service {
             } else {
                 None
             };
-            tokio::spawn(pump(
-                self.clone(),
-                p.clone(),
-                stream,
-                rx,
-                log,
-                open.clone(),
-            ));
+            tokio::spawn(pump(self.clone(), p.clone(), stream, rx, log, open.clone()));
         }
         let svc = self.clone();
         let p = p.clone();
@@ -466,7 +459,9 @@ impl Shim for ShimService {
         let svc = &self.0;
         let r = req.into_inner();
         if r.id.is_empty() || r.bundle.is_empty() {
-            return Err(Status::invalid_argument("create: id and bundle are required"));
+            return Err(Status::invalid_argument(
+                "create: id and bundle are required",
+            ));
         }
         {
             let mut procs = svc.procs.lock().unwrap();
@@ -476,7 +471,10 @@ impl Shim for ShimService {
                     svc.id()
                 )));
             }
-            procs.insert(String::new(), Proc::new("", r.terminal, r.stdin, Vec::new()));
+            procs.insert(
+                String::new(),
+                Proc::new("", r.terminal, r.stdin, Vec::new()),
+            );
         }
         let p = svc.proc("")?;
         *svc.id.lock().unwrap() = r.id.clone();
@@ -573,8 +571,9 @@ impl Shim for ShimService {
         let svc = &self.0;
         let r = req.into_inner();
         valid_exec_id(&r.exec_id)?;
-        serde_json::from_slice::<serde_json::Value>(&r.process)
-            .map_err(|e| Status::invalid_argument(format!("exec {:?}: process JSON: {e}", r.exec_id)))?;
+        serde_json::from_slice::<serde_json::Value>(&r.process).map_err(|e| {
+            Status::invalid_argument(format!("exec {:?}: process JSON: {e}", r.exec_id))
+        })?;
         svc.driver()?;
         let p = {
             let mut procs = svc.procs.lock().unwrap();
@@ -715,7 +714,12 @@ impl Shim for ShimService {
             .await
             .map_err(|e| internal(&e))?;
         svc.paused.store(true, Ordering::SeqCst);
-        svc.publish(pb::EventKind::EventPaused, svc.proc("").ok().as_deref(), 0, "");
+        svc.publish(
+            pb::EventKind::EventPaused,
+            svc.proc("").ok().as_deref(),
+            0,
+            "",
+        );
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -726,7 +730,12 @@ impl Shim for ShimService {
             .await
             .map_err(|e| internal(&e))?;
         svc.paused.store(false, Ordering::SeqCst);
-        svc.publish(pb::EventKind::EventResumed, svc.proc("").ok().as_deref(), 0, "");
+        svc.publish(
+            pb::EventKind::EventResumed,
+            svc.proc("").ok().as_deref(),
+            0,
+            "",
+        );
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -744,7 +753,11 @@ impl Shim for ShimService {
         Ok(Response::new(pb::StatsResponse {
             memory_usage: n(&v["memory"]["usage"]["usage"]),
             // v1 reports "no limit" as a huge page-aligned number.
-            memory_limit: if limit >= i64::MAX as u64 / 2 { 0 } else { limit },
+            memory_limit: if limit >= i64::MAX as u64 / 2 {
+                0
+            } else {
+                limit
+            },
             cpu_usage_ns: n(&v["cpu"]["usage"]["total"]),
             pids_current: n(&v["pids"]["current"]),
             json: v.to_string(),
@@ -804,9 +817,8 @@ impl Shim for ShimService {
             while let Ok(Some(msg)) = input.message().await {
                 match msg.input {
                     Some(Input::Stdin(data)) => {
-                        if pin.write_stdin(&data).await.is_err() {
-                            // Stdin closed or the process is gone: drop further input.
-                        }
+                        // Stdin closed or the process gone: the input is dropped.
+                        let _ = pin.write_stdin(&data).await;
                     }
                     Some(Input::Resize(r)) => {
                         let _ = pin.resize(r.width, r.height);
@@ -819,8 +831,8 @@ impl Shim for ShimService {
         let (want_out, want_err) = (start.stdout, start.stderr);
         let stream: Self::AttachStream = match rx {
             None => Box::pin(tokio_stream::empty()),
-            Some(rx) => Box::pin(
-                tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |item| {
+            Some(rx) => Box::pin(tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(
+                move |item| {
                     // A client too slow to keep up skips what it missed.
                     let (kind, data) = item.ok()?;
                     let want = match kind {
@@ -833,8 +845,8 @@ impl Shim for ShimService {
                             data,
                         })
                     })
-                }),
-            ),
+                },
+            )),
         };
         Ok(Response::new(stream))
     }

@@ -1,0 +1,63 @@
+//! berth-manager: containers and tasks over gRPC, usable without berthd.
+//!
+//! It owns container metadata (a redb store under `--root`), starts one `berth-shim` per task
+//! (state under `--state`: `tasks/<id>/` is both the bundle and the shim's directory), follows
+//! each shim's events and exit, and republishes them on `berth.manager.v1.Events`. It never
+//! runs container processes itself: shims do, through a runc-compatible runtime chosen per
+//! container. Killing the manager leaves shims and containers running; a new manager finds the
+//! shims from its store, reconnects, and reports exits that happened meanwhile.
+//!
+//! [`oci`] turns an image config plus Docker-style options into a complete OCI runtime
+//! config (the containerd `oci.With…` role). [`client`] is the command-line client.
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod manager;
+pub mod oci;
+pub mod store;
+
+use std::sync::Arc;
+
+use berth_proto::manager::{
+    containers_server::ContainersServer, events_server::EventsServer, tasks_server::TasksServer,
+};
+
+/// Serve until SIGINT/SIGTERM. Must run inside a tokio runtime.
+pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
+    let addr = cfg.address.clone();
+    if addr.as_os_str().len() > berth_shim::MAX_SOCKET_PATH {
+        anyhow::bail!(
+            "address {} is {} bytes; a unix socket path holds at most {}",
+            addr.display(),
+            addr.as_os_str().len(),
+            berth_shim::MAX_SOCKET_PATH
+        );
+    }
+    let m = manager::Manager::open(cfg)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message()))?;
+    if let Some(dir) = addr.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(&addr);
+    let listener = tokio::net::UnixListener::bind(&addr)
+        .map_err(|e| anyhow::anyhow!("listen on {}: {e}", addr.display()))?;
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let shutdown = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("signal handler");
+        let mut int = signal(SignalKind::interrupt()).expect("signal handler");
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    };
+    tracing::info!("serving on {}", addr.display());
+    tonic::transport::Server::builder()
+        .add_service(ContainersServer::new(grpc::Containers(Arc::clone(&m))))
+        .add_service(TasksServer::new(grpc::Tasks(Arc::clone(&m))))
+        .add_service(EventsServer::new(grpc::Events(m)))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    let _ = std::fs::remove_file(&addr);
+    Ok(())
+}
