@@ -43,6 +43,8 @@ pub enum Command {
         force: bool,
         ids: Vec<String>,
     },
+    /// Attach to a running container's stdio (forwarding our stdin); exits with its status.
+    Attach { id: String },
     /// Wait for a task to exit; prints and exits with its status.
     Wait { id: String },
     /// Print events as JSON lines.
@@ -186,6 +188,7 @@ pub async fn run(address: &Path, cmd: Command) -> Result<i32> {
             }
             Ok(code)
         }
+        Command::Attach { id } => attach(&mut c, &id, "", false, true, false).await,
         Command::Wait { id } => {
             let r = c
                 .tasks
@@ -382,7 +385,7 @@ async fn run_container(c: &mut Clients, a: RunArgs) -> Result<i32> {
         println!("{}", a.id);
         return Ok(0);
     }
-    let code = attach_and_start(c, &a.id, "", a.tty, a.interactive).await?;
+    let code = attach(c, &a.id, "", a.tty, a.interactive, true).await?;
     if a.rm {
         remove(c, &a.id, true).await?;
     }
@@ -421,7 +424,7 @@ async fn exec(c: &mut Clients, a: ExecArgs) -> Result<i32> {
         println!("{exec_id}");
         return Ok(0);
     }
-    let code = attach_and_start(c, &a.id, &exec_id, a.tty, a.interactive).await?;
+    let code = attach(c, &a.id, &exec_id, a.tty, a.interactive, true).await?;
     let _ = c
         .tasks
         .delete(pb::ProcessRef {
@@ -439,13 +442,14 @@ fn now_nanos() -> u128 {
         .unwrap_or(0)
 }
 
-/// Attach to a created process, start it, copy its output (and our stdin), wait for it.
-async fn attach_and_start(
+/// Attach to a process (and start it if `start`), copy its output (and our stdin), wait for it.
+async fn attach(
     c: &mut Clients,
     id: &str,
     exec_id: &str,
     tty: bool,
     interactive: bool,
+    start: bool,
 ) -> Result<i32> {
     use pb::attach_input::Input;
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::AttachInput>(16);
@@ -477,13 +481,15 @@ async fn attach_and_start(
                 .await;
         }
     }
-    c.tasks
-        .start(pb::ProcessRef {
-            container_id: id.into(),
-            exec_id: exec_id.into(),
-        })
-        .await
-        .map_err(status_msg)?;
+    if start {
+        c.tasks
+            .start(pb::ProcessRef {
+                container_id: id.into(),
+                exec_id: exec_id.into(),
+            })
+            .await
+            .map_err(status_msg)?;
+    }
     if interactive {
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -514,7 +520,17 @@ async fn attach_and_start(
             }
         });
     }
-    while let Ok(Some(chunk)) = out.message().await {
+    let mut broken = false;
+    loop {
+        let chunk = match out.message().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(s) => {
+                broken = true;
+                eprintln!("berth-manager: attach {id}: {}", s.message());
+                break;
+            }
+        };
         if chunk.stream == pb::StreamKind::StreamStderr as i32 {
             let mut e = std::io::stderr().lock();
             let _ = e.write_all(&chunk.data);
@@ -526,6 +542,9 @@ async fn attach_and_start(
         }
     }
     drop(tx);
+    if broken {
+        return Ok(255);
+    }
     let r = c
         .tasks
         .wait(pb::ProcessRef {

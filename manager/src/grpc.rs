@@ -357,7 +357,7 @@ impl pb::events_server::Events for Events {
         let rx = self.0.subscribe();
         let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |e| {
             let e = e.ok()?;
-            (topics.is_empty() || topics.iter().any(|t| *t == e.topic)).then_some(Ok(e))
+            (topics.is_empty() || topics.contains(&e.topic)).then_some(Ok(e))
         });
         Ok(Response::new(Box::pin(stream)))
     }

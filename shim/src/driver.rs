@@ -65,18 +65,17 @@ impl Driver {
         c
     }
 
-    /// Run `args` (the container id is appended), capturing stdout and stderr, feeding
+    /// Run `args` (which name the container), capturing stdout and stderr, feeding
     /// `input` on stdin. Returns stdout.
     pub async fn run(&self, args: &[&str], input: Option<&[u8]>) -> Result<Vec<u8>, Error> {
         let mut c = self.command(args);
-        c.arg(&self.id)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        c.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let log_start = log_len(&self.log);
         let mut child = c.spawn().map_err(|err| self.spawn_error(err))?;
         let status = self.reaper.watch(child.id() as i32);
@@ -109,8 +108,7 @@ impl Driver {
     /// process it makes. Errors come from the runtime's log.
     pub async fn run_with_stdio(&self, args: &[&str], stdio: ChildStdio) -> Result<(), Error> {
         let mut c = self.command(args);
-        c.arg(&self.id)
-            .stdin(Stdio::from(stdio.stdin))
+        c.stdin(Stdio::from(stdio.stdin))
             .stdout(Stdio::from(stdio.stdout))
             .stderr(Stdio::from(stdio.stderr));
         let log_start = log_len(&self.log);
