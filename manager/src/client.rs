@@ -367,13 +367,8 @@ async fn run_container(c: &mut Clients, a: RunArgs) -> Result<i32> {
             stdin: a.interactive,
         })
         .await;
-    if let Err(s) = created {
-        let _ = c
-            .containers
-            .delete(pb::ContainerRef { id: a.id.clone() })
-            .await;
-        return Err(status_msg(s));
-    }
+    // Like `docker run`, a container whose task failed to start is kept (rm removes it).
+    created.map_err(status_msg)?;
     if a.detach {
         c.tasks
             .start(pb::ProcessRef {

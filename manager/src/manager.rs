@@ -627,34 +627,28 @@ impl Manager {
                     return Ok((rec.exit_status, rec.exited_at));
                 }
             }
-            // Wait on our own record: it is set by the shim's report or by shim loss.
+            // Our own record is set by the shim's report or, if the shim is lost, by the
+            // watcher; the shim's Wait answers first when it can.
             let mut rx = self.subscribe();
-            let mut h = self.handle(id)?;
-            let shim_wait = h.client.wait(spb::WaitRequest {
-                exec_id: String::new(),
-            });
-            tokio::pin!(shim_wait);
             loop {
+                match self.store.task(id)? {
+                    None => return Err(Error::TaskNotFound(id.to_string())),
+                    Some(rec) if rec.exited => return Ok((rec.exit_status, rec.exited_at)),
+                    Some(_) => {}
+                }
+                let live = self.handles.lock().unwrap().get(id).cloned();
+                let Some(mut h) = live else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
                 tokio::select! {
-                    r = &mut shim_wait => match r {
-                        Ok(r) => {
+                    r = h.client.wait(spb::WaitRequest { exec_id: String::new() }) => {
+                        if let Ok(r) = r {
                             let r = r.into_inner();
                             return Ok((r.exit_status, r.exited_at));
                         }
-                        Err(_) => {
-                            // The shim went away: the watcher decides the status.
-                            loop {
-                                if let Some(rec) = self.store.task(id)? {
-                                    if rec.exited {
-                                        return Ok((rec.exit_status, rec.exited_at));
-                                    }
-                                } else {
-                                    return Err(Error::TaskNotFound(id.to_string()));
-                                }
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                            }
-                        }
-                    },
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                     e = rx.recv() => {
                         if let Ok(e) = e {
                             if e.topic == "/tasks/exit" && e.id == id && e.exec_id.is_empty() {
@@ -789,8 +783,10 @@ impl Manager {
                     .await
                     .map_err(|s| Error::shim(id, s))?
                     .into_inner();
-                // From here on the shim exiting is expected.
+                // From here on the shim exiting is expected; wait for it to be gone, so that
+                // nothing of the task is left when Delete returns.
                 self.handles.lock().unwrap().remove(id);
+                wait_gone(rec.shim_pid, Duration::from_secs(3)).await;
                 match self.store.task(id)? {
                     Some(r2) if r2.exited => (r2.exit_status, r2.exited_at),
                     _ => (r.exit_status, r.exited_at),
@@ -832,6 +828,21 @@ async fn connect(id: &str, sock: &Path) -> Result<ShimClient<Channel>> {
 fn dead_client() -> ShimClient<Channel> {
     let ch = tonic::transport::Endpoint::from_static("http://dead.invalid").connect_lazy();
     ShimClient::new(ch)
+}
+
+/// Wait until `pid` (a shim: not our child) has exited, or `limit` passed.
+async fn wait_gone(pid: u32, limit: Duration) {
+    if pid == 0 {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.is_empty() || stat.contains(") Z ") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn read_exit_file(dir: &Path) -> Option<(u32, String)> {

@@ -462,3 +462,29 @@ pub fn mounts_containing(needle: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Remove a cgroup directory tree named `name` (relative to each hierarchy root), children
+/// first; cgroup files cannot be unlinked, only the directories removed.
+pub fn remove_cgroup_tree(name: &str) {
+    fn rm(p: &Path) {
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(p);
+    }
+    let root = Path::new("/sys/fs/cgroup");
+    let mut roots = vec![root.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(root) {
+        roots.extend(rd.flatten().map(|e| e.path()));
+    }
+    for r in roots {
+        let p = r.join(name);
+        if p.is_dir() {
+            rm(&p);
+        }
+    }
+}
