@@ -242,11 +242,14 @@ async fn remove(c: &mut Clients, id: &str, force: bool) -> Result<()> {
     let task = c.tasks.get(pb::ContainerRef { id: id.into() }).await;
     if let Ok(t) = task {
         let t = t.into_inner();
+        if t.status == pb::Status::Unknown as i32 {
+            bail!("container {id} is being created (or its shim does not answer): try again");
+        }
         if t.status != pb::Status::Stopped as i32 && t.status != pb::Status::Created as i32 {
             if !force {
                 bail!("container {id} is running: stop it or use -f");
             }
-            let _ = c
+            let killed = c
                 .tasks
                 .kill(pb::KillRequest {
                     container_id: id.into(),
@@ -255,6 +258,12 @@ async fn remove(c: &mut Clients, id: &str, force: bool) -> Result<()> {
                     all: false,
                 })
                 .await;
+            if let Err(s) = killed {
+                // Already finished is fine; anything else would leave us waiting forever.
+                if s.code() != tonic::Code::NotFound {
+                    return Err(status_msg(s));
+                }
+            }
             c.tasks
                 .wait(pb::ProcessRef {
                     container_id: id.into(),
