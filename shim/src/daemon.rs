@@ -139,8 +139,10 @@ fn serve(id: &str, dir: &Path, sock: &Path, ready: OwnedFd) -> anyhow::Result<()
     if let Some(mut w) = ready.take() {
         let _ = w.write_all(b"ok");
     }
+    // One thread, and a small event batch: an idle shim should cost little memory.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_io_events_per_tick(64)
         .build()?;
     rt.block_on(async move {
         let reaper = Reaper::default();

@@ -26,7 +26,7 @@ use crate::{files, sys};
 /// daemonized grandchild may hold stdout open forever).
 const IO_DRAIN: Duration = Duration::from_secs(2);
 /// Output chunk size and how many chunks an attach may fall behind before it skips.
-const CHUNK: usize = 8192;
+const CHUNK: usize = 4096;
 const FANOUT: usize = 64;
 
 type Output = (pb::StreamKind, Vec<u8>);
@@ -171,7 +171,7 @@ impl Service {
             log: Arc::new(Mutex::new(None)),
             log_failing: Arc::new(AtomicBool::new(false)),
             paused: AtomicBool::new(false),
-            events: broadcast::channel(256).0,
+            events: broadcast::channel(32).0,
             console_seq: AtomicU32::new(0),
             shutdown: watch::channel(false).0,
         }
