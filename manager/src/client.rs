@@ -44,9 +44,24 @@ pub enum Command {
         ids: Vec<String>,
     },
     /// Attach to a running container's stdio (forwarding our stdin); exits with its status.
-    Attach { id: String },
+    Attach {
+        id: String,
+    },
+    /// Freeze / thaw all processes of a container.
+    Pause {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+    /// Print a container's resource usage as JSON.
+    Stats {
+        id: String,
+    },
     /// Wait for a task to exit; prints and exits with its status.
-    Wait { id: String },
+    Wait {
+        id: String,
+    },
     /// Print events as JSON lines.
     Events,
 }
@@ -80,6 +95,9 @@ pub struct RunArgs {
     /// User (name, uid, name:group, uid:gid), resolved in the rootfs.
     #[arg(short, long)]
     user: Option<String>,
+    /// Write the json-file log here instead of under the manager's --root.
+    #[arg(long)]
+    log_path: Option<PathBuf>,
     /// Rotate the log at this many bytes.
     #[arg(long, default_value_t = 0)]
     log_max_size: u64,
@@ -187,6 +205,36 @@ pub async fn run(address: &Path, cmd: Command) -> Result<i32> {
                 }
             }
             Ok(code)
+        }
+        Command::Pause { id } => {
+            c.tasks
+                .pause(pb::ContainerRef { id })
+                .await
+                .map_err(status_msg)?;
+            Ok(0)
+        }
+        Command::Resume { id } => {
+            c.tasks
+                .resume(pb::ContainerRef { id })
+                .await
+                .map_err(status_msg)?;
+            Ok(0)
+        }
+        Command::Stats { id } => {
+            let s = c
+                .tasks
+                .stats(pb::ContainerRef { id })
+                .await
+                .map_err(status_msg)?
+                .into_inner();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "memory_usage": s.memory_usage, "memory_limit": s.memory_limit,
+                    "cpu_usage_ns": s.cpu_usage_ns, "pids_current": s.pids_current,
+                })
+            );
+            Ok(0)
         }
         Command::Attach { id } => attach(&mut c, &id, "", false, true, false).await,
         Command::Wait { id } => {
@@ -358,7 +406,11 @@ async fn run_container(c: &mut Clients, a: RunArgs) -> Result<i32> {
                     root: String::new(),
                 }),
                 log: Some(pb::LogConfig {
-                    path: String::new(),
+                    path: a
+                        .log_path
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
                     max_size: a.log_max_size,
                     max_files: a.log_max_files,
                     disabled: false,

@@ -253,6 +253,14 @@ fn run_exec_logs_with_each_runtime() {
             !m.log_of("c2").contains("in-exec"),
             "exec output is not logged"
         );
+        // Pause, resume and stats go through the shim to the runtime and the cgroups.
+        ok(&m.cli(&["pause", "c2"]));
+        assert!(m.ps().contains("paused"), "{runtime}: {}", m.ps());
+        ok(&m.cli(&["resume", "c2"]));
+        assert!(m.ps().contains("running"), "{runtime}: {}", m.ps());
+        let st: serde_json::Value = serde_json::from_str(&ok(&m.cli(&["stats", "c2"]))).unwrap();
+        assert!(st["memory_usage"].as_u64().unwrap() > 0, "{runtime}: {st}");
+        assert!(st["pids_current"].as_u64().unwrap() >= 1, "{runtime}: {st}");
         ok(&m.cli(&["kill", "-s", "KILL", "c2"]));
         let w = m.cli(&["wait", "c2"]);
         assert_eq!(text(&w.stdout).trim(), "137");
@@ -535,4 +543,71 @@ fn bad_input_is_named_and_leaves_nothing() {
         .output()
         .unwrap();
     assert!(text(&shims.stdout).trim().is_empty(), "no shim left");
+}
+
+/// A tmpfs mounted for one test, lazily unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn log_disk_full_keeps_container_running() {
+    if !need_root("log_disk_full_keeps_container_running") {
+        return;
+    }
+    let m = Mgr::new("mfull", false);
+    let logs = m.dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &logs,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=64k"),
+    )
+    .unwrap();
+    let _t = Tmpfs(logs.clone());
+    let events_out = m.dir.path().join("events.out");
+    let mut events = m
+        .cmd(&["events"])
+        .stdout(std::fs::File::create(&events_out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = logs.join("full.log");
+    let log_s = log.display().to_string();
+    ok(&m.run(
+        "full",
+        &["-d", "--log-path", &log_s],
+        &["sh", "-c", "i=0; while true; do echo line $i 0123456789012345678901234567890123456789; i=$((i+1)); done"],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline
+        && !std::fs::read_to_string(&events_out)
+            .unwrap_or_default()
+            .contains("/tasks/log-error")
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ev = std::fs::read_to_string(&events_out).unwrap_or_default();
+    let _ = events.kill();
+    let _ = events.wait();
+    let line = ev
+        .lines()
+        .find(|l| l.contains("/tasks/log-error"))
+        .unwrap_or_else(|| panic!("no log-error event: {ev}"));
+    assert!(line.contains("full.log"), "the error names the log: {line}");
+    // The container keeps running (its output is dropped, it is not blocked or killed).
+    std::thread::sleep(Duration::from_millis(500));
+    let ps = m.ps();
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("full") && l.contains("running")),
+        "{ps}"
+    );
+    ok(&m.cli(&["rm", "-f", "full"]));
 }
