@@ -488,3 +488,36 @@ pub fn remove_cgroup_tree(name: &str) {
         }
     }
 }
+
+/// The OCI JSON schemas and their validator (tests/schemas).
+pub fn schema_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")
+}
+
+/// Validate `json` against the OCI runtime-spec `schema` (e.g. "config-schema.json");
+/// panics with the validator's reasons.
+pub fn validate_schema(schema: &str, json: &str) {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .arg(schema_dir().join("validate.py"))
+        .arg(schema_dir().join("oci-runtime-spec"))
+        .arg(schema)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(json.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "{schema}: {}{}\n{json}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+}

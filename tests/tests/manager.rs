@@ -253,6 +253,11 @@ fn run_exec_logs_with_each_runtime() {
             !m.log_of("c2").contains("in-exec"),
             "exec output is not logged"
         );
+        // The spec the manager generated (Docker's defaults) is valid per the OCI schema.
+        validate_schema(
+            "config-schema.json",
+            &std::fs::read_to_string(m.task_dir("c2").join("config.json")).unwrap(),
+        );
         // Pause, resume and stats go through the shim to the runtime and the cgroups.
         ok(&m.cli(&["pause", "c2"]));
         assert!(m.ps().contains("paused"), "{runtime}: {}", m.ps());

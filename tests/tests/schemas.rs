@@ -2,40 +2,9 @@
 //! (`tests/schemas/oci-runtime-spec`): `state` in every status, `features`, `spec`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use berth_tests::*;
-
-fn schema_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")
-}
-
-/// Validate `json` against `schema`; panics with the validator's reasons.
-fn validate(schema: &str, json: &str) {
-    let mut child = Command::new("python3")
-        .arg(schema_dir().join("validate.py"))
-        .arg(schema_dir().join("oci-runtime-spec"))
-        .arg(schema)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(json.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "{schema}: {}{}\n{json}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-}
 
 #[test]
 fn validator_rejects_bad_documents() {
@@ -66,22 +35,22 @@ fn state_in_every_status_matches_the_schema() {
     let c = Ctr::new(Runtime::Berth, "schema");
     assert!(c.create(&b).success());
     let state = |c: &Ctr| text(&c.verb("state", &[], &[]).stdout);
-    validate("state-schema.json", &state(&c));
+    validate_schema("state-schema.json", &state(&c));
     ok(&c.verb("start", &[], &[]));
-    validate("state-schema.json", &state(&c));
+    validate_schema("state-schema.json", &state(&c));
     ok(&c.verb("pause", &[], &[]));
     // "paused" is runc's extension; the schema knows creating/created/running/stopped.
     let paused = state(&c).replace("\"paused\"", "\"running\"");
-    validate("state-schema.json", &paused);
+    validate_schema("state-schema.json", &paused);
     ok(&c.verb("resume", &[], &[]));
     ok(&c.verb("kill", &[], &["KILL"]));
     c.wait_status("stopped");
-    validate("state-schema.json", &state(&c));
+    validate_schema("state-schema.json", &state(&c));
     // list --format json is an array of the same objects.
     let list: serde_json::Value =
         serde_json::from_str(&ok(&c.raw(&["list", "--format", "json"]))).unwrap();
     for s in list.as_array().unwrap() {
-        validate("state-schema.json", &s.to_string());
+        validate_schema("state-schema.json", &s.to_string());
     }
 }
 
@@ -89,7 +58,7 @@ fn state_in_every_status_matches_the_schema() {
 fn features_and_spec_match_their_schemas() {
     let rt = berth_runtime();
     let f = Command::new(&rt).arg("features").output().unwrap();
-    validate("features-schema.json", &ok(&f));
+    validate_schema("features-schema.json", &ok(&f));
     for rootless in [false, true] {
         let d = TempDir::new("schema-spec");
         let mut cmd = Command::new(&rt);
@@ -98,11 +67,11 @@ fn features_and_spec_match_their_schemas() {
             cmd.arg("--rootless");
         }
         ok(&cmd.output().unwrap());
-        validate(
+        validate_schema(
             "config-schema.json",
             &std::fs::read_to_string(d.path().join("config.json")).unwrap(),
         );
     }
     // The configs the tests themselves use are valid too.
-    validate("config-schema.json", &base_config(&["true"]).to_string());
+    validate_schema("config-schema.json", &base_config(&["true"]).to_string());
 }
