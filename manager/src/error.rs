@@ -37,11 +37,12 @@ pub enum Error {
     },
     #[error("task {id}: {}", status.message())]
     Shim { id: String, status: tonic::Status },
-    #[error("task {id}: shim at {socket}: {message}")]
+    #[error("task {id}: shim at {socket}")]
     ShimGone {
         id: String,
         socket: String,
-        message: String,
+        #[source]
+        err: tonic::transport::Error,
     },
 }
 

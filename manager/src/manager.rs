@@ -438,6 +438,11 @@ impl Manager {
         if self.handles.lock().unwrap().remove(id).is_none() {
             return; // deleted on purpose
         }
+        self.report_lost(id).await;
+    }
+
+    /// Report the exit of a task whose shim is gone (found lost by the watcher or at start).
+    async fn report_lost(&self, id: &str) {
         let Ok(Some(rec)) = self.store.task(id) else {
             return;
         };
@@ -470,16 +475,8 @@ impl Manager {
                     self.watch(rec.id.clone(), client);
                 }
                 Err(_) if rec.exited => {}
-                Err(_) => {
-                    // No shim (killed, or /run lost in a reboot).
-                    self.handles.lock().unwrap().insert(
-                        rec.id.clone(),
-                        Handle {
-                            client: dead_client(),
-                        },
-                    );
-                    self.on_shim_lost(&rec.id).await;
-                }
+                // No shim (killed, or /run lost in a reboot).
+                Err(_) => self.report_lost(&rec.id).await,
             }
         }
         Ok(())
@@ -808,26 +805,11 @@ impl Manager {
 async fn connect(id: &str, sock: &Path) -> Result<ShimClient<Channel>> {
     berth_shim::client::connect(sock)
         .await
-        .map_err(|e| Error::ShimGone {
+        .map_err(|err| Error::ShimGone {
             id: id.to_string(),
             socket: sock.display().to_string(),
-            message: {
-                let mut s = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(c) = src {
-                    s.push_str(": ");
-                    s.push_str(&c.to_string());
-                    src = c.source();
-                }
-                s
-            },
+            err,
         })
-}
-
-/// A client that fails every call (placeholder while a lost shim is being reported).
-fn dead_client() -> ShimClient<Channel> {
-    let ch = tonic::transport::Endpoint::from_static("http://dead.invalid").connect_lazy();
-    ShimClient::new(ch)
 }
 
 /// Wait until `pid` (a shim: not our child) has exited, or `limit` passed.

@@ -80,17 +80,10 @@ impl Store {
 
     /// Insert a container; fails if the id is taken.
     pub fn create_container(&self, c: &ContainerRecord) -> Result<()> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut t = tx.open_table(CONTAINERS).map_err(|e| self.err(e))?;
-            if t.get(c.id.as_str()).map_err(|e| self.err(e))?.is_some() {
-                return Err(Error::ContainerExists(c.id.clone()));
-            }
-            let v = serde_json::to_vec(c).expect("record serializes");
-            t.insert(c.id.as_str(), v.as_slice())
-                .map_err(|e| self.err(e))?;
+        if !self.insert_new(CONTAINERS, &c.id, c)? {
+            return Err(Error::ContainerExists(c.id.clone()));
         }
-        tx.commit().map_err(|e| self.err(e))
+        Ok(())
     }
 
     pub fn put_container(&self, c: &ContainerRecord) -> Result<()> {
@@ -115,17 +108,10 @@ impl Store {
 
     /// Insert a task record; fails if the container already has one.
     pub fn create_task(&self, t: &TaskRecord) -> Result<()> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut tab = tx.open_table(TASKS).map_err(|e| self.err(e))?;
-            if tab.get(t.id.as_str()).map_err(|e| self.err(e))?.is_some() {
-                return Err(Error::TaskExists(t.id.clone()));
-            }
-            let v = serde_json::to_vec(t).expect("record serializes");
-            tab.insert(t.id.as_str(), v.as_slice())
-                .map_err(|e| self.err(e))?;
+        if !self.insert_new(TASKS, &t.id, t)? {
+            return Err(Error::TaskExists(t.id.clone()));
         }
-        tx.commit().map_err(|e| self.err(e))
+        Ok(())
     }
 
     pub fn put_task(&self, t: &TaskRecord) -> Result<()> {
@@ -142,6 +128,26 @@ impl Store {
 
     pub fn delete_task(&self, id: &str) -> Result<bool> {
         self.delete(TASKS, id)
+    }
+
+    /// Insert `v` under `id` in one transaction unless the id is taken; false if it was.
+    fn insert_new<T: Serialize>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        id: &str,
+        v: &T,
+    ) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(table).map_err(|e| self.err(e))?;
+            if t.get(id).map_err(|e| self.err(e))?.is_some() {
+                return Ok(false);
+            }
+            let v = serde_json::to_vec(v).expect("record serializes");
+            t.insert(id, v.as_slice()).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(true)
     }
 
     fn put<T: Serialize>(

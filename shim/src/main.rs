@@ -21,13 +21,7 @@ struct Args {
 fn main() {
     let args = Args::parse();
     if let Err(e) = berth_shim::daemon::start(&args.id, &args.dir) {
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(&format!(": {s}"));
-            src = s.source();
-        }
-        eprintln!("berth-shim: {msg}");
+        eprintln!("berth-shim: {:#}", anyhow::Error::new(e));
         std::process::exit(1);
     }
 }
