@@ -104,6 +104,9 @@ pub struct RunArgs {
     /// Keep this many log files.
     #[arg(long, default_value_t = 1)]
     log_max_files: u32,
+    /// Memory limit (bytes, or with a k/m/g suffix as Docker's -m); swap is not allowed on top.
+    #[arg(short, long, value_parser = parse_bytes)]
+    memory: Option<i64>,
     /// linux.cgroupsPath for the container (default /berth/<id>).
     #[arg(long)]
     cgroup: Option<String>,
@@ -335,6 +338,23 @@ async fn remove(c: &mut Clients, id: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// A size as Docker's `-m` takes it: bytes, or a number with b, k, m or g (powers of 1024).
+fn parse_bytes(s: &str) -> std::result::Result<i64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, mult) = match t.chars().last() {
+        Some('b') => (&t[..t.len() - 1], 1),
+        Some('k') => (&t[..t.len() - 1], 1 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t.as_str(), 1),
+    };
+    num.parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?} is not a size (bytes, or a number with b, k, m or g)"))
+}
+
 async fn run_container(c: &mut Clients, a: RunArgs) -> Result<i32> {
     let (spec, rootfs) = match (&a.rootfs, &a.bundle) {
         (Some(r), _) => {
@@ -349,6 +369,8 @@ async fn run_container(c: &mut Clients, a: RunArgs) -> Result<i32> {
                 tty: a.tty,
                 user: a.user.clone(),
                 cgroups_path: a.cgroup.clone(),
+                memory: a.memory,
+                memory_swap: a.memory,
                 ..Default::default()
             };
             let spec = crate::oci::generate(&a.id, &r, &image, &opts)
@@ -375,6 +397,9 @@ async fn run_container(c: &mut Clients, a: RunArgs) -> Result<i32> {
             }
             if let Some(cg) = &a.cgroup {
                 spec["linux"]["cgroupsPath"] = cg.clone().into();
+            }
+            if let Some(m) = a.memory {
+                spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": m, "swap": m});
             }
             for e in &a.env {
                 if let Some(env) = spec["process"]["env"].as_array_mut() {
@@ -726,5 +751,17 @@ impl Drop for RawTerminal {
             nix::sys::termios::SetArg::TCSANOW,
             &self.saved,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_bytes("16m"), Ok(16 << 20));
+        assert_eq!(super::parse_bytes("1G"), Ok(1 << 30));
+        assert_eq!(super::parse_bytes("4096"), Ok(4096));
+        assert!(super::parse_bytes("-1").is_err());
+        assert!(super::parse_bytes("12q").unwrap_err().contains("\"12q\""));
     }
 }

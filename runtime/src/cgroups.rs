@@ -351,6 +351,18 @@ impl Cgroup {
         false
     }
 
+    /// Where the memory controller reports OOM kills: the v1 memory directory (`false`), or
+    /// the v2 directory with `memory.events` (`true`). None without a memory controller.
+    pub fn memory_dir(&self) -> Option<(&Path, bool)> {
+        if let Some(dir) = self.dir("memory") {
+            return Some((dir, false));
+        }
+        if self.v2 {
+            return self.unified_dir().map(|d| (d, true));
+        }
+        None
+    }
+
     /// How many times the OOM killer fired in this cgroup.
     pub fn oom_kills(&self) -> u64 {
         let from = |text: String, key: &str| {

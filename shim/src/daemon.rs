@@ -148,31 +148,64 @@ fn serve(id: &str, dir: &Path, sock: &Path, ready: OwnedFd) -> anyhow::Result<()
         let reaper = Reaper::default();
         tokio::spawn(reaper.clone().run());
         let svc = Arc::new(Service::new(dir, reaper));
-        let mut shutdown = svc.shutdown.subscribe();
         let listener = tokio::net::UnixListener::from_std(listener)?;
-        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        let server = tonic::transport::Server::builder()
-            .add_service(berth_proto::shim::shim_server::ShimServer::new(
-                ShimService(svc.clone()),
-            ))
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-                // Let the reply to Delete go out first.
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            });
         tracing::debug!(id, "serving");
-        // Open attach streams may hold a graceful shutdown: give them a second.
-        let mut stop = svc.shutdown.subscribe();
-        tokio::select! {
-            r = server => r?,
-            _ = async {
-                let _ = stop.wait_for(|s| *s).await;
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            } => {}
-        }
+        serve_connections(listener, svc.clone()).await;
         let _ = std::fs::remove_file(dir.join(files::SOCKET));
         anyhow::Ok(())
     })
+}
+
+/// Accept connections until the service asks to shut down (after Delete), serving each over
+/// HTTP/2 with the generated `Shim` service. gRPC needs nothing more: no router (one service),
+/// no HTTP/1; so only this much of hyper is linked into (and resident in) every shim.
+async fn serve_connections(listener: tokio::net::UnixListener, svc: Arc<Service>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+
+    let grpc = berth_proto::shim::shim_server::ShimServer::new(ShimService(svc.clone()));
+    let mut shutdown = svc.shutdown.subscribe();
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let stream = match r {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!("accept on shim socket: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = TowerToHyperService::new(grpc.clone());
+                let mut stop = svc.shutdown.subscribe();
+                conns.spawn(async move {
+                    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(conn);
+                    let r = tokio::select! {
+                        r = conn.as_mut() => r,
+                        _ = async { drop(stop.wait_for(|s| *s).await) } => {
+                            // GOAWAY: in-flight calls (the Delete reply) finish, then it closes.
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    };
+                    if let Err(e) = r {
+                        tracing::debug!("shim connection: {e}");
+                    }
+                });
+            }
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    // Connections close gracefully (the reply to Delete goes out); open attach streams may
+    // hold theirs: give them a second.
+    drop(listener);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
 }
 
 /// stdin/stdout to /dev/null, stderr (our log) to `log`.

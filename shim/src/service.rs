@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use berth_proto::shim as pb;
 use berth_proto::shim::shim_server::Shim;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{broadcast, watch};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -122,6 +122,8 @@ pub struct Service {
     log: Arc<Mutex<Option<JsonLog>>>,
     log_failing: Arc<AtomicBool>,
     paused: AtomicBool,
+    /// An OOM kill was seen in the container's cgroup (Docker's State.OOMKilled).
+    oom_killed: AtomicBool,
     events: broadcast::Sender<pb::Event>,
     console_seq: AtomicU32,
     /// Set when the shim should exit (after the init is deleted).
@@ -171,6 +173,7 @@ impl Service {
             log: Arc::new(Mutex::new(None)),
             log_failing: Arc::new(AtomicBool::new(false)),
             paused: AtomicBool::new(false),
+            oom_killed: AtomicBool::new(false),
             events: broadcast::channel(32).0,
             console_seq: AtomicU32::new(0),
             shutdown: watch::channel(false).0,
@@ -307,7 +310,12 @@ impl Service {
             let mut done = p.io_done.subscribe();
             let _ = tokio::time::timeout(IO_DRAIN, done.wait_for(|d| *d)).await;
             if p.exec_id.is_empty() {
-                let rec = serde_json::json!({"pid": pid, "exit_status": status, "exited_at": at});
+                let rec = serde_json::json!({
+                    "pid": pid,
+                    "exit_status": status,
+                    "exited_at": at,
+                    "oom_killed": svc.oom_killed.load(Ordering::SeqCst),
+                });
                 if let Err(e) = berth_runtime::state::write_atomic(
                     &svc.dir.join(files::EXIT),
                     rec.to_string().as_bytes(),
@@ -321,6 +329,33 @@ impl Service {
             svc.publish(pb::EventKind::EventExit, Some(&p), status, "");
         });
         Ok(())
+    }
+
+    /// Publish EVENT_OOM for every OOM kill in the init's memory cgroup, until the cgroup goes.
+    fn watch_oom(self: &Arc<Self>, init: &Arc<Proc>) {
+        let pid = init.pid.load(Ordering::SeqCst) as i32;
+        let cgroup = berth_runtime::cgroups::Layout::detect()
+            .and_then(|l| berth_runtime::cgroups::Cgroup::of_pid(&l, pid));
+        let dir = match &cgroup {
+            Ok(cg) => cg.memory_dir().map(|(d, v2)| (d.to_path_buf(), v2)),
+            Err(e) => {
+                tracing::warn!("no OOM events: cgroup of pid {pid}: {e}");
+                None
+            }
+        };
+        let Some((dir, v2)) = dir else { return };
+        let svc = self.clone();
+        let init = init.clone();
+        tokio::spawn(async move {
+            let r = crate::oom::watch(&dir, v2, || {
+                svc.oom_killed.store(true, Ordering::SeqCst);
+                svc.publish(pb::EventKind::EventOom, Some(&init), 0, "");
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::warn!("{}", chain(&e));
+            }
+        });
     }
 
     async fn start_exec(self: &Arc<Self>, p: &Arc<Proc>) -> Result<u32, Status> {
@@ -363,7 +398,7 @@ async fn pump(
     svc: Arc<Service>,
     p: Arc<Proc>,
     stream: LogStream,
-    mut rx: tokio::net::unix::pipe::Receiver,
+    rx: tokio::net::unix::pipe::Receiver,
     log: Option<Arc<Mutex<Option<JsonLog>>>>,
     open: Arc<AtomicU32>,
 ) {
@@ -371,12 +406,24 @@ async fn pump(
         LogStream::Stdout => pb::StreamKind::StreamStdout,
         LogStream::Stderr => pb::StreamKind::StreamStderr,
     };
-    let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = match rx.read(&mut buf).await {
+        // Wait first, then read into a stack buffer: an idle process's pumps then hold no
+        // buffer at all while they wait (the buffer is not part of the future's state).
+        if rx.readable().await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; CHUNK];
+        let n = match rx.try_read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
             // A pty master reads EIO once the last slave is closed: that is its EOF.
             Err(_) => break,
         };
@@ -520,6 +567,7 @@ impl Shim for ShimService {
             Ok(pid) => {
                 *svc.driver.lock().unwrap() = Some(driver);
                 svc.publish(pb::EventKind::EventCreate, Some(&p), 0, "");
+                svc.watch_oom(&p);
                 Ok(Response::new(pb::CreateResponse { pid }))
             }
             Err(e) => {

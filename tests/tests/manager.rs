@@ -616,3 +616,63 @@ fn log_disk_full_keeps_container_running() {
     );
     ok(&m.cli(&["rm", "-f", "full"]));
 }
+
+/// A container that outgrows its memory limit is OOM-killed: the shim sees it in the cgroup
+/// (eventfd on v1, memory.events on v2), the manager publishes /tasks/oom before the exit, and
+/// the exit status is 137.
+#[test]
+fn oom_kill_is_reported_with_each_runtime() {
+    if !need_root("oom_kill_is_reported_with_each_runtime") {
+        return;
+    }
+    for (runtime, crun) in each_runtime() {
+        let m = Mgr::new("moom", crun);
+        let events_out = m.dir.path().join("events.out");
+        let mut events = m
+            .cmd(&["events"])
+            .stdout(std::fs::File::create(&events_out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut extra = vec!["-m", "16m"];
+        if !runtime.is_empty() {
+            extra.extend(["--runtime", runtime]);
+        }
+        // dd's 64 MiB block is allocated and filled from /dev/zero: far over 16 MiB.
+        let o = m.run(
+            "hog",
+            &extra,
+            &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+        );
+        assert_eq!(o.status.code(), Some(137), "{runtime}: {}", text(&o.stderr));
+        // A well-behaved container under the same limit sees no OOM event.
+        let o = m.run("calm", &extra, &["sh", "-c", "exit 0"]);
+        assert_eq!(o.status.code(), Some(0), "{runtime}: {}", text(&o.stderr));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let has = |id: &str, topic: &str| {
+            std::fs::read_to_string(&events_out)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.contains(topic) && l.contains(&format!("\"id\":\"{id}\"")))
+        };
+        while Instant::now() < deadline && !has("calm", "/tasks/exit") {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = events.kill();
+        let _ = events.wait();
+        let ev = std::fs::read_to_string(&events_out).unwrap_or_default();
+        assert!(has("hog", "/tasks/oom"), "{runtime}: no oom event: {ev}");
+        assert!(!has("calm", "/tasks/oom"), "{runtime}: {ev}");
+        let topics: Vec<&str> = ev
+            .lines()
+            .filter(|l| l.contains("\"id\":\"hog\""))
+            .filter_map(|l| l.split("\"topic\":\"").nth(1)?.split('"').next())
+            .collect();
+        let oom = topics.iter().position(|t| *t == "/tasks/oom").unwrap();
+        let exit = topics.iter().position(|t| *t == "/tasks/exit").unwrap();
+        assert!(oom < exit, "{runtime}: oom before exit: {topics:?}");
+        ok(&m.cli(&["rm", "hog"]));
+        ok(&m.cli(&["rm", "calm"]));
+    }
+}
