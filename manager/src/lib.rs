@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod images;
 pub mod manager;
 pub mod oci;
 pub mod store;

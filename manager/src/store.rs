@@ -12,6 +12,11 @@ use crate::error::{Error, Result};
 
 const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+/// Image records, snapshots and leases (see `images`).
+pub(crate) const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+pub(crate) const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
+pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 /// A container: metadata only (what to run), no process.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -70,6 +75,10 @@ impl Store {
         let tx = s.db.begin_write().map_err(|e| s.err(e))?;
         tx.open_table(CONTAINERS).map_err(|e| s.err(e))?;
         tx.open_table(TASKS).map_err(|e| s.err(e))?;
+        for t in [IMAGES, SNAPSHOTS, LEASES] {
+            tx.open_table(t).map_err(|e| s.err(e))?;
+        }
+        tx.open_table(COUNTERS).map_err(|e| s.err(e))?;
         tx.commit().map_err(|e| s.err(e))?;
         Ok(s)
     }
@@ -130,8 +139,48 @@ impl Store {
         self.delete(TASKS, id)
     }
 
+    /// The next value of a named counter (1, 2, …), persisted.
+    pub(crate) fn next_id(&self, name: &str) -> Result<u64> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let n = {
+            let mut t = tx.open_table(COUNTERS).map_err(|e| self.err(e))?;
+            let n = t
+                .get(name)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value())
+                .unwrap_or(0)
+                + 1;
+            t.insert(name, n).map_err(|e| self.err(e))?;
+            n
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n)
+    }
+
+    /// In one transaction: insert `new_id` (refused, false, if taken) and remove `old_id`.
+    pub(crate) fn rename<T: Serialize>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        old_id: &str,
+        new_id: &str,
+        v: &T,
+    ) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(table).map_err(|e| self.err(e))?;
+            if t.get(new_id).map_err(|e| self.err(e))?.is_some() {
+                return Ok(false);
+            }
+            let v = serde_json::to_vec(v).expect("record serializes");
+            t.insert(new_id, v.as_slice()).map_err(|e| self.err(e))?;
+            t.remove(old_id).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(true)
+    }
+
     /// Insert `v` under `id` in one transaction unless the id is taken; false if it was.
-    fn insert_new<T: Serialize>(
+    pub(crate) fn insert_new<T: Serialize>(
         &self,
         table: TableDefinition<&str, &[u8]>,
         id: &str,
@@ -150,7 +199,7 @@ impl Store {
         Ok(true)
     }
 
-    fn put<T: Serialize>(
+    pub(crate) fn put<T: Serialize>(
         &self,
         table: TableDefinition<&str, &[u8]>,
         id: &str,
@@ -165,7 +214,7 @@ impl Store {
         tx.commit().map_err(|e| self.err(e))
     }
 
-    fn get<T: for<'de> Deserialize<'de>>(
+    pub(crate) fn get<T: for<'de> Deserialize<'de>>(
         &self,
         table: TableDefinition<&str, &[u8]>,
         id: &str,
@@ -178,7 +227,7 @@ impl Store {
         Ok(serde_json::from_slice(v.value()).ok())
     }
 
-    fn all<T: for<'de> Deserialize<'de>>(
+    pub(crate) fn all<T: for<'de> Deserialize<'de>>(
         &self,
         table: TableDefinition<&str, &[u8]>,
     ) -> Result<Vec<T>> {
@@ -194,7 +243,7 @@ impl Store {
         Ok(out)
     }
 
-    fn delete(&self, table: TableDefinition<&str, &[u8]>, id: &str) -> Result<bool> {
+    pub(crate) fn delete(&self, table: TableDefinition<&str, &[u8]>, id: &str) -> Result<bool> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         let existed = {
             let mut t = tx.open_table(table).map_err(|e| self.err(e))?;
