@@ -69,8 +69,12 @@ pub enum Command {
 #[derive(Args)]
 pub struct RunArgs {
     /// Root filesystem directory (a spec with Docker's defaults is generated).
-    #[arg(long, conflicts_with = "bundle")]
+    #[arg(long, conflicts_with_all = ["bundle", "image"])]
     rootfs: Option<PathBuf>,
+    /// An image in the manager's store, by its full name (e.g. docker.io/library/busybox:latest):
+    /// unpacked, a snapshot prepared on it as the container's layer, its config applied.
+    #[arg(long, conflicts_with = "bundle")]
+    image: Option<String>,
     /// OCI bundle directory (its config.json is used as it is).
     #[arg(long)]
     bundle: Option<PathBuf>,
@@ -141,6 +145,9 @@ struct Clients {
     containers: ContainersClient<Channel>,
     tasks: TasksClient<Channel>,
     events: EventsClient<Channel>,
+    content: berth_proto::manager::content_client::ContentClient<Channel>,
+    images: berth_proto::manager::images_client::ImagesClient<Channel>,
+    snapshots: berth_proto::manager::snapshots_client::SnapshotsClient<Channel>,
 }
 
 async fn dial(address: &Path) -> Result<Clients> {
@@ -150,7 +157,10 @@ async fn dial(address: &Path) -> Result<Clients> {
     Ok(Clients {
         containers: ContainersClient::new(ch.clone()),
         tasks: TasksClient::new(ch.clone()),
-        events: EventsClient::new(ch),
+        events: EventsClient::new(ch.clone()),
+        content: berth_proto::manager::content_client::ContentClient::new(ch.clone()),
+        images: berth_proto::manager::images_client::ImagesClient::new(ch.clone()),
+        snapshots: berth_proto::manager::snapshots_client::SnapshotsClient::new(ch),
     })
 }
 
@@ -355,7 +365,139 @@ fn parse_bytes(s: &str) -> std::result::Result<i64, String> {
         .ok_or_else(|| format!("{s:?} is not a size (bytes, or a number with b, k, m or g)"))
 }
 
+/// A whole blob from the manager's content store.
+async fn read_blob(c: &mut Clients, digest: &str) -> Result<Vec<u8>> {
+    let mut s = c
+        .content
+        .read(pb::ReadContentRequest {
+            digest: digest.to_string(),
+            offset: 0,
+        })
+        .await
+        .map_err(status_msg)?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = s.message().await.map_err(status_msg)? {
+        out.extend_from_slice(&chunk.data);
+    }
+    Ok(out)
+}
+
+/// The run-relevant part of image `name`'s config (this host's platform).
+async fn image_config(c: &mut Clients, name: &str) -> Result<crate::oci::ImageConfig> {
+    use crate::images::manifest;
+    let img = c
+        .images
+        .get(pb::ImageRef {
+            name: name.to_string(),
+        })
+        .await
+        .map_err(status_msg)?
+        .into_inner();
+    let t = img.target.unwrap_or_default();
+    let (mut digest, mut mt) = (t.digest, t.media_type);
+    let platform = crate::images::host_platform();
+    for _ in 0..4 {
+        let bytes = read_blob(c, &digest).await?;
+        if mt.is_empty() {
+            mt = manifest::sniff(&bytes);
+        }
+        if manifest::is_index(&mt) {
+            let idx = manifest::parse_index(&bytes, &digest)?;
+            let e = manifest::choose(&idx, &platform)
+                .ok_or_else(|| anyhow!("image {name}: no manifest for {platform}"))?;
+            digest = e.digest.clone();
+            mt = e.media_type.clone();
+            continue;
+        }
+        let m = manifest::parse_manifest(&bytes, &digest)?;
+        let cfg: manifest::ImageConfig =
+            serde_json::from_slice(&read_blob(c, &m.config.digest).await?)
+                .with_context(|| format!("image {name}: config {}", m.config.digest))?;
+        let rc = cfg.config.unwrap_or_default();
+        return Ok(crate::oci::ImageConfig {
+            entrypoint: rc.entrypoint.unwrap_or_default(),
+            cmd: rc.cmd.unwrap_or_default(),
+            env: rc.env.unwrap_or_default(),
+            working_dir: rc.working_dir,
+            user: rc.user,
+            stop_signal: rc.stop_signal,
+            volumes: rc
+                .volumes
+                .map(|v| v.into_keys().collect())
+                .unwrap_or_default(),
+        });
+    }
+    bail!("image {name}: indexes nest too deep")
+}
+
+/// Unpack `image`, prepare snapshot `id` on it, and generate the spec with its config (the
+/// snapshot is mounted on a temporary directory meanwhile, to read /etc/passwd and group).
+async fn spec_from_image(c: &mut Clients, a: &RunArgs, image: &str) -> Result<serde_json::Value> {
+    let chain = c
+        .images
+        .unpack(pb::UnpackRequest {
+            name: image.to_string(),
+            lease: String::new(),
+        })
+        .await
+        .map_err(status_msg)?
+        .into_inner()
+        .chain_id;
+    let cfg = image_config(c, image).await?;
+    let mounts = c
+        .snapshots
+        .prepare(pb::PrepareSnapshotRequest {
+            key: a.id.clone(),
+            parent: chain,
+            labels: Default::default(),
+        })
+        .await
+        .map_err(status_msg)?
+        .into_inner()
+        .mounts;
+    let mounts: Vec<crate::images::snapshots::Mount> = mounts
+        .into_iter()
+        .map(|m| crate::images::snapshots::Mount {
+            kind: m.r#type,
+            source: m.source,
+            options: m.options,
+        })
+        .collect();
+    let tmp = std::env::temp_dir().join(format!("berth-rootfs-{}-{}", a.id, std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let spec = (|| -> Result<serde_json::Value> {
+        crate::images::snapshots::mount_all(&mounts, &tmp)?;
+        let opts = crate::oci::Options {
+            args: (!a.args.is_empty()).then(|| a.args.clone()),
+            env: a.env.clone(),
+            tty: a.tty,
+            user: a.user.clone(),
+            cgroups_path: a.cgroup.clone(),
+            memory: a.memory,
+            memory_swap: a.memory,
+            ..Default::default()
+        };
+        let r = crate::oci::generate(&a.id, &tmp, &cfg, &opts)
+            .with_context(|| format!("container {}", a.id));
+        let _ = nix::mount::umount2(&tmp, nix::mount::MntFlags::MNT_DETACH);
+        r
+    })();
+    let _ = std::fs::remove_dir(&tmp);
+    if spec.is_err() {
+        let _ = c
+            .snapshots
+            .remove(pb::SnapshotRef { key: a.id.clone() })
+            .await;
+    }
+    spec
+}
+
 async fn run_container(c: &mut Clients, a: RunArgs) -> Result<i32> {
+    if let Some(image) = a.image.clone() {
+        let spec = spec_from_image(c, &a, &image).await?;
+        return create_and_run(c, a, spec, String::new(), image).await;
+    }
     let (spec, rootfs) = match (&a.rootfs, &a.bundle) {
         (Some(r), _) => {
             let r = std::fs::canonicalize(r).with_context(|| format!("rootfs {}", r.display()))?;
@@ -410,6 +552,16 @@ async fn run_container(c: &mut Clients, a: RunArgs) -> Result<i32> {
         }
         (None, None) => bail!("run: give --rootfs DIR or --bundle DIR"),
     };
+    create_and_run(c, a, spec, rootfs, String::new()).await
+}
+
+async fn create_and_run(
+    c: &mut Clients,
+    a: RunArgs,
+    spec: serde_json::Value,
+    rootfs: String,
+    image: String,
+) -> Result<i32> {
     let labels = a
         .label
         .iter()
@@ -419,7 +571,8 @@ async fn run_container(c: &mut Clients, a: RunArgs) -> Result<i32> {
                 .ok_or_else(|| anyhow!("label {l:?} is not KEY=VALUE"))
         })
         .collect::<Result<_>>()?;
-    c.containers
+    let created_container = c
+        .containers
         .create(pb::CreateContainerRequest {
             container: Some(pb::Container {
                 id: a.id.clone(),
@@ -440,11 +593,26 @@ async fn run_container(c: &mut Clients, a: RunArgs) -> Result<i32> {
                     max_files: a.log_max_files,
                     disabled: false,
                 }),
+                snapshot_key: if image.is_empty() {
+                    String::new()
+                } else {
+                    a.id.clone()
+                },
+                image: image.clone(),
                 ..Default::default()
             }),
         })
-        .await
-        .map_err(status_msg)?;
+        .await;
+    if let Err(s) = created_container {
+        if !image.is_empty() {
+            // The snapshot prepared for it would otherwise be left behind.
+            let _ = c
+                .snapshots
+                .remove(pb::SnapshotRef { key: a.id.clone() })
+                .await;
+        }
+        return Err(status_msg(s));
+    }
     let created = c
         .tasks
         .create(pb::CreateTaskRequest {

@@ -37,6 +37,8 @@ pub enum Error {
     },
     #[error("task {id}: {}", status.message())]
     Shim { id: String, status: tonic::Status },
+    #[error(transparent)]
+    Images(Box<crate::images::Error>),
     #[error("task {id}: shim at {socket}")]
     ShimGone {
         id: String,
@@ -73,6 +75,7 @@ impl Error {
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Shim { status, .. } => status.code(),
             Error::ShimGone { .. } => Code::Unavailable,
+            Error::Images(e) => e.code(),
             Error::Store { .. } | Error::Io { .. } | Error::ShimStart { .. } => Code::Internal,
         }
     }

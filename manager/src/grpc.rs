@@ -36,6 +36,7 @@ pub fn to_pb(c: ContainerRecord) -> pb::Container {
             disabled: false,
         }),
         image: c.image,
+        snapshot_key: c.snapshot_key,
         created_at: c.created_at,
         updated_at: c.updated_at,
     }
@@ -61,6 +62,7 @@ fn from_pb(c: pb::Container) -> Result<ContainerRecord, Status> {
         log_max_size: log.max_size,
         log_max_files: log.max_files,
         image: c.image,
+        snapshot_key: c.snapshot_key,
         created_at: String::new(),
         updated_at: String::new(),
     })

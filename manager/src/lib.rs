@@ -22,7 +22,9 @@ pub mod store;
 use std::sync::Arc;
 
 use berth_proto::manager::{
-    containers_server::ContainersServer, events_server::EventsServer, tasks_server::TasksServer,
+    containers_server::ContainersServer, content_server::ContentServer,
+    events_server::EventsServer, images_server::ImagesServer, leases_server::LeasesServer,
+    snapshots_server::SnapshotsServer, tasks_server::TasksServer,
 };
 
 /// Serve until SIGINT/SIGTERM. Must run inside a tokio runtime.
@@ -56,7 +58,19 @@ pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     tonic::transport::Server::builder()
         .add_service(ContainersServer::new(grpc::Containers(Arc::clone(&m))))
         .add_service(TasksServer::new(grpc::Tasks(Arc::clone(&m))))
-        .add_service(EventsServer::new(grpc::Events(m)))
+        .add_service(EventsServer::new(grpc::Events(Arc::clone(&m))))
+        .add_service(ContentServer::new(images::grpc::ContentService(
+            m.images.clone(),
+        )))
+        .add_service(ImagesServer::new(images::grpc::ImagesService(
+            m.images.clone(),
+        )))
+        .add_service(SnapshotsServer::new(images::grpc::SnapshotsService(
+            m.images.clone(),
+        )))
+        .add_service(LeasesServer::new(images::grpc::LeasesService(
+            m.images.clone(),
+        )))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     let _ = std::fs::remove_file(&addr);

@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::images::Images;
 use crate::store::{ContainerRecord, Store, TaskRecord};
 
 /// A live task: a connected shim.
@@ -24,7 +25,9 @@ struct Handle {
 
 pub struct Manager {
     pub cfg: Config,
-    store: Store,
+    store: Arc<Store>,
+    /// Content, image records, snapshots, leases.
+    pub images: Images,
     events: broadcast::Sender<mpb::Envelope>,
     handles: Mutex<HashMap<String, Handle>>,
     /// One lock per id, held across create/delete of its container or task.
@@ -58,10 +61,13 @@ impl Manager {
         for d in [&cfg.root, &cfg.state] {
             std::fs::create_dir_all(d).map_err(|e| Error::io("create directory", d, e))?;
         }
-        let store = Store::open(&cfg.root.join("meta.redb"))?;
+        let store = Arc::new(Store::open(&cfg.root.join("meta.redb"))?);
+        let images =
+            Images::open(&cfg.root, store.clone()).map_err(|e| Error::Images(Box::new(e)))?;
         let m = Arc::new(Manager {
             cfg,
             store,
+            images,
             events: broadcast::channel(1024).0,
             handles: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
@@ -192,6 +198,12 @@ impl Manager {
             )));
         }
         self.store.delete_container(id)?;
+        if !c.snapshot_key.is_empty() {
+            match self.images.snapshots.remove(&c.snapshot_key) {
+                Ok(()) | Err(crate::images::Error::SnapshotNotFound(_)) => {}
+                Err(e) => tracing::warn!(container_id = id, "remove its snapshot: {e}"),
+            }
+        }
         // The log directory we made for it (not a path the caller chose elsewhere).
         let default_dir = self.cfg.root.join("containers").join(id);
         if Path::new(&c.log_path).starts_with(&default_dir) {
@@ -252,7 +264,7 @@ impl Manager {
             Ok(t) => Ok(t),
             Err(e) => {
                 let _ = self.store.delete_task(id);
-                let _ = std::fs::remove_dir_all(&dir);
+                remove_task_dir(&dir);
                 Err(e)
             }
         }
@@ -265,7 +277,7 @@ impl Manager {
     ) -> Result<mpb::Task> {
         let id = c.id.clone();
         let dir = rec.dir.clone();
-        let _ = std::fs::remove_dir_all(&dir);
+        remove_task_dir(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create task directory", &dir, e))?;
         std::fs::create_dir_all(&rec.runtime_root)
             .map_err(|e| Error::io("create runtime root", &rec.runtime_root, e))?;
@@ -273,6 +285,19 @@ impl Manager {
         let mut spec = c.spec.clone();
         if !c.rootfs.is_empty() {
             spec["root"]["path"] = c.rootfs.clone().into();
+        }
+        if !c.snapshot_key.is_empty() {
+            let rootfs = dir.join("rootfs");
+            std::fs::create_dir_all(&rootfs)
+                .map_err(|e| Error::io("create rootfs mount point", &rootfs, e))?;
+            let mounts = self
+                .images
+                .snapshots
+                .mounts(&c.snapshot_key)
+                .map_err(|e| Error::Images(Box::new(e)))?;
+            crate::images::snapshots::mount_all(&mounts, &rootfs)
+                .map_err(|e| Error::Images(Box::new(e)))?;
+            spec["root"]["path"] = rootfs.display().to_string().into();
         }
         if spec.get("process").is_some() {
             spec["process"]["terminal"] = rec.terminal.into();
@@ -794,10 +819,35 @@ impl Manager {
                 (rec.exit_status, rec.exited_at.clone())
             }
         };
-        let _ = std::fs::remove_dir_all(&rec.dir);
+        remove_task_dir(&rec.dir);
         self.store.delete_task(id)?;
         self.publish("/tasks/delete", id, "", rec.pid, status, "");
         Ok((status, at))
+    }
+}
+
+/// Remove a task directory, unmounting its rootfs (a snapshot mount) first: removing files
+/// through a live mount would delete the container's layer.
+pub fn remove_task_dir(dir: &Path) {
+    let rootfs = dir.join("rootfs");
+    while nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+    // Never recurse into a mount that would not go away.
+    if is_mount_point(&rootfs) {
+        tracing::error!(
+            "{} is still mounted: leaving {}",
+            rootfs.display(),
+            dir.display()
+        );
+        return;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn is_mount_point(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
     }
 }
 

@@ -33,6 +33,9 @@ pub struct ContainerRecord {
     pub log_max_size: u64,
     pub log_max_files: u32,
     pub image: String,
+    /// A snapshot mounted as the root filesystem for each task ("" for `rootfs`).
+    #[serde(default)]
+    pub snapshot_key: String,
     pub created_at: String,
     pub updated_at: String,
 }

@@ -7,6 +7,7 @@
 //! (under a lease), records the image, and asks for an unpack.
 
 pub mod content;
+pub mod grpc;
 pub mod layer;
 pub mod manifest;
 pub mod snapshots;
@@ -138,6 +139,11 @@ pub struct Lease {
     pub content: Vec<String>,
     pub snapshots: Vec<String>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// RFC 3339 UTC, as every record here stores times.
+pub fn now_rfc3339() -> String {
+    berth_runtime::state::now_rfc3339()
 }
 
 fn now_secs() -> u64 {
@@ -403,6 +409,19 @@ impl Images {
     }
 
     // --- garbage collection
+
+    /// Snapshot keys that containers use as their root filesystem.
+    pub fn container_snapshots(&self) -> Vec<String> {
+        self.store
+            .containers()
+            .map(|cs| {
+                cs.into_iter()
+                    .map(|c| c.snapshot_key)
+                    .filter(|k| !k.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 
     /// Remove blobs, snapshots and ingests that no image, container snapshot (`keep_snapshots`)
     /// or live lease references. Expired leases are removed first.

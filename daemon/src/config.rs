@@ -1,0 +1,132 @@
+//! daemon.json: the settings berthd shares with dockerd (registry mirrors, insecure
+//! registries, data root, …) plus `registry-fallback`, which Docker lacks: false means a
+//! docker.io image is looked up only on the mirrors, never on Docker Hub itself (tests and
+//! air-gapped hosts).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct Config {
+    pub registry_mirrors: Vec<String>,
+    pub insecure_registries: Vec<String>,
+    /// Try Docker Hub after the mirrors (Docker's behaviour). Default true.
+    pub registry_fallback: bool,
+    pub data_root: Option<PathBuf>,
+    /// Parallel layer downloads per pull (Docker's max-concurrent-downloads).
+    pub max_concurrent_downloads: usize,
+    pub max_concurrent_uploads: usize,
+    pub debug: bool,
+    /// Every other daemon.json key, kept (and ignored here) so a dockerd file loads.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            registry_mirrors: Vec::new(),
+            insecure_registries: Vec::new(),
+            registry_fallback: true,
+            data_root: None,
+            max_concurrent_downloads: 3,
+            max_concurrent_uploads: 5,
+            debug: false,
+            other: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("read config file {}: {e}", path.display()))?;
+        let c: Config = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        for m in &c.registry_mirrors {
+            if !(m.starts_with("http://") || m.starts_with("https://")) {
+                anyhow::bail!(
+                    "config file {}: registry mirror {m:?} must be an http:// or https:// URL",
+                    path.display()
+                );
+            }
+        }
+        if c.max_concurrent_downloads == 0 {
+            anyhow::bail!(
+                "config file {}: max-concurrent-downloads must be at least 1",
+                path.display()
+            );
+        }
+        Ok(c)
+    }
+
+    /// Is `host` (host[:port]) to be reached over plain HTTP / unverified TLS? Loopback
+    /// registries are, as with Docker; so are hosts and CIDRs listed in insecure-registries.
+    pub fn insecure(&self, host: &str) -> bool {
+        let bare = host_only(host);
+        if bare == "localhost" {
+            return true;
+        }
+        let ip = bare
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok();
+        if ip.is_some_and(|i| i.is_loopback()) {
+            return true;
+        }
+        self.insecure_registries.iter().any(|r| {
+            if r == host || r == bare {
+                return true;
+            }
+            match (ip, r.split_once('/')) {
+                (Some(std::net::IpAddr::V4(a)), Some((net, bits))) => {
+                    let (Ok(n), Ok(b)) = (net.parse::<std::net::Ipv4Addr>(), bits.parse::<u32>())
+                    else {
+                        return false;
+                    };
+                    if b > 32 {
+                        return false;
+                    }
+                    let mask = if b == 0 { 0 } else { u32::MAX << (32 - b) };
+                    u32::from(a) & mask == u32::from(n) & mask
+                }
+                _ => false,
+            }
+        })
+    }
+}
+
+fn host_only(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split(']')
+            .next()
+            .map(|h| &host[..h.len() + 1])
+            .unwrap_or(host);
+    }
+    host.split(':').next().unwrap_or(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insecure_hosts() {
+        let c = Config {
+            insecure_registries: vec!["reg.example:5000".into(), "10.1.0.0/16".into()],
+            ..Default::default()
+        };
+        assert!(c.insecure("127.0.0.1:5000"));
+        assert!(c.insecure("localhost:1"));
+        assert!(c.insecure("[::1]:5000"));
+        assert!(c.insecure("reg.example:5000"));
+        assert!(c.insecure("10.1.2.3:443"));
+        assert!(!c.insecure("10.2.0.1"));
+        assert!(!c.insecure("docker.io"));
+    }
+}

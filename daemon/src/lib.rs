@@ -1,0 +1,13 @@
+//! berthd's library: image references with Docker's normalisation ([`reference`]), daemon.json
+//! ([`config`]), an OCI distribution client ([`registry`]), and image operations on top of
+//! berth-manager's content store and snapshotter ([`images`]: pull, push, import, tag,
+//! remove, list, inspect, history; [`archive`]: save and load).
+//!
+//! What it leaves to neighbours: blobs, snapshots, unpacking and garbage collection live in
+//! berth-manager (reached over gRPC, [`manager`]); the Docker Engine API comes next.
+
+pub mod config;
+pub mod images;
+pub mod manager;
+pub mod reference;
+pub mod registry;
