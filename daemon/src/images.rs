@@ -118,6 +118,40 @@ impl Images {
         }
     }
 
+    /// Drop leases of berthd processes that are gone (killed mid-pull, say), so that the next
+    /// collection removes what they left half-written.
+    pub async fn reconcile(&self) -> Result<usize, Error> {
+        let leases = self
+            .mgr
+            .leases
+            .clone()
+            .list(pb::Empty {})
+            .await?
+            .into_inner()
+            .leases;
+        let mut dropped = 0;
+        for l in leases {
+            let mut parts = l.id.splitn(3, '-');
+            let (Some(kind), Some(pid)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            if !matches!(kind, "pull" | "import" | "load") {
+                continue;
+            }
+            let Ok(pid) = pid.parse::<u32>() else {
+                continue;
+            };
+            let alive = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("berthd"))
+                .unwrap_or(false);
+            if !alive {
+                self.mgr.drop_lease(&l.id).await;
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
     // ---- pull
 
     pub async fn pull(&self, reference: &str, progress: OnProgress) -> Result<Resolved, Error> {

@@ -112,6 +112,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mgr = Mgr::connect(&args.manager).await?;
     let reg = Arc::new(Registry::new(Arc::new(cfg), docker_credentials()));
     let images = Images::new(mgr.clone(), reg);
+    images.reconcile().await?;
     let Command::Image(cmd) = args.command;
     match cmd {
         ImageCmd::Pull { reference } => {

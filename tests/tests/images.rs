@@ -1,0 +1,730 @@
+//! Images end to end: berthd (image commands) + berth-manager (content store, snapshots)
+//! against Debian's docker-registry started by each test on 127.0.0.1 with a free port.
+//! Test images are made offline: the busybox-static rootfs as a tarball, imported.
+//! No test talks to anything but loopback; a mirror test proves docker.io names resolve on the
+//! mirror with Docker Hub fallback off.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_tests::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A docker-registry on 127.0.0.1:port, storage under `dir`, killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    storage: PathBuf,
+}
+
+impl Registry {
+    fn start(dir: &Path, auth: Option<(&str, &str)>) -> Registry {
+        let port = free_port();
+        let storage = dir.join(format!("registry-{port}"));
+        std::fs::create_dir_all(&storage).unwrap();
+        let mut cfg = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            storage.display()
+        );
+        if let Some((u, p)) = auth {
+            let o = Command::new("htpasswd")
+                .args(["-Bbn", u, p])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "htpasswd: {}", text(&o.stderr));
+            let file = storage.join("htpasswd");
+            std::fs::write(&file, &o.stdout).unwrap();
+            cfg.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        let cfg_path = storage.join("config.yml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let log = std::fs::File::create(storage.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg_path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry)");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "registry did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry {
+            child,
+            port,
+            storage,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The registry's file for a blob (to corrupt it on purpose).
+    fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A manager (own root/state/socket) and the berthd command line for it.
+struct Env {
+    dir: TempDir,
+    mgr: Option<Child>,
+    cg: String,
+}
+
+impl Env {
+    fn new(tag: &str) -> Env {
+        let dir = TempDir::new(tag);
+        let mut e = Env {
+            dir,
+            mgr: None,
+            cg: unique_id("cg"),
+        };
+        e.start_manager();
+        e
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.path().join("m.sock")
+    }
+
+    fn start_manager(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("manager.log"))
+            .unwrap();
+        let _ = std::fs::remove_file(self.sock());
+        let child = Command::new(bin_dir().join("berth-manager"))
+            .arg("--address")
+            .arg(self.sock())
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--state")
+            .arg(d.join("st"))
+            .args(["--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.mgr = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.sock().exists() {
+            assert!(Instant::now() < deadline, "manager did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn daemon_json(&self, v: serde_json::Value) {
+        std::fs::write(self.dir.path().join("daemon.json"), v.to_string()).unwrap();
+    }
+
+    fn docker_login(&self, host: &str, user: &str, pass: &str) {
+        let d = self.dir.path().join("docker");
+        std::fs::create_dir_all(&d).unwrap();
+        let auth = base64(&format!("{user}:{pass}"));
+        std::fs::write(
+            d.join("config.json"),
+            serde_json::json!({"auths": {host: {"auth": auth}}}).to_string(),
+        )
+        .unwrap();
+    }
+
+    fn berthd_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("timeout");
+        c.arg("120")
+            .arg(bin_dir().join("berthd"))
+            .arg("--manager")
+            .arg(self.sock())
+            .arg("--config-file")
+            .arg(self.dir.path().join("daemon.json"))
+            .args(args)
+            .env("DOCKER_CONFIG", self.dir.path().join("docker"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn berthd(&self, args: &[&str]) -> Output {
+        self.berthd_cmd(args).output().unwrap()
+    }
+
+    fn mgr(&self, args: &[&str]) -> Output {
+        Command::new("timeout")
+            .arg("60")
+            .arg(bin_dir().join("berth-manager"))
+            .arg("--address")
+            .arg(self.sock())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// A one-layer image of the busybox rootfs, named `name`; returns its ID.
+    fn busybox_image(&self, name: &str) -> String {
+        let rootfs = self.dir.path().join("rootfs");
+        if !rootfs.exists() {
+            make_rootfs(&rootfs);
+        }
+        let tar = self.dir.path().join("rootfs.tar");
+        if !tar.exists() {
+            let o = Command::new("tar")
+                .arg("-C")
+                .arg(&rootfs)
+                .arg("-cf")
+                .arg(&tar)
+                .arg(".")
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", text(&o.stderr));
+        }
+        let t = tar.display().to_string();
+        ok(&self.berthd(&["image", "import", &t, name, "--cmd", "sh"]))
+            .trim()
+            .to_string()
+    }
+
+    fn blobs(&self) -> Vec<String> {
+        std::fs::read_dir(self.root().join("content/blobs/sha256"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn ingests(&self) -> usize {
+        std::fs::read_dir(self.root().join("content/ingest"))
+            .map(|rd| rd.count())
+            .unwrap_or(0)
+    }
+
+    fn snapshot_dirs(&self) -> usize {
+        std::fs::read_dir(self.root().join("snapshots"))
+            .map(|rd| rd.count())
+            .unwrap_or(0)
+    }
+
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(&self.berthd(&["image", "inspect", name]))).unwrap();
+        v[0].clone()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.mgr.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        remove_cgroup_tree(&self.cg);
+    }
+}
+
+fn base64(s: &str) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// make image → push → remove locally (and collect) → pull → run: same manifest digest and
+/// image ID, the container runs from the pulled layers, its writes land in its own layer.
+#[test]
+fn push_pull_run_round_trip() {
+    if !need_root("push_pull_run_round_trip") {
+        return;
+    }
+    let env = Env::new("img-rt");
+    let reg = Registry::start(env.dir.path(), None);
+    let name = format!("{}/test/busybox:1", reg.host());
+    let id = env.busybox_image(&name);
+    assert!(id.starts_with("sha256:"), "{id}");
+    let push = ok(&env.berthd(&["image", "push", &name]));
+    let pushed = push
+        .lines()
+        .find_map(|l| l.split("digest: ").nth(1))
+        .unwrap_or_else(|| panic!("no digest in push output: {push}"))
+        .trim()
+        .to_string();
+    let rm = ok(&env.berthd(&["image", "rm", &name]));
+    assert!(rm.contains("Untagged") && rm.contains("Deleted"), "{rm}");
+    // Nothing of the image is left in the store.
+    assert!(env.blobs().is_empty(), "blobs left: {:?}", env.blobs());
+    assert_eq!(env.snapshot_dirs(), 0);
+    let pull = ok(&env.berthd(&["image", "pull", &name]));
+    assert!(pull.contains(&format!("Digest: {pushed}")), "{pull}");
+    let info = env.inspect(&name);
+    assert_eq!(
+        info["Id"],
+        id.as_str(),
+        "same image ID after the round trip"
+    );
+    assert_eq!(
+        info["RepoDigests"][0],
+        format!("{}/test/busybox@{pushed}", reg.host()).as_str()
+    );
+    // Run it: the image's Cmd is sh; our args replace it.
+    let cg = format!("/{}/c1", env.cg);
+    let o = env.mgr(&[
+        "run",
+        "--image",
+        &name,
+        "--cgroup",
+        &cg,
+        "c1",
+        "sh",
+        "-c",
+        "echo from-image > /made-here; cat /made-here; ls /bin/busybox",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "from-image\n/bin/busybox\n");
+    // The write is in the container's own snapshot, not in the shared image layer.
+    let written: Vec<PathBuf> = std::fs::read_dir(env.root().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("fs/made-here"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(
+        std::fs::read_to_string(&written[0]).unwrap(),
+        "from-image\n"
+    );
+    ok(&env.mgr(&["rm", "c1"]));
+    assert!(
+        !written[0].exists(),
+        "the container layer goes with the container"
+    );
+    assert!(
+        mounts_containing(&env.dir.path().display().to_string()).is_empty(),
+        "rootfs unmounted"
+    );
+}
+
+/// daemon.json registry-mirrors with registry-fallback false: `busybox` is
+/// docker.io/library/busybox:latest, fetched from the loopback mirror; a name the mirror lacks
+/// fails fast and says so, without reaching for Docker Hub.
+#[test]
+fn mirror_serves_docker_hub_names_offline() {
+    if !need_root("mirror_serves_docker_hub_names_offline") {
+        return;
+    }
+    let env = Env::new("img-mirror");
+    let reg = Registry::start(env.dir.path(), None);
+    let on_mirror = format!("{}/library/busybox:latest", reg.host());
+    env.busybox_image(&on_mirror);
+    ok(&env.berthd(&["image", "push", &on_mirror]));
+    ok(&env.berthd(&["image", "rm", &on_mirror]));
+    env.daemon_json(serde_json::json!({
+        "registry-mirrors": [format!("http://{}", reg.host())],
+        "registry-fallback": false,
+    }));
+    let pull = ok(&env.berthd(&["image", "pull", "busybox"]));
+    assert!(pull.contains("docker.io/library/busybox:latest"), "{pull}");
+    let info = env.inspect("busybox");
+    assert_eq!(info["RepoTags"][0], "busybox:latest");
+    let t = Instant::now();
+    let o = env.berthd(&["image", "pull", "busybox:no-such-tag"]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("no-such-tag") && err.contains(&reg.host()),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "failed fast");
+    // With no mirror and no fallback, nothing is contacted at all.
+    env.daemon_json(serde_json::json!({"registry-fallback": false}));
+    let o = env.berthd(&["image", "pull", "alpine"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("registry-fallback"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// A registry with htpasswd basic auth: refused without credentials (named), works with the
+/// docker config's `auths`.
+#[test]
+fn basic_auth_registry() {
+    if !need_root("basic_auth_registry") {
+        return;
+    }
+    let env = Env::new("img-auth");
+    let reg = Registry::start(env.dir.path(), Some(("berth", "s3cret")));
+    let name = format!("{}/private/busybox:1", reg.host());
+    env.busybox_image(&name);
+    let o = env.berthd(&["image", "push", &name]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("unauthorized"),
+        "{}",
+        text(&o.stderr)
+    );
+    env.docker_login(&reg.host(), "berth", "wrong");
+    let o = env.berthd(&["image", "push", &name]);
+    assert!(!o.status.success(), "wrong password refused");
+    env.docker_login(&reg.host(), "berth", "s3cret");
+    ok(&env.berthd(&["image", "push", &name]));
+    ok(&env.berthd(&["image", "rm", &name]));
+    ok(&env.berthd(&["image", "pull", &name]));
+}
+
+fn curl(args: &[&str]) -> String {
+    let o = Command::new("curl")
+        .args(["-sS", "-f"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "curl {args:?}: {}", text(&o.stderr));
+    text(&o.stdout)
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let mut c = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(data).unwrap();
+    let mut out = String::new();
+    c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    c.wait().unwrap();
+    out.split_whitespace().next().unwrap().to_string()
+}
+
+/// Put a blob into a repository with the distribution API (monolithic upload).
+fn upload_blob(host: &str, repo: &str, data: &[u8], dir: &Path) -> String {
+    let digest = format!("sha256:{}", sha256_hex(data));
+    let f = dir.join("blob.tmp");
+    std::fs::write(&f, data).unwrap();
+    let hdrs = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-X",
+        "POST",
+        &format!("http://{host}/v2/{repo}/blobs/uploads/"),
+    ]);
+    let loc = hdrs
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Location: ")
+                .or_else(|| l.strip_prefix("location: "))
+        })
+        .unwrap()
+        .trim()
+        .to_string();
+    let loc = if loc.starts_with("http") {
+        loc
+    } else {
+        format!("http://{host}{loc}")
+    };
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", f.display()),
+        &format!("{loc}{sep}digest={digest}"),
+    ]);
+    digest
+}
+
+/// A multi-platform index whose other entries are a foreign architecture and an attestation:
+/// the pull takes this host's manifest and the image runs.
+#[test]
+fn multi_platform_index_picks_this_host() {
+    if !need_root("multi_platform_index_picks_this_host") {
+        return;
+    }
+    let env = Env::new("img-multi");
+    let reg = Registry::start(env.dir.path(), None);
+    let host = reg.host();
+    let amd = format!("{host}/multi/busybox:amd64");
+    env.busybox_image(&amd);
+    ok(&env.berthd(&["image", "push", &amd]));
+    let amd_manifest = curl(&[
+        "-H",
+        "Accept: application/vnd.oci.image.manifest.v1+json",
+        &format!("http://{host}/v2/multi/busybox/manifests/amd64"),
+    ]);
+    // A foreign (s390x) image: a tiny layer and config.
+    let mut layer = Vec::new();
+    {
+        let f = env.dir.path().join("foreign");
+        std::fs::create_dir_all(&f).unwrap();
+        std::fs::write(f.join("hello"), "s390x\n").unwrap();
+        let o = Command::new("tar")
+            .arg("-C")
+            .arg(&f)
+            .args(["-cf", "-", "hello"])
+            .output()
+            .unwrap();
+        layer.extend_from_slice(&o.stdout);
+    }
+    let layer_digest = upload_blob(&host, "multi/busybox", &layer, env.dir.path());
+    let cfg = serde_json::json!({
+        "architecture": "s390x", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    })
+    .to_string();
+    let cfg_digest = upload_blob(&host, "multi/busybox", cfg.as_bytes(), env.dir.path());
+    let foreign = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg_digest, "size": cfg.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+    })
+    .to_string();
+    let put = |tag: &str, mt: &str, body: &str| {
+        let f = env.dir.path().join(format!("{tag}.json"));
+        std::fs::write(&f, body).unwrap();
+        curl(&[
+            "-X",
+            "PUT",
+            "-H",
+            &format!("Content-Type: {mt}"),
+            "--data-binary",
+            &format!("@{}", f.display()),
+            &format!("http://{host}/v2/multi/busybox/manifests/{tag}"),
+        ]);
+        format!("sha256:{}", sha256_hex(body.as_bytes()))
+    };
+    let oci_manifest = "application/vnd.oci.image.manifest.v1+json";
+    let foreign_digest = put("s390x", oci_manifest, &foreign);
+    let amd_digest = format!("sha256:{}", sha256_hex(amd_manifest.as_bytes()));
+    // Attestations come first in real indexes: it must be skipped, not chosen.
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": oci_manifest, "digest": foreign_digest, "size": foreign.len(),
+             "platform": {"os": "unknown", "architecture": "unknown"},
+             "annotations": {"vnd.docker.reference.type": "attestation-manifest",
+                             "vnd.docker.reference.digest": amd_digest}},
+            {"mediaType": oci_manifest, "digest": foreign_digest, "size": foreign.len(),
+             "platform": {"os": "linux", "architecture": "s390x"}},
+            {"mediaType": oci_manifest, "digest": amd_digest, "size": amd_manifest.len(),
+             "platform": {"os": "linux", "architecture": "amd64"}},
+        ],
+    })
+    .to_string();
+    put("multi", "application/vnd.oci.image.index.v1+json", &index);
+    ok(&env.berthd(&["image", "rm", &amd]));
+    let name = format!("{host}/multi/busybox:multi");
+    ok(&env.berthd(&["image", "pull", &name]));
+    let info = env.inspect(&name);
+    assert_eq!(info["Architecture"], "amd64");
+    // The foreign layer was not fetched.
+    assert!(!env.blobs().contains(&layer_digest[7..].to_string()));
+    let cg = format!("/{}/m1", env.cg);
+    let o = env.mgr(&[
+        "run", "--image", &name, "--cgroup", &cg, "--rm", "m1", "echo", "ran",
+    ]);
+    assert_eq!(text(&o.stdout), "ran\n", "{}", text(&o.stderr));
+}
+
+/// A registry serving bytes that do not match the digest: the pull fails naming both digests,
+/// and nothing is kept (no blob, no ingest, no image).
+#[test]
+fn wrong_digest_from_registry_is_rejected() {
+    if !need_root("wrong_digest_from_registry_is_rejected") {
+        return;
+    }
+    let env = Env::new("img-digest");
+    let reg = Registry::start(env.dir.path(), None);
+    let name = format!("{}/bad/busybox:1", reg.host());
+    env.busybox_image(&name);
+    ok(&env.berthd(&["image", "push", &name]));
+    let info = env.inspect(&name);
+    let layer = info["Descriptor"]["digest"].as_str().unwrap().to_string();
+    // The layer digest: read the manifest from the store.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.root().join("content/blobs/sha256").join(&layer[7..])).unwrap(),
+    )
+    .unwrap();
+    let layer_digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&env.berthd(&["image", "rm", &name]));
+    // Same size, other bytes.
+    let f = reg.blob_file(&layer_digest);
+    let mut data = std::fs::read(&f).unwrap();
+    let n = data.len();
+    data[n / 2] ^= 0xff;
+    std::fs::write(&f, &data).unwrap();
+    let o = env.berthd(&["image", "pull", &name]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&layer_digest) && err.contains("digest"),
+        "{err}"
+    );
+    assert!(
+        !env.blobs().contains(&layer_digest[7..].to_string()),
+        "bad blob not kept"
+    );
+    ok(&env.berthd(&["image", "prune"]));
+    assert_eq!(env.ingests(), 0);
+    assert!(env.blobs().is_empty(), "{:?}", env.blobs());
+    assert!(!env.berthd(&["image", "inspect", &name]).status.success());
+}
+
+/// Malformed references are refused by name, before anything is contacted.
+#[test]
+fn bad_references_are_named() {
+    if !need_root("bad_references_are_named") {
+        return;
+    }
+    let env = Env::new("img-ref");
+    for r in [
+        "Busybox",
+        "busybox:",
+        "a//b",
+        "busybox@sha256:123",
+        "localhost:port/x",
+    ] {
+        let o = env.berthd(&["image", "pull", r]);
+        assert!(!o.status.success(), "{r}");
+        let err = text(&o.stderr);
+        assert!(
+            err.contains("invalid reference") && err.contains(r),
+            "{r}: {err}"
+        );
+    }
+}
+
+/// kill -9 of berthd in the middle of a pull: the next berthd drops the dead pull's lease, a
+/// prune collects the partial data, and pulling again works.
+#[test]
+fn kill9_during_pull_is_reconciled() {
+    if !need_root("kill9_during_pull_is_reconciled") {
+        return;
+    }
+    let env = Env::new("img-kill");
+    let reg = Registry::start(env.dir.path(), None);
+    // A big layer (random bytes do not compress) so the pull takes a while.
+    let big = env.dir.path().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    let mut data = vec![0u8; 48 << 20];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(big.join("random"), &data).unwrap();
+    let tar = env.dir.path().join("big.tar");
+    let o = Command::new("tar")
+        .arg("-C")
+        .arg(&big)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let name = format!("{}/big/data:1", reg.host());
+    let t = tar.display().to_string();
+    ok(&env.berthd(&["image", "import", &t, &name]));
+    ok(&env.berthd(&["image", "push", &name]));
+    ok(&env.berthd(&["image", "rm", &name]));
+    assert!(env.blobs().is_empty());
+    let mut pull = env
+        .berthd_cmd(&["image", "pull", &name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ingest_data = || {
+        std::fs::read_dir(env.root().join("content/ingest"))
+            .map(|rd| {
+                rd.flatten().any(|e| {
+                    e.path()
+                        .join("data")
+                        .metadata()
+                        .map(|m| m.len() > 0)
+                        .unwrap_or(false)
+                })
+            })
+            .unwrap_or(false)
+    };
+    while !ingest_data() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // `timeout` runs berthd as its child: kill -9 the berthd itself.
+    let berthd_pid =
+        std::fs::read_to_string(format!("/proc/{}/task/{}/children", pull.id(), pull.id()))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+    assert!(!berthd_pid.is_empty(), "berthd is running");
+    let _ = Command::new("kill").args(["-9", &berthd_pid]).status();
+    let _ = pull.wait();
+    assert!(
+        env.ingests() > 0 || !env.blobs().is_empty(),
+        "killed mid-pull"
+    );
+    // The next berthd reconciles: the dead pull's lease goes, prune collects its data.
+    let prune = ok(&env.berthd(&["image", "prune"]));
+    assert_eq!(env.ingests(), 0, "{prune}");
+    assert!(env.blobs().is_empty(), "{:?}", env.blobs());
+    ok(&env.berthd(&["image", "pull", &name]));
+    assert_eq!(env.inspect(&name)["RepoTags"][0], name.as_str());
+}
