@@ -824,7 +824,7 @@ pub fn now_rfc3339() -> String {
     berth_manager::images::now_rfc3339()
 }
 
-fn unique() -> String {
+pub(crate) fn unique() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())

@@ -79,6 +79,18 @@ enum ImageCmd {
     History { image: String },
     /// Remove what no image, container or lease uses.
     Prune,
+    /// Write images to an archive (OCI layout plus Docker's manifest.json).
+    Save {
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Load images from an archive (Docker or OCI).
+    Load {
+        #[arg(short, long)]
+        input: PathBuf,
+    },
 }
 
 fn printer() -> OnProgress {
@@ -273,6 +285,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     format!("{:.1}MB", size as f64 / 1e6),
                     h.comment
                 );
+            }
+        }
+        ImageCmd::Save {
+            output,
+            images: names,
+        } => {
+            berth_daemon::archive::save(&images, &names, &output).await?;
+        }
+        ImageCmd::Load { input } => {
+            for line in berth_daemon::archive::load(&images, &input).await? {
+                println!("{line}");
             }
         }
         ImageCmd::Prune => {

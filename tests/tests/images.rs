@@ -728,3 +728,70 @@ fn kill9_during_pull_is_reconciled() {
     ok(&env.berthd(&["image", "pull", &name]));
     assert_eq!(env.inspect(&name)["RepoTags"][0], name.as_str());
 }
+
+/// save → rm → load gives the same image ID; the archive loads into podman (a Docker/OCI
+/// reader we did not write) with the same ID, and podman's Docker and OCI archives load here.
+#[test]
+fn save_load_round_trip_and_podman_archives() {
+    if !need_root("save_load_round_trip_and_podman_archives") {
+        return;
+    }
+    let env = Env::new("img-save");
+    let name = "localhost/saved/busybox:1";
+    let id = env.busybox_image(name);
+    let archive = env.dir.path().join("saved.tar");
+    let a = archive.display().to_string();
+    ok(&env.berthd(&["image", "save", "-o", &a, name]));
+    ok(&env.berthd(&["image", "rm", name]));
+    assert!(env.blobs().is_empty());
+    let out = ok(&env.berthd(&["image", "load", "-i", &a]));
+    assert!(out.contains(&format!("Loaded image: {name}")), "{out}");
+    assert_eq!(env.inspect(name)["Id"], id.as_str());
+    if !have("podman") {
+        return;
+    }
+    let pod = env.dir.path().join("podman");
+    let podman = |args: &[&str]| {
+        Command::new("podman")
+            .arg("--root")
+            .arg(pod.join("root"))
+            .arg("--runroot")
+            .arg(pod.join("run"))
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    ok(&podman(&["load", "-i", &a]));
+    let pid = ok(&podman(&["image", "inspect", "--format", "{{.Id}}", name]));
+    assert_eq!(
+        pid.trim(),
+        id.trim_start_matches("sha256:"),
+        "podman sees the same ID"
+    );
+    for format in ["docker-archive", "oci-archive"] {
+        let f = env.dir.path().join(format!("{format}.tar"));
+        let fs = f.display().to_string();
+        ok(&podman(&["save", "--format", format, "-o", &fs, name]));
+        ok(&env.berthd(&["image", "rm", name]));
+        let out = ok(&env.berthd(&["image", "load", "-i", &fs]));
+        assert!(out.contains("Loaded image"), "{format}: {out}");
+        assert_eq!(env.inspect(name)["Id"], id.as_str(), "{format}");
+        let cg = format!("/{}/{format}", env.cg);
+        let o = env.mgr(&[
+            "run",
+            "--image",
+            &format!("{name}"),
+            "--cgroup",
+            &cg,
+            "--rm",
+            format,
+            "echo",
+            "ok",
+        ]);
+        assert_eq!(text(&o.stdout), "ok\n", "{format}: {}", text(&o.stderr));
+    }
+    let _ = podman(&["rmi", "-af"]);
+    let _ = Command::new("umount").arg("-R").arg(&pod).output();
+}
