@@ -782,7 +782,7 @@ fn save_load_round_trip_and_podman_archives() {
         let o = env.mgr(&[
             "run",
             "--image",
-            &format!("{name}"),
+            name,
             "--cgroup",
             &cg,
             "--rm",
