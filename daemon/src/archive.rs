@@ -528,16 +528,10 @@ async fn record(
     }
     for (name, line) in full {
         images
-            .mgr
-            .images
-            .clone()
-            .create(pb::CreateImageRequest {
-                image: Some(pb::Image {
-                    name: name.clone(),
-                    target: Some(desc.clone()),
-                    ..Default::default()
-                }),
-                replace: true,
+            .set_name(pb::Image {
+                name: name.clone(),
+                target: Some(desc.clone()),
+                ..Default::default()
             })
             .await?;
         // Another platform's image is kept, not unpacked.

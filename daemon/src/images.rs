@@ -299,14 +299,7 @@ impl Images {
             .collect(),
             ..Default::default()
         };
-        self.mgr
-            .images
-            .clone()
-            .create(pb::CreateImageRequest {
-                image: Some(record),
-                replace: true,
-            })
-            .await?;
+        self.set_name(record).await?;
         progress(Progress {
             id: String::new(),
             status: "Extracting".into(),
@@ -331,6 +324,95 @@ impl Images {
     }
 
     // ---- local images
+
+    /// Record `img` under its name. A name that moves to another image leaves the old image
+    /// dangling (`<none>:<none>`, kept under its ID) unless another name still holds it.
+    pub async fn set_name(&self, img: pb::Image) -> Result<(), Error> {
+        if let Some(old) = self.mgr.image(&img.name).await? {
+            let moved =
+                old.target.as_ref().map(|t| &t.digest) != img.target.as_ref().map(|t| &t.digest);
+            if moved && !img.name.starts_with("sha256:") {
+                if let Ok(res) = self.resolve_record(&old).await {
+                    let id = res.id().to_string();
+                    let mut held = false;
+                    for other in self.mgr.images().await? {
+                        if other.name == old.name {
+                            continue;
+                        }
+                        if self
+                            .resolve_record(&other)
+                            .await
+                            .map(|o| o.id() == id)
+                            .unwrap_or(false)
+                        {
+                            held = true;
+                            break;
+                        }
+                    }
+                    if !held {
+                        let mut dangling = old.clone();
+                        dangling.name = id;
+                        dangling.labels.remove("berth.repo-digest");
+                        self.mgr
+                            .images
+                            .clone()
+                            .create(pb::CreateImageRequest {
+                                image: Some(dangling),
+                                replace: true,
+                            })
+                            .await?;
+                    }
+                }
+            }
+        }
+        // An ID-only record of the same image is no longer needed once it has a name.
+        if !img.name.starts_with("sha256:") {
+            if let Ok(res) = self.resolve_record(&img).await {
+                let _ = self
+                    .mgr
+                    .images
+                    .clone()
+                    .delete(pb::ImageRef {
+                        name: res.id().to_string(),
+                    })
+                    .await;
+            }
+        }
+        self.mgr
+            .images
+            .clone()
+            .create(pb::CreateImageRequest {
+                image: Some(img),
+                replace: true,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// `docker image prune`: remove dangling images, then collect what nothing references.
+    pub async fn prune(&self) -> Result<(Vec<String>, pb::GarbageCollectResponse), Error> {
+        let mut removed = Vec::new();
+        for img in self.mgr.images().await? {
+            if img.name.starts_with("sha256:") {
+                self.mgr
+                    .images
+                    .clone()
+                    .delete(pb::ImageRef {
+                        name: img.name.clone(),
+                    })
+                    .await?;
+                removed.push(img.name);
+            }
+        }
+        let gc = self
+            .mgr
+            .images
+            .clone()
+            .garbage_collect(pb::Empty {})
+            .await?
+            .into_inner();
+        Ok((removed, gc))
+    }
 
     /// Find a local image by reference, full or short ID (config digest), or digest.
     pub async fn find(&self, what: &str) -> Result<pb::Image, Error> {
@@ -414,14 +496,7 @@ impl Images {
         let mut rec = src.clone();
         rec.name = t.to_string();
         rec.labels.remove("berth.repo-digest");
-        self.mgr
-            .images
-            .clone()
-            .create(pb::CreateImageRequest {
-                image: Some(rec),
-                replace: true,
-            })
-            .await?;
+        self.set_name(rec).await?;
         Ok(t.to_string())
     }
 
@@ -790,14 +865,7 @@ impl Images {
             }),
             ..Default::default()
         };
-        self.mgr
-            .images
-            .clone()
-            .create(pb::CreateImageRequest {
-                image: Some(record),
-                replace: true,
-            })
-            .await?;
+        self.set_name(record).await?;
         if p == self.platform
             || (p.os == self.platform.os && p.architecture == self.platform.architecture)
         {

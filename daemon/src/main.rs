@@ -11,7 +11,6 @@ use berth_daemon::images::{short, Images, OnProgress, Progress};
 use berth_daemon::manager::Mgr;
 use berth_daemon::reference::Reference;
 use berth_daemon::registry::{docker_credentials, Registry};
-use berth_proto::manager as pb;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -299,14 +298,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         ImageCmd::Prune => {
-            let r = mgr
-                .images
-                .clone()
-                .garbage_collect(pb::Empty {})
-                .await?
-                .into_inner();
-            for b in &r.blobs {
-                println!("deleted: {b}");
+            let (dangling, r) = images.prune().await?;
+            for d in &dangling {
+                println!("Deleted Images:\ndeleted: {d}");
             }
             println!(
                 "Total reclaimed space: {:.1}MB ({} blobs, {} snapshots, {} ingests)",
