@@ -980,3 +980,230 @@ fn dangling_images_are_pruned() {
     assert_ne!(o.status.code(), Some(0));
     assert!(text(&o.stderr).contains("sh"), "{}", text(&o.stderr));
 }
+
+/// One request the proxy saw.
+#[derive(Clone, Debug)]
+struct Seen {
+    host: String,
+    method: String,
+    path: String,
+    range: Option<String>,
+    authorization: bool,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    seen: Vec<Seen>,
+    /// Cut the body of the first full GET of this blob after half of it.
+    cut_blob: Option<String>,
+    cut_done: bool,
+    /// Answer blob GETs on 127.0.0.1 with a redirect to http://localhost:<port> (another
+    /// host), where this header is added before forwarding (a signed storage URL).
+    redirect_with_auth: Option<String>,
+}
+
+/// A one-request-per-connection HTTP proxy in front of a registry, for fault injection.
+struct Proxy {
+    port: u16,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        // Also listen on ::1? No: "localhost" resolves to 127.0.0.1 first here.
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ProxyState::default()));
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { break };
+                let st = st.clone();
+                std::thread::spawn(move || {
+                    let _ = proxy_one(c, upstream, port, &st);
+                });
+            }
+        });
+        Proxy { port, state }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+}
+
+fn proxy_one(
+    mut c: TcpStream,
+    upstream: u16,
+    port: u16,
+    st: &std::sync::Mutex<ProxyState>,
+) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if c.read(&mut b)? == 0 {
+            return Ok(());
+        }
+        head.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let first = lines.next().unwrap_or("").to_string();
+    let mut parts = first.split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let get = |k: &str| headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.clone());
+    let host = get("host").unwrap_or_default();
+    let seen = Seen {
+        host: host.clone(),
+        method: method.clone(),
+        path: path.clone(),
+        range: get("range"),
+        authorization: get("authorization").is_some(),
+    };
+    let (cut, redirect_auth) = {
+        let mut s = st.lock().unwrap();
+        s.seen.push(seen.clone());
+        let cut = match &s.cut_blob {
+            Some(d)
+                if !s.cut_done
+                    && method == "GET"
+                    && path.contains(&format!("/blobs/{d}"))
+                    && seen.range.is_none() =>
+            {
+                s.cut_done = true;
+                true
+            }
+            _ => false,
+        };
+        (cut, s.redirect_with_auth.clone())
+    };
+    let mut extra_auth = None;
+    if let Some(auth) = &redirect_auth {
+        if method == "GET" && path.contains("/blobs/sha256:") {
+            if host.starts_with("127.0.0.1") {
+                let resp = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://localhost:{port}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                return c.write_all(resp.as_bytes());
+            }
+            extra_auth = Some(auth.clone());
+        }
+    }
+    // Forward with Connection: close (one request per connection).
+    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    let mut req = format!("{first}\r\n");
+    for (k, v) in &headers {
+        if k == "connection" || (k == "authorization" && extra_auth.is_some()) {
+            continue;
+        }
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(a) = &extra_auth {
+        req.push_str(&format!("authorization: {a}\r\n"));
+    }
+    req.push_str("connection: close\r\n\r\n");
+    up.write_all(req.as_bytes())?;
+    if let Some(len) = get("content-length").and_then(|l| l.parse::<u64>().ok()) {
+        std::io::copy(&mut (&mut c).take(len), &mut up)?;
+    }
+    let mut resp = Vec::new();
+    up.read_to_end(&mut resp)?;
+    if cut {
+        if let Some(i) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
+            let body = resp.len() - (i + 4);
+            c.write_all(&resp[..i + 4 + body / 2])?;
+            return Ok(()); // drop the connection mid-body
+        }
+    }
+    c.write_all(&resp)
+}
+
+/// A connection broken in the middle of a layer: the pull resumes with a Range request from
+/// where the ingest stands and completes, verified.
+#[test]
+fn truncated_download_resumes() {
+    if !need_root("truncated_download_resumes") {
+        return;
+    }
+    let env = Env::new("img-trunc");
+    let reg = Registry::start(env.dir.path(), None);
+    let name = format!("{}/trunc/busybox:1", reg.host());
+    env.busybox_image(&name);
+    ok(&env.berthd(&["image", "push", &name]));
+    let mdigest = env.inspect(&name)["Descriptor"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.root().join("content/blobs/sha256").join(&mdigest[7..])).unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&env.berthd(&["image", "rm", &name]));
+    let proxy = Proxy::start(reg.port);
+    proxy.state.lock().unwrap().cut_blob = Some(layer.clone());
+    let via = format!("127.0.0.1:{}/trunc/busybox:1", proxy.port);
+    ok(&env.berthd(&["image", "pull", &via]));
+    let gets: Vec<Seen> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "GET" && s.path.contains(&format!("/blobs/{layer}")))
+        .collect();
+    assert!(gets.len() >= 2, "{gets:?}");
+    let resumed = gets[1].range.clone().unwrap_or_default();
+    assert!(
+        resumed.starts_with("bytes=") && !resumed.starts_with("bytes=0-"),
+        "resumed from the ingest's offset: {gets:?}"
+    );
+    assert_eq!(env.ingests(), 0);
+    assert!(env.blobs().contains(&layer[7..].to_string()));
+}
+
+/// Credentials are not sent to another host when the registry redirects a blob download
+/// (to storage, as registries do).
+#[test]
+fn credentials_do_not_follow_redirects_to_other_hosts() {
+    if !need_root("credentials_do_not_follow_redirects_to_other_hosts") {
+        return;
+    }
+    let env = Env::new("img-redirect");
+    let reg = Registry::start(env.dir.path(), Some(("berth", "s3cret")));
+    let proxy = Proxy::start(reg.port);
+    let via = format!("127.0.0.1:{}", proxy.port);
+    env.docker_login(&via, "berth", "s3cret");
+    let name = format!("{via}/redir/busybox:1");
+    env.busybox_image(&name);
+    ok(&env.berthd(&["image", "push", &name]));
+    ok(&env.berthd(&["image", "rm", &name]));
+    proxy.state.lock().unwrap().redirect_with_auth =
+        Some(format!("Basic {}", base64("berth:s3cret")));
+    ok(&env.berthd(&["image", "pull", &name]));
+    let seen = proxy.seen();
+    let redirected: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.host.starts_with("localhost"))
+        .collect();
+    assert!(
+        !redirected.is_empty(),
+        "blob downloads were redirected: {seen:?}"
+    );
+    assert!(
+        redirected.iter().all(|s| !s.authorization),
+        "credentials went to another host: {redirected:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.host.starts_with("127.0.0.1") && s.authorization),
+        "credentials were used on the registry itself"
+    );
+}
