@@ -535,15 +535,21 @@ async fn record(
             })
             .await?;
         // Another platform's image is kept, not unpacked.
-        let _ = images
-            .mgr
-            .images
-            .clone()
-            .unpack(pb::UnpackRequest {
-                name,
-                lease: lease.to_string(),
+        let runnable = images
+            .resolve_record(&pb::Image {
+                name: name.clone(),
+                target: Some(desc.clone()),
+                ..Default::default()
             })
-            .await;
+            .await
+            .map(|r| {
+                r.config.os == images.platform.os
+                    && r.config.architecture == images.platform.architecture
+            })
+            .unwrap_or(false);
+        if runnable {
+            images.unpack_or_forget(&name, lease).await?;
+        }
         out.push(line);
     }
     Ok(out)

@@ -306,14 +306,7 @@ impl Images {
             current: 0,
             total: 0,
         });
-        self.mgr
-            .images
-            .clone()
-            .unpack(pb::UnpackRequest {
-                name: name.clone(),
-                lease: lease.to_string(),
-            })
-            .await?;
+        self.unpack_or_forget(&name, lease).await?;
         progress(Progress {
             id: String::new(),
             status: format!("Digest: {}", top.digest),
@@ -321,6 +314,32 @@ impl Images {
             total: 0,
         });
         self.resolve(&name).await
+    }
+
+    /// Unpack `name`; if that fails (a hostile or corrupt layer), the name is removed again
+    /// so no image is left that cannot run; its content goes with the next collection.
+    pub async fn unpack_or_forget(&self, name: &str, lease: &str) -> Result<(), Error> {
+        let r = self
+            .mgr
+            .images
+            .clone()
+            .unpack(pb::UnpackRequest {
+                name: name.to_string(),
+                lease: lease.to_string(),
+            })
+            .await;
+        if let Err(e) = r {
+            let _ = self
+                .mgr
+                .images
+                .clone()
+                .delete(pb::ImageRef {
+                    name: name.to_string(),
+                })
+                .await;
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     // ---- local images
@@ -869,14 +888,7 @@ impl Images {
         if p == self.platform
             || (p.os == self.platform.os && p.architecture == self.platform.architecture)
         {
-            self.mgr
-                .images
-                .clone()
-                .unpack(pb::UnpackRequest {
-                    name: name.clone(),
-                    lease: lease.to_string(),
-                })
-                .await?;
+            self.unpack_or_forget(&name, lease).await?;
         }
         Ok(Resolved {
             record: self.mgr.image(&name).await?.unwrap_or_default(),

@@ -1207,3 +1207,143 @@ fn credentials_do_not_follow_redirects_to_other_hosts() {
         "credentials were used on the registry itself"
     );
 }
+
+/// A raw ustar header + data (names the tar tool would refuse).
+fn raw_tar_entry(name: &str, kind: u8, link: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[148..156].copy_from_slice(b"        ");
+    h[156] = kind;
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    let sum: u32 = h.iter().map(|b| *b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+/// Images whose layers try to escape are refused at unpack, by name, and leave nothing: no
+/// image record, no snapshot, nothing outside the store; a prune then removes their blobs.
+#[test]
+fn malicious_layers_are_refused_end_to_end() {
+    if !need_root("malicious_layers_are_refused_end_to_end") {
+        return;
+    }
+    let env = Env::new("img-evil");
+    let victim = env.dir.path().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    let v = victim.display().to_string();
+    let cases: Vec<(&str, Vec<Vec<u8>>, &str)> = vec![
+        (
+            "dotdot",
+            vec![raw_tar_entry(
+                "../../../../../../../../tmp/evil",
+                b'0',
+                "",
+                b"x",
+            )],
+            "..",
+        ),
+        (
+            "absolute",
+            vec![raw_tar_entry("/etc/evil", b'0', "", b"x")],
+            "absolute",
+        ),
+        (
+            "symlink-then-write",
+            vec![
+                raw_tar_entry("out", b'2', &v, b""),
+                raw_tar_entry("out/evil", b'0', "", b"x"),
+            ],
+            "",
+        ),
+        (
+            "hardlink-out",
+            vec![raw_tar_entry("h", b'1', "../../../../etc/passwd", b"")],
+            "hard link",
+        ),
+        (
+            "device",
+            vec![raw_tar_entry("dev/kmsg", b'3', "", b"")],
+            "device",
+        ),
+        (
+            "whiteout-escape",
+            vec![raw_tar_entry("a/.wh..", b'0', "", b"")],
+            "whiteout",
+        ),
+    ];
+    for (tag, entries, needle) in cases {
+        let layer = env.dir.path().join(format!("{tag}.tar"));
+        let mut t: Vec<u8> = entries.concat();
+        t.extend_from_slice(&[0u8; 1024]);
+        std::fs::write(&layer, t).unwrap();
+        let archive = env.dir.path().join(format!("{tag}-image.tar"));
+        let name = format!("localhost/evil/{tag}:1");
+        oci_archive(env.dir.path(), &archive, &name, &[layer], &["sh"]);
+        let a = archive.display().to_string();
+        let o = env.berthd(&["image", "load", "-i", &a]);
+        let err = text(&o.stderr);
+        if needle.is_empty() {
+            // Contained rather than refused: whatever happened stayed inside the layer.
+            let _ = env.berthd(&["image", "rm", &name]);
+        } else {
+            assert!(!o.status.success(), "{tag}: loaded");
+            assert!(
+                err.contains(needle) && err.contains("layer"),
+                "{tag}: {err}"
+            );
+            assert!(
+                !env.berthd(&["image", "inspect", &name]).status.success(),
+                "{tag}: image kept"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(&victim).unwrap().count(),
+            0,
+            "{tag}: wrote outside"
+        );
+        assert!(
+            !Path::new("/tmp/evil").exists() && !Path::new("/etc/evil").exists(),
+            "{tag}"
+        );
+    }
+    ok(&env.berthd(&["image", "prune"]));
+    assert!(env.blobs().is_empty(), "{:?}", env.blobs());
+    assert_eq!(env.snapshot_dirs(), 0);
+    assert_eq!(env.ingests(), 0);
+}
+
+/// Pushing an image to a second repository of the same registry mounts its blobs from the
+/// first instead of uploading them again.
+#[test]
+fn push_mounts_blobs_across_repositories() {
+    if !need_root("push_mounts_blobs_across_repositories") {
+        return;
+    }
+    let env = Env::new("img-mount");
+    let reg = Registry::start(env.dir.path(), None);
+    let a = format!("{}/one/busybox:1", reg.host());
+    let b = format!("{}/two/busybox:1", reg.host());
+    env.busybox_image(&a);
+    ok(&env.berthd(&["image", "push", &a]));
+    ok(&env.berthd(&["image", "tag", &a, &b]));
+    let out = ok(&env.berthd(&["image", "push", &b]));
+    assert!(
+        out.contains("Mounted from one/busybox")
+            || out.contains(&format!("Mounted from {}/one/busybox", reg.host())),
+        "{out}"
+    );
+    assert!(!out.contains(": Pushed"), "{out}");
+    ok(&env.berthd(&["image", "rm", &a]));
+    ok(&env.berthd(&["image", "rm", &b]));
+    ok(&env.berthd(&["image", "pull", &b]));
+}

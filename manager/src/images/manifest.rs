@@ -331,6 +331,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn malformed_manifests_are_named() {
+        let d = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+        let cases: Vec<(&[u8], &str)> = vec![
+            (b"not json", "expected"),
+            (br#"{"schemaVersion": 1, "config": {"mediaType": "a", "digest": "x", "size": 1}, "layers": []}"#, "schemaVersion 1"),
+            (
+                br#"{"schemaVersion": 2, "config": {"mediaType": "a", "digest": "sha256:00", "size": 1}, "layers": []}"#,
+                "invalid digest",
+            ),
+            (
+                br#"{"schemaVersion": 2, "config": {"mediaType": "a", "digest": "sha256:1111111111111111111111111111111111111111111111111111111111111111", "size": 1},
+                   "layers": [{"mediaType": "text/html", "digest": "sha256:1111111111111111111111111111111111111111111111111111111111111111", "size": 1}]}"#,
+                "text/html",
+            ),
+        ];
+        for (bytes, want) in cases {
+            let e = parse_manifest(bytes, d).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        assert!(parse_index(b"{}", d).is_err());
+    }
+
+    #[test]
     fn chooses_the_platform_and_skips_attestations() {
         let idx: Index = serde_json::from_value(serde_json::json!({
             "schemaVersion": 2,
