@@ -1272,7 +1272,7 @@ fn malicious_layers_are_refused_end_to_end() {
         ),
         (
             "device",
-            vec![raw_tar_entry("dev/kmsg", b'3', "", b"")],
+            vec![raw_tar_entry("usr/kmsg", b'3', "", b"")],
             "device",
         ),
         (

@@ -735,7 +735,7 @@ pub(crate) mod tests {
         );
         refused(
             "chardev",
-            &[raw_entry(b"dev/mem", b'3', b"", 0o644, b"")],
+            &[raw_entry(b"usr/mem", b'3', b"", 0o644, b"")],
             "device",
         );
         refused(
@@ -748,6 +748,19 @@ pub(crate) mod tests {
             &[raw_entry(b"a/.wh..", b'0', b"", 0o644, b"")],
             "whiteout",
         );
+    }
+
+    #[test]
+    fn device_nodes_under_dev_are_skipped() {
+        let (_d, root, _outside) = scratch("devnodes");
+        let tar = tar_of(&[
+            raw_entry(b"dev/", b'5', b"", 0o755, b""),
+            raw_entry(b"dev/null", b'3', b"", 0o666, b""),
+            raw_entry(b"dev/sda", b'4', b"", 0o660, b""),
+        ]);
+        apply(&tar[..], &root, &Limits::default()).unwrap();
+        assert!(root.join("dev").is_dir());
+        assert!(!root.join("dev/null").exists() && !root.join("dev/sda").exists());
     }
 
     #[test]
