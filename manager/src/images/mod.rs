@@ -484,8 +484,13 @@ impl Images {
         }
         let mut out = Collected::default();
         // Sweep snapshots, children first.
-        let mut doomed: Vec<&snapshots::Snapshot> =
-            all.iter().filter(|s| !keep.contains(&s.key)).collect();
+        // Layers this manager is unpacking right now are in use; extractions left by an
+        // earlier manager (killed mid-unpack) are not.
+        let ours = format!("extract-{}-", std::process::id());
+        let mut doomed: Vec<&snapshots::Snapshot> = all
+            .iter()
+            .filter(|s| !keep.contains(&s.key) && !s.key.starts_with(&ours))
+            .collect();
         loop {
             let before = doomed.len();
             doomed.retain(|s| {
