@@ -64,6 +64,12 @@ impl Manager {
         let store = Arc::new(Store::open(&cfg.root.join("meta.redb"))?);
         let images =
             Images::open(&cfg.root, store.clone()).map_err(|e| Error::Images(Box::new(e)))?;
+        // Snapshot directories whose record never got written (a crash mid-prepare).
+        if let Ok(n) = images.snapshots.reconcile() {
+            if n > 0 {
+                tracing::info!("removed {n} snapshot directories without a record");
+            }
+        }
         let m = Arc::new(Manager {
             cfg,
             store,
