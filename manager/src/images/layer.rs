@@ -394,7 +394,7 @@ fn apply_entries<R: Read>(ap: &mut Applier, r: &mut R, limits: &Limits) -> Resul
                     what: "write file",
                     err,
                 })?;
-                finish(ap, file.as_raw_fd(), uid, gid, mode, mtime, &xattrs, &shown)?;
+                finish(ap, true, file.as_raw_fd(), uid, gid, mode, mtime, &xattrs, &shown)?;
             }
             T::Directory => {
                 let d = match ap.open(&path, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW)
@@ -409,7 +409,7 @@ fn apply_entries<R: Read>(ap: &mut Applier, r: &mut R, limits: &Limits) -> Resul
                             .map_err(|e| io_err(&shown, "open directory", e))?
                     }
                 };
-                finish(ap, d.as_raw_fd(), uid, gid, mode, mtime, &xattrs, &shown)?;
+                finish(ap, false, d.as_raw_fd(), uid, gid, mode, mtime, &xattrs, &shown)?;
                 ap.dir_times.insert(path.clone(), mtime);
             }
             T::Symlink => {
@@ -522,6 +522,7 @@ fn apply_entries<R: Read>(ap: &mut Applier, r: &mut R, limits: &Limits) -> Resul
 #[allow(clippy::too_many_arguments)]
 fn finish(
     ap: &Applier,
+    fresh: bool,
     fd: i32,
     uid: u32,
     gid: u32,
@@ -530,7 +531,8 @@ fn finish(
     xattrs: &[(String, Vec<u8>)],
     shown: &str,
 ) -> Result<(), Error> {
-    if ap.euid_root {
+    // A file we just created as root is already 0:0.
+    if ap.euid_root && (!fresh || uid != 0 || gid != 0) {
         // SAFETY: fd is an open file or directory of ours.
         check(shown, "chown", unsafe { libc::fchown(fd, uid, gid) })?;
     }

@@ -14,7 +14,7 @@ pub mod snapshots;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -358,54 +358,103 @@ impl Images {
     pub fn unpack(&self, name: &str, lease: &str) -> Result<String, Error> {
         let (m, cfg) = self.resolve(name, &host_platform())?;
         let chain = chain_ids(&cfg.rootfs.diff_ids);
-        let mut parent = String::new();
-        for (i, l) in m.layers.iter().enumerate() {
-            let id = &chain[i];
+        // Layers apply into their own directories (overlay form), independent of each other:
+        // extract the missing ones in parallel, then commit them bottom-up with their parents.
+        let mut todo = Vec::new(); // (layer index, extract snapshot)
+        let cleanup = |todo: &[(usize, snapshots::Snapshot)]| {
+            for (_, s) in todo {
+                let _ = self.snapshots.remove(&s.key);
+            }
+        };
+        for (i, id) in chain.iter().enumerate() {
             if self.snapshots.stat(id)?.is_some() {
-                parent = id.clone();
                 continue;
             }
-            let key = format!("extract-{}-{}", std::process::id(), &id[7..19]);
-            let key = format!("{key}-{}", self.store.next_id("extract")?);
-            let snap = self
-                .snapshots
-                .create(&key, &parent, Kind::Active, BTreeMap::new())?;
-            let applied = (|| {
-                let blob = self.content.open_blob(&l.digest)?;
-                let applied = layer::apply(blob, &self.snapshots.fs_dir(&snap), &self.limits)
-                    .map_err(|err| Error::Layer {
-                        image: name.to_string(),
-                        digest: l.digest.clone(),
-                        err,
-                    })?;
-                if applied.diff_id != cfg.rootfs.diff_ids[i] {
-                    return Err(Error::DiffIdMismatch {
-                        digest: l.digest.clone(),
-                        expected: cfg.rootfs.diff_ids[i].clone(),
-                        actual: applied.diff_id,
-                    });
-                }
-                Ok(applied)
-            })();
-            if let Err(e) = applied {
-                let _ = self.snapshots.remove(&key);
-                return Err(e);
-            }
-            match self.snapshots.commit(id, &key) {
-                Ok(_) => {}
-                // Someone unpacked the same layer meanwhile: use theirs.
-                Err(Error::SnapshotExists(_)) => {
-                    let _ = self.snapshots.remove(&key);
-                }
+            let key = format!(
+                "extract-{}-{}-{}",
+                std::process::id(),
+                &id[7..19],
+                self.store.next_id("extract")?
+            );
+            match self.snapshots.create(&key, "", Kind::Active, BTreeMap::new()) {
+                Ok(s) => todo.push((i, s)),
                 Err(e) => {
-                    let _ = self.snapshots.remove(&key);
+                    cleanup(&todo);
                     return Err(e);
                 }
             }
-            self.lease_add(lease, None, Some(id)).ok();
-            parent = id.clone();
         }
-        Ok(parent)
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(todo.len())
+            .max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Mutex<Option<Result<(), Error>>>> =
+            todo.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|sc| {
+            for _ in 0..workers {
+                sc.spawn(|| loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((i, snap)) = todo.get(k) else { break };
+                    let r = self.apply_layer(name, &m.layers[*i], &cfg.rootfs.diff_ids[*i], snap);
+                    let failed = r.is_err();
+                    *results[k].lock().unwrap() = Some(r);
+                    if failed {
+                        // Stop handing out work; the others finish what they hold.
+                        next.store(todo.len(), std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        for r in &results {
+            if let Some(Err(_)) = &*r.lock().unwrap() {
+                cleanup(&todo);
+                let e = r.lock().unwrap().take().expect("checked").unwrap_err();
+                return Err(e);
+            }
+        }
+        for (i, snap) in &todo {
+            let parent = if *i == 0 { String::new() } else { chain[i - 1].clone() };
+            match self.snapshots.commit_onto(&chain[*i], &snap.key, &parent) {
+                Ok(_) => {}
+                // Someone unpacked the same layer meanwhile: use theirs.
+                Err(Error::SnapshotExists(_)) => {
+                    let _ = self.snapshots.remove(&snap.key);
+                }
+                Err(e) => {
+                    cleanup(&todo);
+                    return Err(e);
+                }
+            }
+            self.lease_add(lease, None, Some(&chain[*i])).ok();
+        }
+        Ok(chain.last().cloned().unwrap_or_default())
+    }
+
+    fn apply_layer(
+        &self,
+        image: &str,
+        l: &Descriptor,
+        diff_id: &str,
+        snap: &snapshots::Snapshot,
+    ) -> Result<(), Error> {
+        let blob = self.content.open_blob(&l.digest)?;
+        let applied = layer::apply(blob, &self.snapshots.fs_dir(snap), &self.limits).map_err(
+            |err| Error::Layer {
+                image: image.to_string(),
+                digest: l.digest.clone(),
+                err,
+            },
+        )?;
+        if applied.diff_id != diff_id {
+            return Err(Error::DiffIdMismatch {
+                digest: l.digest.clone(),
+                expected: diff_id.to_string(),
+                actual: applied.diff_id,
+            });
+        }
+        Ok(())
     }
 
     // --- garbage collection

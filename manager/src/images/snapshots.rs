@@ -171,6 +171,29 @@ impl Snapshotter {
         Ok(s)
     }
 
+    /// Commit `key` as `name` on top of the committed `parent` (a layer extracted on its own,
+    /// in parallel with its parents).
+    pub fn commit_onto(&self, name: &str, key: &str, parent: &str) -> Result<Snapshot, Error> {
+        let mut s = self.get(key)?;
+        if s.kind != Kind::Active {
+            return Err(Error::FailedPrecondition(format!(
+                "snapshot {key:?} is not active"
+            )));
+        }
+        if !parent.is_empty() && self.get(parent)?.kind != Kind::Committed {
+            return Err(Error::FailedPrecondition(format!(
+                "snapshot parent {parent:?} is not committed"
+            )));
+        }
+        s.kind = Kind::Committed;
+        s.key = name.to_string();
+        s.parent = parent.to_string();
+        if !self.store.rename(SNAPSHOTS, key, name, &s)? {
+            return Err(Error::SnapshotExists(name.to_string()));
+        }
+        Ok(s)
+    }
+
     /// Remove a snapshot that no other snapshot is based on.
     pub fn remove(&self, key: &str) -> Result<(), Error> {
         let s = self.get(key)?;
