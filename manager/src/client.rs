@@ -64,6 +64,12 @@ pub enum Command {
     },
     /// Print events as JSON lines.
     Events,
+    /// Write a container's filesystem as a tar archive (stdout unless -o).
+    Export {
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        id: String,
+    },
 }
 
 #[derive(Args)]
@@ -262,6 +268,25 @@ pub async fn run(address: &Path, cmd: Command) -> Result<i32> {
                 .into_inner();
             println!("{}", r.exit_status);
             Ok(r.exit_status as i32)
+        }
+        Command::Export { output, id } => {
+            let mut s = c
+                .containers
+                .export(pb::ContainerRef { id: id.clone() })
+                .await
+                .map_err(status_msg)?
+                .into_inner();
+            let mut out: Box<dyn Write> = match &output {
+                Some(p) => Box::new(
+                    std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?,
+                ),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            while let Some(chunk) = s.message().await.map_err(status_msg)? {
+                out.write_all(&chunk.data)?;
+            }
+            out.flush()?;
+            Ok(0)
         }
         Command::Events => {
             let mut s = c

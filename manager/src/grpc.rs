@@ -15,6 +15,38 @@ use crate::store::ContainerRecord;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// A `Write` that sends 256 KiB chunks down a stream (from a blocking thread).
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Result<pb::DataChunk, Status>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::take(&mut self.buf);
+        self.tx
+            .blocking_send(Ok(pb::DataChunk { data }))
+            .map_err(|_| std::io::Error::other("the client went away"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= 256 << 10 {
+            self.flush_chunk()?;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn st(e: Error) -> Status {
     e.status()
 }
@@ -73,6 +105,32 @@ pub struct Containers(pub Arc<Manager>);
 
 #[tonic::async_trait]
 impl pb::containers_server::Containers for Containers {
+    type ExportStream = BoxStream<pb::DataChunk>;
+
+    async fn export(
+        &self,
+        req: Request<pb::ContainerRef>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let id = req.into_inner().id;
+        let m = Arc::clone(&self.0);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut w = ChunkWriter {
+                tx: tx.clone(),
+                buf: Vec::new(),
+            };
+            let r = m
+                .export(&id, &mut w)
+                .and_then(|()| w.flush_chunk().map_err(|e| Error::io("export", &id, e)));
+            if let Err(e) = r {
+                let _ = tx.blocking_send(Err(e.status()));
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn create(
         &self,
         req: Request<pb::CreateContainerRequest>,

@@ -219,6 +219,64 @@ impl Manager {
         Ok(())
     }
 
+    /// Write container `id`'s filesystem as a tar to `out` (blocking; run off the runtime).
+    pub fn export(&self, id: &str, out: &mut dyn std::io::Write) -> Result<()> {
+        let c = self.store.container(id)?;
+        let live = self.task_dir(id).join("rootfs");
+        let tmp = self
+            .cfg
+            .state
+            .join(format!("export-{id}-{}", std::process::id()));
+        let (root, mounted) = if is_mount_point(&live) {
+            (live, false)
+        } else if !c.snapshot_key.is_empty() {
+            std::fs::create_dir_all(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+            // A view: an active snapshot's work directory may be in use by a task mount.
+            let mut mounts = self
+                .images
+                .snapshots
+                .mounts(&c.snapshot_key)
+                .map_err(|e| Error::Images(Box::new(e)))?;
+            for m in &mut mounts {
+                if m.kind == "overlay" {
+                    let upper = m
+                        .options
+                        .iter()
+                        .find_map(|o| o.strip_prefix("upperdir="))
+                        .map(String::from);
+                    m.options.retain(|o| o.starts_with("lowerdir="));
+                    if let (Some(u), Some(l)) = (upper, m.options.first_mut()) {
+                        *l = format!("lowerdir={u}:{}", &l["lowerdir=".len()..]);
+                    }
+                } else {
+                    m.options.retain(|o| o != "rw");
+                    m.options.push("ro".into());
+                }
+            }
+            crate::images::snapshots::mount_all(&mounts, &tmp)
+                .map_err(|e| Error::Images(Box::new(e)))?;
+            (tmp.clone(), true)
+        } else if !c.rootfs.is_empty() {
+            (PathBuf::from(&c.rootfs), false)
+        } else {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} has no root filesystem to export"
+            )));
+        };
+        let r = (|| {
+            let mut t = tar::Builder::new(out);
+            t.follow_symlinks(false);
+            t.mode(tar::HeaderMode::Complete);
+            t.append_dir_all(".", &root)?;
+            t.finish()
+        })();
+        if mounted {
+            let _ = nix::mount::umount2(&tmp, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(&tmp);
+        }
+        r.map_err(|e| Error::io("export", &root, e))
+    }
+
     // ---- tasks ----
 
     fn runtime_of(&self, c: &ContainerRecord) -> (String, String) {
@@ -460,6 +518,8 @@ impl Manager {
         if let Err(e) = self.store.put_task(&rec) {
             tracing::error!("record exit of {id}: {}", e.message());
         }
+        // Like Docker, a stopped container's rootfs is not left mounted.
+        unmount_rootfs(&rec.dir);
         self.publish("/tasks/exit", id, "", rec.pid, status, "");
     }
 
@@ -836,7 +896,7 @@ impl Manager {
 /// through a live mount would delete the container's layer.
 pub fn remove_task_dir(dir: &Path) {
     let rootfs = dir.join("rootfs");
-    while nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+    unmount_rootfs(dir);
     // Never recurse into a mount that would not go away.
     if is_mount_point(&rootfs) {
         tracing::error!(
@@ -847,6 +907,12 @@ pub fn remove_task_dir(dir: &Path) {
         return;
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Detach whatever is mounted on a task directory's `rootfs`.
+fn unmount_rootfs(dir: &Path) {
+    let rootfs = dir.join("rootfs");
+    while nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
 }
 
 fn is_mount_point(p: &Path) -> bool {

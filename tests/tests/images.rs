@@ -1347,3 +1347,96 @@ fn push_mounts_blobs_across_repositories() {
     ok(&env.berthd(&["image", "rm", &b]));
     ok(&env.berthd(&["image", "pull", &b]));
 }
+
+/// `export`: the container's filesystem as a tar (image layers plus its own changes, deletions
+/// applied), from a stopped container (a read-only view of its snapshot) and from a running
+/// one (its live rootfs); the export imports as an image that runs with the same files.
+#[test]
+fn export_container_filesystem() {
+    if !need_root("export_container_filesystem") {
+        return;
+    }
+    let env = Env::new("img-export");
+    env.busybox_image("localhost/base:1");
+    let cg = format!("/{}/e1", env.cg);
+    let o = env.mgr(&[
+        "run",
+        "--image",
+        "localhost/base:1",
+        "--cgroup",
+        &cg,
+        "e1",
+        "sh",
+        "-c",
+        "echo mine > /exported; rm /etc/group",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    // Entry names, one a line, without a leading "./".
+    let list = |tar: &Path| -> String {
+        let o = Command::new("tar").arg("-tf").arg(tar).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+            .lines()
+            .map(|l| format!("{}\n", l.trim_start_matches("./")))
+            .collect()
+    };
+    let stopped = env.dir.path().join("stopped.tar");
+    let s = stopped.display().to_string();
+    ok(&env.mgr(&["export", "-o", &s, "e1"]));
+    let l = list(&stopped);
+    assert!(
+        l.contains("\nexported\n") && l.contains("\nbin/busybox\n"),
+        "{l}"
+    );
+    assert!(
+        l.contains("\netc/passwd\n") && !l.contains("etc/group"),
+        "deletion applied: {l}"
+    );
+    assert!(
+        mounts_containing(&env.dir.path().display().to_string()).is_empty(),
+        "view unmounted"
+    );
+    // Running: from the live rootfs.
+    let cg2 = format!("/{}/e2", env.cg);
+    ok(&env.mgr(&[
+        "run",
+        "-d",
+        "--image",
+        "localhost/base:1",
+        "--cgroup",
+        &cg2,
+        "e2",
+        "sh",
+        "-c",
+        "echo live > /live; sleep 1000",
+    ]));
+    let running = env.dir.path().join("running.tar");
+    let r = running.display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        ok(&env.mgr(&["export", "-o", &r, "e2"]));
+        if list(&running).contains("\nlive\n") || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(list(&running).contains("\nlive\n"));
+    ok(&env.mgr(&["rm", "-f", "e2"]));
+    // The export is an image again.
+    ok(&env.berthd(&["image", "import", &s, "localhost/exported:1"]));
+    let cg3 = format!("/{}/e3", env.cg);
+    let o = env.mgr(&[
+        "run",
+        "--image",
+        "localhost/exported:1",
+        "--cgroup",
+        &cg3,
+        "--rm",
+        "e3",
+        "sh",
+        "-c",
+        "cat /exported; test -e /etc/group || echo no-group",
+    ]);
+    assert_eq!(text(&o.stdout), "mine\nno-group\n", "{}", text(&o.stderr));
+    ok(&env.mgr(&["rm", "e1"]));
+}

@@ -394,7 +394,17 @@ fn apply_entries<R: Read>(ap: &mut Applier, r: &mut R, limits: &Limits) -> Resul
                     what: "write file",
                     err,
                 })?;
-                finish(ap, true, file.as_raw_fd(), uid, gid, mode, mtime, &xattrs, &shown)?;
+                finish(
+                    ap,
+                    true,
+                    file.as_raw_fd(),
+                    uid,
+                    gid,
+                    mode,
+                    mtime,
+                    &xattrs,
+                    &shown,
+                )?;
             }
             T::Directory => {
                 let d = match ap.open(&path, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW)
@@ -409,7 +419,17 @@ fn apply_entries<R: Read>(ap: &mut Applier, r: &mut R, limits: &Limits) -> Resul
                             .map_err(|e| io_err(&shown, "open directory", e))?
                     }
                 };
-                finish(ap, false, d.as_raw_fd(), uid, gid, mode, mtime, &xattrs, &shown)?;
+                finish(
+                    ap,
+                    false,
+                    d.as_raw_fd(),
+                    uid,
+                    gid,
+                    mode,
+                    mtime,
+                    &xattrs,
+                    &shown,
+                )?;
                 ap.dir_times.insert(path.clone(), mtime);
             }
             T::Symlink => {

@@ -376,7 +376,10 @@ impl Images {
                 &id[7..19],
                 self.store.next_id("extract")?
             );
-            match self.snapshots.create(&key, "", Kind::Active, BTreeMap::new()) {
+            match self
+                .snapshots
+                .create(&key, "", Kind::Active, BTreeMap::new())
+            {
                 Ok(s) => todo.push((i, s)),
                 Err(e) => {
                     cleanup(&todo);
@@ -415,7 +418,11 @@ impl Images {
             }
         }
         for (i, snap) in &todo {
-            let parent = if *i == 0 { String::new() } else { chain[i - 1].clone() };
+            let parent = if *i == 0 {
+                String::new()
+            } else {
+                chain[i - 1].clone()
+            };
             match self.snapshots.commit_onto(&chain[*i], &snap.key, &parent) {
                 Ok(_) => {}
                 // Someone unpacked the same layer meanwhile: use theirs.
@@ -440,13 +447,14 @@ impl Images {
         snap: &snapshots::Snapshot,
     ) -> Result<(), Error> {
         let blob = self.content.open_blob(&l.digest)?;
-        let applied = layer::apply(blob, &self.snapshots.fs_dir(snap), &self.limits).map_err(
-            |err| Error::Layer {
-                image: image.to_string(),
-                digest: l.digest.clone(),
-                err,
-            },
-        )?;
+        let applied =
+            layer::apply(blob, &self.snapshots.fs_dir(snap), &self.limits).map_err(|err| {
+                Error::Layer {
+                    image: image.to_string(),
+                    digest: l.digest.clone(),
+                    err,
+                }
+            })?;
         if applied.diff_id != diff_id {
             return Err(Error::DiffIdMismatch {
                 digest: l.digest.clone(),
