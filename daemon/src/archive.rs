@@ -387,13 +387,7 @@ async fn load_dir(images: &Images, dir: &Path, lease: &str) -> Result<Vec<String
                         .unwrap_or("")
                         .trim_end_matches(".json")
                 );
-                let tags = m["RepoTags"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|t| t.as_str().map(String::from))
-                    .collect();
+                let tags = repo_tags(&m);
                 (cfg, tags)
             })
             .collect();
@@ -480,13 +474,7 @@ async fn load_dir(images: &Images, dir: &Path, lease: &str) -> Result<Vec<String
         };
         let bytes = serde_json::to_vec(&man).expect("json");
         let digest = mgr.put(bytes.clone(), lease).await?;
-        let names = m["RepoTags"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|t| t.as_str().map(String::from))
-            .collect();
+        let names = repo_tags(&m);
         let desc = pb::Descriptor {
             media_type: manifest::OCI_MANIFEST.into(),
             digest,
@@ -495,6 +483,18 @@ async fn load_dir(images: &Images, dir: &Path, lease: &str) -> Result<Vec<String
         out.extend(record(images, names, desc, &cfg_digest, lease).await?);
     }
     Ok(out)
+}
+
+/// An entry's `RepoTags` in Docker's manifest.json.
+fn repo_tags(m: &serde_json::Value) -> Vec<String> {
+    m["RepoTags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn safe_join(dir: &Path, rel: &str) -> Result<PathBuf, Error> {

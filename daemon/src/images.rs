@@ -68,6 +68,19 @@ pub struct Progress {
 
 pub type OnProgress = Arc<dyn Fn(Progress) + Send + Sync>;
 
+/// Progress reports for one blob: `report(status, bytes so far)`.
+fn reporter<'a>(progress: &'a OnProgress, d: &'a Descriptor) -> impl Fn(&str, u64) + Sync + 'a {
+    let id = short(&d.digest);
+    move |status: &str, current: u64| {
+        progress(Progress {
+            id: id.clone(),
+            status: status.to_string(),
+            current,
+            total: d.size,
+        })
+    }
+}
+
 pub fn short(digest: &str) -> String {
     digest
         .trim_start_matches("sha256:")
@@ -662,15 +675,7 @@ impl Images {
         d: &Descriptor,
         progress: &OnProgress,
     ) -> Result<(), Error> {
-        let id = short(&d.digest);
-        let report = |status: &str, current: u64| {
-            progress(Progress {
-                id: id.clone(),
-                status: status.to_string(),
-                current,
-                total: d.size,
-            })
-        };
+        let report = reporter(progress, d);
         if self.reg.has_blob(ep, &r.path, &d.digest).await? {
             report("Layer already exists", d.size);
             return Ok(());
@@ -973,15 +978,7 @@ async fn download(
     lease: &str,
     progress: &OnProgress,
 ) -> Result<(), Error> {
-    let id = short(&d.digest);
-    let report = |status: &str, current: u64| {
-        progress(Progress {
-            id: id.clone(),
-            status: status.to_string(),
-            current,
-            total: d.size,
-        })
-    };
+    let report = reporter(progress, d);
     if mgr.has(&d.digest).await? {
         report("Already exists", d.size);
         return Ok(());

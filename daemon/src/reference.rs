@@ -212,15 +212,7 @@ impl Reference {
 
     /// Docker's short form: `busybox:latest`, `localhost:5000/x:1`.
     pub fn familiar(&self) -> String {
-        let repo = if self.domain == DEFAULT_DOMAIN {
-            self.path
-                .strip_prefix("library/")
-                .unwrap_or(&self.path)
-                .to_string()
-        } else {
-            self.repository()
-        };
-        let mut s = repo;
+        let mut s = self.familiar_repository();
         if let Some(t) = &self.tag {
             s.push(':');
             s.push_str(t);

@@ -129,6 +129,22 @@ pub struct RunArgs {
     args: Vec<String>,
 }
 
+impl RunArgs {
+    /// The container options these flags ask for (Docker's defaults for the rest).
+    fn options(&self) -> crate::oci::Options {
+        crate::oci::Options {
+            args: (!self.args.is_empty()).then(|| self.args.clone()),
+            env: self.env.clone(),
+            tty: self.tty,
+            user: self.user.clone(),
+            cgroups_path: self.cgroup.clone(),
+            memory: self.memory,
+            memory_swap: self.memory,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct ExecArgs {
     #[arg(short, long)]
@@ -493,17 +509,7 @@ async fn spec_from_image(c: &mut Clients, a: &RunArgs, image: &str) -> Result<se
     std::fs::create_dir_all(&tmp)?;
     let spec = (|| -> Result<serde_json::Value> {
         crate::images::snapshots::mount_all(&mounts, &tmp)?;
-        let opts = crate::oci::Options {
-            args: (!a.args.is_empty()).then(|| a.args.clone()),
-            env: a.env.clone(),
-            tty: a.tty,
-            user: a.user.clone(),
-            cgroups_path: a.cgroup.clone(),
-            memory: a.memory,
-            memory_swap: a.memory,
-            ..Default::default()
-        };
-        let r = crate::oci::generate(&a.id, &tmp, &cfg, &opts)
+        let r = crate::oci::generate(&a.id, &tmp, &cfg, &a.options())
             .with_context(|| format!("container {}", a.id));
         let _ = nix::mount::umount2(&tmp, nix::mount::MntFlags::MNT_DETACH);
         r
@@ -530,17 +536,7 @@ async fn run_container(c: &mut Clients, a: RunArgs) -> Result<i32> {
                 cmd: vec!["sh".into()],
                 ..Default::default()
             };
-            let opts = crate::oci::Options {
-                args: (!a.args.is_empty()).then(|| a.args.clone()),
-                env: a.env.clone(),
-                tty: a.tty,
-                user: a.user.clone(),
-                cgroups_path: a.cgroup.clone(),
-                memory: a.memory,
-                memory_swap: a.memory,
-                ..Default::default()
-            };
-            let spec = crate::oci::generate(&a.id, &r, &image, &opts)
+            let spec = crate::oci::generate(&a.id, &r, &image, &a.options())
                 .with_context(|| format!("container {}", a.id))?;
             (spec, r.display().to_string())
         }

@@ -73,6 +73,16 @@ fn snapshot_pb(s: Snapshot) -> pb::Snapshot {
     }
 }
 
+fn lease_pb(l: super::Lease) -> pb::Lease {
+    pb::Lease {
+        id: l.id,
+        created_at: l.created_at,
+        expires_at: l.expires_at,
+        content: l.content,
+        snapshots: l.snapshots,
+    }
+}
+
 pub struct ContentService(pub Images);
 pub struct ImagesService(pub Images);
 pub struct SnapshotsService(pub Images);
@@ -453,13 +463,7 @@ impl pb::leases_server::Leases for LeasesService {
     ) -> Result<Response<pb::Lease>, Status> {
         let r = r.into_inner();
         let l = self.0.create_lease(&r.id, r.ttl_seconds).map_err(st)?;
-        Ok(Response::new(pb::Lease {
-            id: l.id,
-            created_at: l.created_at,
-            expires_at: l.expires_at,
-            content: l.content,
-            snapshots: l.snapshots,
-        }))
+        Ok(Response::new(lease_pb(l)))
     }
 
     async fn delete(&self, r: Request<pb::LeaseRef>) -> Result<Response<pb::Empty>, Status> {
@@ -473,16 +477,7 @@ impl pb::leases_server::Leases for LeasesService {
     ) -> Result<Response<pb::ListLeasesResponse>, Status> {
         let all = self.0.leases().map_err(st)?;
         Ok(Response::new(pb::ListLeasesResponse {
-            leases: all
-                .into_iter()
-                .map(|l| pb::Lease {
-                    id: l.id,
-                    created_at: l.created_at,
-                    expires_at: l.expires_at,
-                    content: l.content,
-                    snapshots: l.snapshots,
-                })
-                .collect(),
+            leases: all.into_iter().map(lease_pb).collect(),
         }))
     }
 }
