@@ -1440,3 +1440,214 @@ fn export_container_filesystem() {
     assert_eq!(text(&o.stdout), "mine\nno-group\n", "{}", text(&o.stderr));
     ok(&env.mgr(&["rm", "e1"]));
 }
+
+fn base64url(data: &[u8]) -> String {
+    let mut out = String::new();
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..=c.len() {
+            out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn base64_std(data: &[u8]) -> String {
+    let mut s = base64url(data).replace('-', "+").replace('_', "/");
+    while s.len() % 4 != 0 {
+        s.push('=');
+    }
+    s
+}
+
+/// A token server for docker-registry's `auth: token`: checks basic credentials, grants the
+/// requested scopes, signs RS256 JWTs (x5c: a self-signed certificate) with openssl.
+struct TokenServer {
+    port: u16,
+    dir: PathBuf,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+}
+
+impl TokenServer {
+    fn start(dir: &Path, user: &'static str, pass: &'static str) -> TokenServer {
+        let dir = dir.join("token");
+        std::fs::create_dir_all(&dir).unwrap();
+        let o = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=berth-test-token",
+            ])
+            .arg("-keyout")
+            .arg(dir.join("key.pem"))
+            .arg("-out")
+            .arg(dir.join("cert.pem"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "openssl: {}", text(&o.stderr));
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(dir.join("cert.pem"))
+            .output()
+            .unwrap()
+            .stdout;
+        let x5c = base64_std(&der);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (reqs, key) = (requests.clone(), dir.join("key.pem"));
+        let good = format!("Basic {}", base64(&format!("{user}:{pass}")));
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { break };
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if c.read(&mut b).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    head.push(b[0]);
+                }
+                let h = String::from_utf8_lossy(&head).into_owned();
+                let path = h.split(' ').nth(1).unwrap_or("").to_string();
+                let authed = h.lines().any(|l| {
+                    l.to_ascii_lowercase().starts_with("authorization:") && l[14..].trim() == good
+                });
+                reqs.lock().unwrap().push((path.clone(), authed));
+                if !authed {
+                    let _ = c.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                }
+                let query = path.split_once('?').map(|(_, q)| q).unwrap_or("");
+                let mut access = Vec::new();
+                for kv in query.split('&') {
+                    if let Some(v) = kv.strip_prefix("scope=") {
+                        let v = v
+                            .replace("%3A", ":")
+                            .replace("%2C", ",")
+                            .replace("%2F", "/");
+                        let parts: Vec<&str> = v.splitn(3, ':').collect();
+                        if parts.len() == 3 {
+                            access.push(serde_json::json!({
+                                "type": parts[0], "name": parts[1],
+                                "actions": parts[2].split(',').collect::<Vec<_>>(),
+                            }));
+                        }
+                    }
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+                let claims = serde_json::json!({
+                    "iss": "berth-test", "sub": user, "aud": "berth-registry",
+                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()),
+                    "access": access,
+                });
+                let signing = format!(
+                    "{}.{}",
+                    base64url(header.to_string().as_bytes()),
+                    base64url(claims.to_string().as_bytes())
+                );
+                let mut sign = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(&key)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                sign.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(signing.as_bytes())
+                    .unwrap();
+                let sig = sign.wait_with_output().unwrap().stdout;
+                let token = format!("{signing}.{}", base64url(&sig));
+                let body = serde_json::json!({"token": token, "expires_in": 300}).to_string();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = c.write_all(resp.as_bytes());
+            }
+        });
+        TokenServer {
+            port,
+            dir,
+            requests,
+        }
+    }
+}
+
+/// A registry behind bearer tokens (the WWW-Authenticate challenge flow): the token server
+/// gets the basic credentials from the docker config, the registry only ever sees tokens.
+#[test]
+fn bearer_token_registry() {
+    if !need_root("bearer_token_registry") {
+        return;
+    }
+    let env = Env::new("img-bearer");
+    let ts = TokenServer::start(env.dir.path(), "berth", "t0ken");
+    let port = free_port();
+    let storage = env.dir.path().join("registry-bearer");
+    std::fs::create_dir_all(&storage).unwrap();
+    let cfg = format!(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: berth-registry\n    issuer: berth-test\n    rootcertbundle: {}\n",
+        storage.display(),
+        ts.port,
+        ts.dir.join("cert.pem").display()
+    );
+    std::fs::write(storage.join("config.yml"), cfg).unwrap();
+    let mut reg = Command::new("docker-registry")
+        .arg("serve")
+        .arg(storage.join("config.yml"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(storage.join("registry.log")).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _k = Kill(&mut reg);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "registry did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let host = format!("127.0.0.1:{port}");
+    let name = format!("{host}/tok/busybox:1");
+    env.busybox_image(&name);
+    let o = env.berthd(&["image", "push", &name]);
+    assert!(!o.status.success(), "pushed without credentials");
+    assert!(
+        text(&o.stderr).contains("unauthorized"),
+        "{}",
+        text(&o.stderr)
+    );
+    env.docker_login(&host, "berth", "t0ken");
+    ok(&env.berthd(&["image", "push", &name]));
+    ok(&env.berthd(&["image", "rm", &name]));
+    ok(&env.berthd(&["image", "pull", &name]));
+    let reqs = ts.requests.lock().unwrap().clone();
+    assert!(
+        reqs.iter().any(|(p, a)| *a
+            && p.contains("scope=repository%3Atok%2Fbusybox%3Apull%2Cpush")
+            || *a && p.contains("repository:tok/busybox:pull,push")),
+        "{reqs:?}"
+    );
+    let _ = std::fs::read_to_string(storage.join("registry.log"));
+}
