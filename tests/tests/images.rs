@@ -1457,7 +1457,7 @@ fn base64url(data: &[u8]) -> String {
 
 fn base64_std(data: &[u8]) -> String {
     let mut s = base64url(data).replace('-', "+").replace('_', "/");
-    while s.len() % 4 != 0 {
+    while !s.len().is_multiple_of(4) {
         s.push('=');
     }
     s
@@ -1645,8 +1645,8 @@ fn bearer_token_registry() {
     let reqs = ts.requests.lock().unwrap().clone();
     assert!(
         reqs.iter().any(|(p, a)| *a
-            && p.contains("scope=repository%3Atok%2Fbusybox%3Apull%2Cpush")
-            || *a && p.contains("repository:tok/busybox:pull,push")),
+            && (p.contains("scope=repository%3Atok%2Fbusybox%3Apull%2Cpush")
+                || p.contains("repository:tok/busybox:pull,push"))),
         "{reqs:?}"
     );
     let _ = std::fs::read_to_string(storage.join("registry.log"));
