@@ -308,6 +308,11 @@ fn push_pull_run_round_trip() {
         id.as_str(),
         "same image ID after the round trip"
     );
+    let history = ok(&env.berthd(&["image", "history", &name]));
+    assert!(
+        history.contains("berth import") && history.contains(&id[7..19]),
+        "{history}"
+    );
     assert_eq!(
         info["RepoDigests"][0],
         format!("{}/test/busybox@{pushed}", reg.host()).as_str()
