@@ -665,7 +665,7 @@ fn kill9_during_pull_is_reconciled() {
     // A big layer (random bytes do not compress) so the pull takes a while.
     let big = env.dir.path().join("big");
     std::fs::create_dir_all(&big).unwrap();
-    let mut data = vec![0u8; 48 << 20];
+    let mut data = vec![0u8; 24 << 20];
     let mut x: u64 = 0x9e3779b97f4a7c15;
     for b in data.iter_mut() {
         x ^= x << 13;
@@ -709,7 +709,7 @@ fn kill9_during_pull_is_reconciled() {
                     e.path()
                         .join("data")
                         .metadata()
-                        .map(|m| m.len() > 0)
+                        .map(|m| m.len() >= 1 << 20)
                         .unwrap_or(false)
                 })
             })

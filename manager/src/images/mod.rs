@@ -410,10 +410,9 @@ impl Images {
                 });
             }
         });
-        for r in &results {
-            if let Some(Err(_)) = &*r.lock().unwrap() {
+        for r in results {
+            if let Some(Err(e)) = r.into_inner().unwrap() {
                 cleanup(&todo);
-                let e = r.lock().unwrap().take().expect("checked").unwrap_err();
                 return Err(e);
             }
         }
