@@ -28,8 +28,10 @@ berthd=$here/target/release/berthd
 cache=/var/tmp/berth-bench
 work=$(mktemp -d /tmp/bpull.XXXXXX)
 pids=()
+mpid=
 cleanup() {
   set +e
+  [ -n "$mpid" ] && kill "$mpid" 2>/dev/null && wait "$mpid" 2>/dev/null
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   [ -f "$work/docker.pid" ] && kill "$(cat "$work/docker.pid")" 2>/dev/null && sleep 2
   awk -v w="$work" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l

@@ -84,7 +84,48 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // Never recurse into a live mount (it could be a snapshot of a running container).
+        let mut under: Vec<String> = mounts_containing(&self.0.display().to_string())
+            .into_iter()
+            .filter(|m| Path::new(m).starts_with(&self.0))
+            .collect();
+        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in under {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Kill what a test's berth-manager started under `tasks` (its `--state`/tasks): each shim
+/// (checked by command line) and each container init whose root is inside `tasks` or is
+/// `rootfs`. For Drop guards: a failing test leaves no processes behind.
+pub fn kill_task_processes(tasks: &Path, rootfs: Option<&Path>) {
+    let Ok(rd) = std::fs::read_dir(tasks) else {
+        return;
+    };
+    let read_pid =
+        |p: PathBuf| -> Option<i32> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
+    let kill = |pid: i32| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    };
+    for e in rd.flatten() {
+        if let Some(pid) = read_pid(e.path().join("shim.pid")) {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains("berth-shim") {
+                kill(pid);
+            }
+        }
+        if let Some(pid) = read_pid(e.path().join("init.pid")) {
+            if let Ok(root) = std::fs::read_link(format!("/proc/{pid}/root")) {
+                if root.starts_with(tasks) || Some(root.as_path()) == rootfs {
+                    kill(pid);
+                }
+            }
+        }
     }
 }
 

@@ -253,6 +253,8 @@ impl Drop for Env {
             let _ = c.kill();
             let _ = c.wait();
         }
+        kill_task_processes(&self.dir.path().join("st/tasks"), None);
+        std::thread::sleep(Duration::from_millis(100));
         remove_cgroup_tree(&self.cg);
     }
 }

@@ -168,31 +168,7 @@ impl Drop for Mgr {
     fn drop(&mut self) {
         self.kill9();
         // Shims and container inits this test started (checked by command line / our dirs).
-        if let Ok(rd) = std::fs::read_dir(self.dir.path().join("st/tasks")) {
-            for e in rd.flatten() {
-                if let Some(pid) = read_pid(&e.path().join("shim.pid")) {
-                    if cmdline_has(pid, "berth-shim") {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                }
-                if let Some(pid) = read_pid(&e.path().join("init.pid")) {
-                    if alive(pid)
-                        && std::fs::read_link(format!("/proc/{pid}/root"))
-                            .ok()
-                            .as_deref()
-                            == Some(self.rootfs.as_path())
-                    {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                }
-            }
-        }
+        kill_task_processes(&self.dir.path().join("st/tasks"), Some(&self.rootfs));
         std::thread::sleep(Duration::from_millis(100));
         remove_cgroup_tree(&self.cg);
     }
