@@ -19,4 +19,10 @@ if ! python3 -c 'import jsonschema' 2>/dev/null; then
     python3 -m pip install -q --break-system-packages jsonschema 2>/dev/null ||
     { apt-get update -qq && apt-get install -y -qq python3-jsonschema >/dev/null; }
 fi
+# The API tests drive berthd with docker-py (the Docker SDK for Python).
+if ! python3 -c 'import docker' 2>/dev/null; then
+  python3 -m pip install -q docker 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages docker 2>/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq python3-docker >/dev/null; }
+fi
 command -v cargo >/dev/null || { echo "setup: cargo not found (install Rust with rustup)" >&2; exit 1; }

@@ -6,6 +6,7 @@
 //! What it leaves to neighbours: blobs, snapshots, unpacking and garbage collection live in
 //! berth-manager (reached over gRPC, [`manager`]); the Docker Engine API comes next.
 
+pub mod api;
 pub mod archive;
 pub mod config;
 pub mod images;

@@ -26,8 +26,25 @@ struct Args {
     /// daemon.json (registry-mirrors, insecure-registries, registry-fallback, …).
     #[arg(long, global = true, default_value = "/etc/berth/daemon.json")]
     config_file: PathBuf,
+    /// Where to serve the Engine API (serving mode): unix:///path.
+    #[arg(
+        short = 'H',
+        long = "host",
+        default_value = "unix:///run/berth/berth.sock"
+    )]
+    host: String,
+    /// Persistent state of the daemon (serving mode).
+    #[arg(long, default_value = "/var/lib/berth")]
+    data_root: PathBuf,
+    /// Write the daemon's pid here (serving mode).
+    #[arg(long)]
+    pidfile: Option<PathBuf>,
+    /// error, warn, info, debug.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Without a command: serve the Docker Engine API.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -124,7 +141,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let reg = Arc::new(Registry::new(Arc::new(cfg), docker_credentials()));
     let images = Images::new(mgr.clone(), reg);
     images.reconcile().await?;
-    let Command::Image(cmd) = args.command;
+    let Some(Command::Image(cmd)) = args.command else {
+        let Some(sock) = args.host.strip_prefix("unix://") else {
+            anyhow::bail!(
+                "-H {}: only unix:// sockets are served yet (tcp:// needs TLS, which comes with the API issue)",
+                args.host
+            );
+        };
+        std::fs::create_dir_all(&args.data_root)
+            .with_context(|| format!("data root {}", args.data_root.display()))?;
+        // Docker's data root is 0701 since CVE-2021-41091.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&args.data_root, std::fs::Permissions::from_mode(0o701))?;
+        if let Some(p) = &args.pidfile {
+            std::fs::write(p, std::process::id().to_string())
+                .with_context(|| format!("pidfile {}", p.display()))?;
+        }
+        let state = Arc::new(berth_daemon::api::Daemon {
+            images,
+            data_root: args.data_root.clone(),
+        });
+        let r = berth_daemon::api::serve(state, std::path::Path::new(sock)).await;
+        if let Some(p) = &args.pidfile {
+            let _ = std::fs::remove_file(p);
+        }
+        return r;
+    };
     match cmd {
         ImageCmd::Pull { reference } => {
             let r = images.pull(&reference, printer()).await?;
@@ -316,8 +358,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 fn main() {
     let args = Args::parse();
+    let level = if args.command.is_some() {
+        tracing::Level::WARN
+    } else {
+        args.log_level.parse().unwrap_or(tracing::Level::INFO)
+    };
     tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
+        .with_max_level(level)
         .with_ansi(false)
         .with_writer(std::io::stderr)
         .init();

@@ -1,0 +1,615 @@
+//! Image endpoints: list, create (pull / import), inspect, history, tag, push, delete, get
+//! (save), load, prune. Pull and push answer with Docker's JSON progress stream.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, RawQuery, Request, State as AxState};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde::Deserialize;
+use tokio_stream::StreamExt;
+
+use super::{ApiError, State};
+use crate::images::{Images, OnProgress, Progress, Resolved};
+use crate::reference::Reference;
+use crate::registry::Registry;
+
+pub fn routes() -> Router<State> {
+    Router::new()
+        .route("/images/json", get(list))
+        .route("/images/create", post(create))
+        .route("/images/get", get(save_many))
+        .route("/images/load", post(load))
+        .route("/images/prune", post(prune))
+        .route("/images/{*rest}", any(by_name))
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time (0 if unparsable).
+pub fn unix_time(t: &str) -> i64 {
+    let p = |a: usize, b: usize| t.get(a..b).and_then(|s| s.parse::<i64>().ok());
+    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s)) =
+        (p(0, 4), p(5, 7), p(8, 10), p(11, 13), p(14, 16), p(17, 19))
+    else {
+        return 0;
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    days * 86400 + h * 3600 + mi * 60 + s
+}
+
+/// Images with the credentials of an X-Registry-Auth header, if the client sent one.
+fn with_auth(d: &State, headers: &HeaderMap) -> Arc<Images> {
+    let Some(v) = headers.get("x-registry-auth").and_then(|v| v.to_str().ok()) else {
+        return Arc::new(Images::new(d.images.mgr.clone(), d.images.reg.clone()));
+    };
+    let decoded = base64::engine::general_purpose::URL_SAFE
+        .decode(v.trim())
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(v.trim()))
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v.trim()))
+        .unwrap_or_default();
+    let a: serde_json::Value = serde_json::from_slice(&decoded).unwrap_or_default();
+    let (Some(u), Some(p)) = (a["username"].as_str(), a["password"].as_str()) else {
+        return Arc::new(Images::new(d.images.mgr.clone(), d.images.reg.clone()));
+    };
+    let host = a["serveraddress"]
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut creds = crate::registry::docker_credentials();
+    creds.insert(host, (u.to_string(), p.to_string()));
+    let reg = Arc::new(Registry::new(d.images.reg.cfg.clone(), creds));
+    Arc::new(Images::new(d.images.mgr.clone(), reg))
+}
+
+fn progress_line(p: &Progress) -> serde_json::Value {
+    if p.id.is_empty() {
+        return serde_json::json!({ "status": p.status });
+    }
+    let mut v = serde_json::json!({ "status": p.status, "id": p.id, "progressDetail": {} });
+    if p.status == "Downloading" || p.status == "Pushing" {
+        v["progressDetail"] = serde_json::json!({ "current": p.current, "total": p.total });
+        let width = 50u64;
+        let done = (p.current * width)
+            .checked_div(p.total)
+            .unwrap_or(0)
+            .min(width);
+        v["progress"] = format!(
+            "[{}>{}] {:.1}MB/{:.1}MB",
+            "=".repeat(done as usize),
+            " ".repeat((width - done) as usize),
+            p.current as f64 / 1e6,
+            p.total as f64 / 1e6
+        )
+        .into();
+    }
+    v
+}
+
+fn error_line(e: &str) -> serde_json::Value {
+    serde_json::json!({ "errorDetail": { "message": e }, "error": e })
+}
+
+/// A JSON-lines progress response fed by `work`, which gets the sender.
+fn stream_response<F, Fut>(work: F) -> Response
+where
+    F: FnOnce(tokio::sync::mpsc::UnboundedSender<serde_json::Value>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    tokio::spawn(work(tx));
+    let body = tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+        .map(|v| Ok::<_, std::io::Error>(Bytes::from(format!("{v}\r\n"))));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(Body::from_stream(body))
+        .expect("response")
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct CreateQuery {
+    from_image: Option<String>,
+    from_src: Option<String>,
+    repo: Option<String>,
+    tag: Option<String>,
+    platform: Option<String>,
+}
+
+async fn create(
+    AxState(d): AxState<State>,
+    Query(q): Query<CreateQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if let Some(src) = q.from_src.as_deref() {
+        return import(d, src, q.repo.as_deref(), q.tag.as_deref(), body).await;
+    }
+    let Some(image) = q.from_image.filter(|s| !s.is_empty()) else {
+        return Err(ApiError::bad_request("fromImage or fromSrc is required"));
+    };
+    if let Some(p) = q.platform.as_deref().filter(|p| !p.is_empty()) {
+        let host = format!("linux/{}", d.images.platform.architecture);
+        if p != host && !host.starts_with(p) {
+            return Err(ApiError::bad_request(format!(
+                "platform {p:?}: this daemon pulls for {host} only"
+            )));
+        }
+    }
+    let reference = match q.tag.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) if t.starts_with("sha256:") => format!("{image}@{t}"),
+        Some(t) => format!("{image}:{t}"),
+        None if image.contains('@')
+            || image.rsplit('/').next().is_some_and(|l| l.contains(':')) =>
+        {
+            image
+        }
+        // `docker pull -a` is not supported: no tag means latest, like the CLI's default.
+        None => format!("{image}:latest"),
+    };
+    let r = Reference::parse(&reference)?;
+    let images = with_auth(&d, &headers);
+    Ok(stream_response(move |tx| async move {
+        let _ = tx.send(serde_json::json!({
+            "status": format!("Pulling from {}", r.familiar_repository()),
+            "id": r.tag.clone().or(r.digest.clone()).unwrap_or_default(),
+        }));
+        let ptx = tx.clone();
+        let progress: OnProgress = Arc::new(move |p: Progress| {
+            let _ = ptx.send(progress_line(&p));
+        });
+        match images.pull(&reference, progress).await {
+            Ok(_) => {
+                let _ = tx.send(serde_json::json!({
+                    "status": format!("Status: Downloaded newer image for {}", r.familiar()),
+                }));
+            }
+            Err(e) => {
+                let _ = tx.send(error_line(&format!("{:#}", anyhow::Error::new(e))));
+            }
+        }
+    }))
+}
+
+async fn import(
+    d: State,
+    src: &str,
+    repo: Option<&str>,
+    tag: Option<&str>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if src != "-" {
+        return Err(ApiError::bad_request(
+            "fromSrc: only \"-\" (the request body) is supported",
+        ));
+    }
+    let name = match (
+        repo.filter(|r| !r.is_empty()),
+        tag.filter(|t| !t.is_empty()),
+    ) {
+        (Some(r), Some(t)) => Some(format!("{r}:{t}")),
+        (Some(r), None) => Some(r.to_string()),
+        _ => None,
+    };
+    if let Some(n) = &name {
+        Reference::parse(n)?;
+    }
+    let tmp = spool(&d, body).await?;
+    let r = d
+        .images
+        .import(&tmp, name.as_deref(), Vec::new(), None)
+        .await;
+    let _ = std::fs::remove_file(&tmp);
+    let r = r?;
+    Ok(Json(serde_json::json!({ "status": r.id() })).into_response())
+}
+
+/// Write a request body to a temporary file under the data root.
+async fn spool(d: &State, body: Body) -> Result<std::path::PathBuf, ApiError> {
+    use tokio::io::AsyncWriteExt;
+    let dir = d.data_root.join("tmp");
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: {e}", dir.display()),
+        )
+    })?;
+    let path = dir.join(format!("upload-{}", crate::images::unique()));
+    let mut f = tokio::fs::File::create(&path).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: {e}", path.display()),
+        )
+    })?;
+    let mut s = body.into_data_stream();
+    while let Some(chunk) = s.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
+        f.write_all(&chunk).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+    }
+    f.flush().await.ok();
+    Ok(path)
+}
+
+/// Group the store's names by image ID.
+async fn by_id(images: &Images) -> Result<Vec<(Resolved, Vec<String>, Vec<String>)>, ApiError> {
+    let mut out: Vec<(Resolved, Vec<String>, Vec<String>)> = Vec::new();
+    for img in images
+        .mgr
+        .images()
+        .await
+        .map_err(crate::images::Error::from)?
+    {
+        let Ok(r) = images.resolve_record(&img).await else {
+            continue;
+        };
+        let (tag, digest) = if img.name.starts_with("sha256:") {
+            (None, None)
+        } else {
+            let rf = Reference::parse(&img.name).ok();
+            (
+                rf.as_ref()
+                    .filter(|r| r.tag.is_some())
+                    .map(|r| r.familiar()),
+                img.labels.get("berth.repo-digest").and_then(|d| {
+                    let r = Reference::parse(d).ok()?;
+                    Some(format!("{}@{}", r.familiar_repository(), r.digest?))
+                }),
+            )
+        };
+        if let Some(e) = out.iter_mut().find(|e| e.0.id() == r.id()) {
+            e.1.extend(tag);
+            e.2.extend(digest);
+        } else {
+            out.push((r, tag.into_iter().collect(), digest.into_iter().collect()));
+        }
+    }
+    for e in &mut out {
+        e.1.sort();
+        e.1.dedup();
+        e.2.sort();
+        e.2.dedup();
+    }
+    Ok(out)
+}
+
+fn size_of(r: &Resolved) -> u64 {
+    r.manifest.layers.iter().map(|l| l.size).sum()
+}
+
+async fn list(
+    AxState(d): AxState<State>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let dangling_only = q.as_deref().is_some_and(|q| q.contains("dangling"));
+    let mut rows = Vec::new();
+    for (r, tags, digests) in by_id(&d.images).await? {
+        if dangling_only && !tags.is_empty() {
+            continue;
+        }
+        let labels = r
+            .config
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        rows.push(serde_json::json!({
+            "Id": r.id(),
+            "ParentId": "",
+            "RepoTags": if tags.is_empty() { vec!["<none>:<none>".to_string()] } else { tags },
+            "RepoDigests": digests,
+            "Created": unix_time(&r.config.created),
+            "Size": size_of(&r),
+            "SharedSize": -1,
+            "Labels": labels,
+            "Containers": -1,
+        }));
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r["Created"].as_i64().unwrap_or(0)));
+    Ok(Json(rows.into()))
+}
+
+fn inspect_json(r: &Resolved, tags: Vec<String>, digests: Vec<String>) -> serde_json::Value {
+    serde_json::json!({
+        "Id": r.id(),
+        "RepoTags": tags,
+        "RepoDigests": digests,
+        "Parent": "",
+        "Comment": r.config.history.last().map(|h| h.comment.clone()).unwrap_or_default(),
+        "Created": r.config.created,
+        "DockerVersion": "",
+        "Author": r.config.author,
+        "Config": r.config.config,
+        "Architecture": r.config.architecture,
+        "Variant": if r.config.variant.is_empty() { None } else { Some(&r.config.variant) },
+        "Os": r.config.os,
+        "Size": size_of(r),
+        "GraphDriver": {"Name": "overlayfs", "Data": null},
+        "RootFS": {"Type": r.config.rootfs.kind, "Layers": r.config.rootfs.diff_ids},
+        "Metadata": {"LastTagTime": r.record.updated_at},
+        "Descriptor": r.record.target.as_ref().map(|t| serde_json::json!({
+            "mediaType": t.media_type, "digest": t.digest, "size": t.size,
+        })),
+    })
+}
+
+/// `/images/{name}/…`: the name may hold slashes, so the action is the last segment.
+async fn by_name(
+    AxState(d): AxState<State>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let path = req.uri().path().to_string();
+    let rest = path.trim_start_matches("/images/");
+    let query: BTreeMap<String, String> = q.as_deref().map(url_pairs).unwrap_or_default();
+    let flag = |k: &str| {
+        query
+            .get(k)
+            .is_some_and(|v| v == "1" || v == "true" || v == "True")
+    };
+    if method == Method::DELETE {
+        let out = d.images.remove(rest, flag("force")).await?;
+        let body: Vec<serde_json::Value> = out
+            .into_iter()
+            .map(|(what, x)| serde_json::json!({ what: x }))
+            .collect();
+        return Ok(Json(body).into_response());
+    }
+    let (name, action) = rest.rsplit_once('/').unwrap_or((rest, ""));
+    match (method, action) {
+        (Method::GET, "json") => {
+            let r = d.images.resolve(name).await?;
+            let (tags, digests) = by_id(&d.images)
+                .await?
+                .into_iter()
+                .find(|e| e.0.id() == r.id())
+                .map(|e| (e.1, e.2))
+                .unwrap_or_default();
+            Ok(Json(inspect_json(&r, tags, digests)).into_response())
+        }
+        (Method::GET, "history") => {
+            let r = d.images.resolve(name).await?;
+            let mut layers = r.manifest.layers.iter().rev();
+            let n = r.config.history.len();
+            let rows: Vec<serde_json::Value> = r
+                .config
+                .history
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(i, h)| {
+                    let size = if h.empty_layer {
+                        0
+                    } else {
+                        layers.next().map(|l| l.size).unwrap_or(0)
+                    };
+                    serde_json::json!({
+                        "Id": if i == 0 { r.id().to_string() } else { "<missing>".into() },
+                        "Created": unix_time(&h.created),
+                        "CreatedBy": h.created_by,
+                        "Tags": if i == 0 { Some(vec![r.record.name.clone()]) } else { None },
+                        "Size": size,
+                        "Comment": h.comment,
+                    })
+                })
+                .collect();
+            let _ = n;
+            Ok(Json(rows).into_response())
+        }
+        (Method::POST, "tag") => {
+            let repo = query
+                .get("repo")
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| ApiError::bad_request("repo is required"))?;
+            let target = match query.get("tag").filter(|t| !t.is_empty()) {
+                Some(t) => format!("{repo}:{t}"),
+                None => repo.clone(),
+            };
+            d.images.tag(name, &target).await?;
+            Ok(StatusCode::CREATED.into_response())
+        }
+        (Method::POST, "push") => {
+            let reference = match query.get("tag").filter(|t| !t.is_empty()) {
+                Some(t) => format!("{name}:{t}"),
+                None => name.to_string(),
+            };
+            let r = Reference::parse(&reference)?;
+            let images = with_auth(&d, &headers);
+            // Unknown images are a 404 before any stream starts.
+            images.find(&r.to_string()).await?;
+            Ok(stream_response(move |tx| async move {
+                let _ = tx.send(serde_json::json!({
+                    "status": format!("The push refers to repository [{}]", r.repository()),
+                }));
+                let ptx = tx.clone();
+                let progress: OnProgress = Arc::new(move |p: Progress| {
+                    let _ = ptx.send(progress_line(&p));
+                });
+                if let Err(e) = images.push(&reference, progress).await {
+                    let _ = tx.send(error_line(&format!("{:#}", anyhow::Error::new(e))));
+                }
+            }))
+        }
+        (Method::GET, "get") => save(&d, &[name.to_string()]).await,
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("page not found: {path}"),
+        )),
+    }
+}
+
+fn url_pairs(q: &str) -> BTreeMap<String, String> {
+    q.split('&')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(v) => {
+                    out.push(v);
+                    i += 2;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn save(d: &State, names: &[String]) -> Result<Response, ApiError> {
+    for n in names {
+        d.images.find(n).await?;
+    }
+    let dir = d.data_root.join("tmp");
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: {e}", dir.display()),
+        )
+    })?;
+    let path = dir.join(format!("save-{}.tar", crate::images::unique()));
+    crate::archive::save(&d.images, names, &path).await?;
+    let f = tokio::fs::File::open(&path).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: {e}", path.display()),
+        )
+    })?;
+    // The open file keeps the data; the name can go now.
+    let _ = std::fs::remove_file(&path);
+    let body = Body::from_stream(tokio_util_stream(f));
+    Ok(Response::builder()
+        .header("Content-Type", "application/x-tar")
+        .body(body)
+        .expect("response"))
+}
+
+fn tokio_util_stream(
+    f: tokio::fs::File,
+) -> impl tokio_stream::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    use tokio::io::AsyncReadExt;
+    futures_unfold(f, |mut f| async move {
+        let mut buf = vec![0u8; 256 << 10];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    })
+}
+
+/// A stream from repeated async steps (like futures' `unfold`).
+fn futures_unfold<S, F, Fut, T>(state: S, f: F) -> impl tokio_stream::Stream<Item = T> + Send
+where
+    S: Send + 'static,
+    T: Send + 'static,
+    F: Fn(S) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<(T, S)>> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<T>(2);
+    tokio::spawn(async move {
+        let mut s = state;
+        while let Some((item, next)) = f(s).await {
+            if tx.send(item).await.is_err() {
+                break;
+            }
+            s = next;
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+async fn save_many(
+    AxState(d): AxState<State>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let names: Vec<String> = q
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("names="))
+        .map(decode)
+        .collect();
+    if names.is_empty() {
+        return Err(ApiError::bad_request("names is required"));
+    }
+    save(&d, &names).await
+}
+
+async fn load(AxState(d): AxState<State>, body: Body) -> Result<Response, ApiError> {
+    let tmp = spool(&d, body).await?;
+    let r = crate::archive::load(&d.images, &tmp).await;
+    let _ = std::fs::remove_file(&tmp);
+    let lines = r?;
+    let text: String = lines
+        .iter()
+        .map(|l| format!("{}\r\n", serde_json::json!({ "stream": format!("{l}\n") })))
+        .collect();
+    Ok(Response::builder()
+        .header("Content-Type", "application/json")
+        .body(Body::from(text))
+        .expect("response"))
+}
+
+async fn prune(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, ApiError> {
+    let (dangling, gc) = d.images.prune().await?;
+    let deleted: Vec<serde_json::Value> = dangling
+        .iter()
+        .map(|id| serde_json::json!({ "Deleted": id }))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "ImagesDeleted": if deleted.is_empty() { None } else { Some(deleted) },
+        "SpaceReclaimed": gc.bytes,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_queries() {
+        assert_eq!(unix_time("1970-01-01T00:00:00Z"), 0);
+        assert_eq!(unix_time("2026-11-30T01:02:03.5Z"), 1796000523);
+        assert_eq!(unix_time("garbage"), 0);
+        let q = url_pairs("repo=127.0.0.1%3A5000%2Fx&tag=v1&force=1");
+        assert_eq!(q["repo"], "127.0.0.1:5000/x");
+        assert_eq!(q["tag"], "v1");
+        assert_eq!(decode("a%2Fb+c%zz"), "a/b c%zz");
+    }
+}

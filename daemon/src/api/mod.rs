@@ -1,0 +1,186 @@
+//! The Docker Engine API (v1.45, accepting 1.24 and up) over HTTP on a unix socket.
+//!
+//! Requests may carry a version prefix (`/v1.45/images/json`) or not; every response carries
+//! `Api-Version`, `Server` and `Ostype` like dockerd's. Errors are `{"message": …}` with
+//! Docker's status codes ([`ApiError`]). This first part serves the system and image
+//! endpoints; containers, exec, volumes come with the rest of the daemon issue.
+
+pub mod images;
+pub mod system;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+use crate::images::Images;
+
+pub const API_VERSION: &str = "1.45";
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// What every handler shares.
+pub struct Daemon {
+    pub images: Images,
+    pub data_root: std::path::PathBuf,
+}
+
+pub type State = Arc<Daemon>;
+
+/// An error as the Engine API reports it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "message": self.message }).to_string();
+        Response::builder()
+            .status(self.status)
+            .header("Content-Type", "application/json")
+            .body(Body::from(body))
+            .expect("response")
+    }
+}
+
+/// The one place image errors become HTTP statuses.
+impl From<crate::images::Error> for ApiError {
+    fn from(e: crate::images::Error) -> ApiError {
+        use crate::images::Error as E;
+        let status = match &e {
+            E::NoSuchImage(_) => StatusCode::NOT_FOUND,
+            E::Reference(_) => StatusCode::BAD_REQUEST,
+            E::Invalid(m) if m.starts_with("conflict") => StatusCode::CONFLICT,
+            E::Invalid(_) => StatusCode::BAD_REQUEST,
+            E::Registry(crate::registry::Error::NotFound { .. }) => StatusCode::NOT_FOUND,
+            E::Registry(crate::registry::Error::Unauthorized { .. }) => StatusCode::UNAUTHORIZED,
+            E::Pull { err, .. } | E::Push { err, .. }
+                if matches!(**err, E::Registry(crate::registry::Error::NotFound { .. })) =>
+            {
+                StatusCode::NOT_FOUND
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, format!("{:#}", anyhow::Error::new(e)))
+    }
+}
+
+impl From<crate::reference::Error> for ApiError {
+    fn from(e: crate::reference::Error) -> ApiError {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
+/// Strip `/vX.Y` (refusing versions below the minimum) and add dockerd's headers.
+async fn versioned(mut req: Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path().to_string();
+    if let Some(rest) = path.strip_prefix("/v") {
+        if let Some((ver, tail)) = rest.split_once('/') {
+            if let Some((maj, min)) = ver.split_once('.') {
+                if let (Ok(maj), Ok(min)) = (maj.parse::<u32>(), min.parse::<u32>()) {
+                    if (maj, min) < (1, 24) {
+                        return with_headers(
+                            ApiError::bad_request(format!(
+                                "client version {ver} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+                            ))
+                            .into_response(),
+                        );
+                    }
+                    let new = match req.uri().query() {
+                        Some(q) => format!("/{tail}?{q}"),
+                        None => format!("/{tail}"),
+                    };
+                    if let Ok(uri) = new.parse() {
+                        *req.uri_mut() = uri;
+                    }
+                }
+            }
+        }
+    }
+    with_headers(next.run(req).await)
+}
+
+fn with_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert(
+        "Server",
+        HeaderValue::from_static(concat!("Berth/", env!("CARGO_PKG_VERSION"), " (linux)")),
+    );
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    r
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("page not found: {} {}", req.method(), req.uri().path()),
+    )
+}
+
+pub fn router(state: State) -> Router {
+    Router::new()
+        .merge(system::routes())
+        .merge(images::routes())
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serve on a unix socket until SIGINT/SIGTERM.
+pub async fn serve(state: State, socket: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(socket);
+    let listener = tokio::net::UnixListener::bind(socket)
+        .map_err(|e| anyhow::anyhow!("listen on {}: {e}", socket.display()))?;
+    // Docker's socket: root and the docker-like group may talk to it, nobody else.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(gid) = group_id("berth") {
+        let _ = std::os::unix::fs::chown(socket, None, Some(gid));
+    }
+    let shutdown = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("signal handler");
+        let mut int = signal(SignalKind::interrupt()).expect("signal handler");
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    };
+    tracing::info!("API listening on {}", socket.display());
+    // The version prefix is stripped before routing, so the layer wraps the whole router.
+    let app = tower::Layer::layer(&axum::middleware::from_fn(versioned), router(state));
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    let _ = std::fs::remove_file(socket);
+    Ok(())
+}
+
+fn group_id(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
+    })
+}

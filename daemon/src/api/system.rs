@@ -1,0 +1,135 @@
+//! `/_ping`, `/version`, `/info`.
+
+use axum::extract::State as AxState;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::{ApiError, State, API_VERSION, MIN_API_VERSION};
+
+pub fn routes() -> Router<State> {
+    Router::new()
+        .route("/_ping", get(ping).head(ping))
+        .route("/version", get(version))
+        .route("/info", get(info))
+}
+
+async fn ping() -> Response {
+    let mut r = "OK".into_response();
+    let h = r.headers_mut();
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
+    h.insert(
+        "Cache-Control",
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert("Pragma", HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+async fn version() -> Json<serde_json::Value> {
+    let v = env!("CARGO_PKG_VERSION");
+    Json(serde_json::json!({
+        "Platform": {"Name": "Berth"},
+        "Components": [{"Name": "Engine", "Version": v, "Details": {
+            "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": arch(),
+            "KernelVersion": kernel(),
+        }}],
+        "Version": v,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": "n/a (Rust)",
+        "Os": "linux",
+        "Arch": arch(),
+        "KernelVersion": kernel(),
+        "BuildTime": "",
+    }))
+}
+
+async fn info(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, ApiError> {
+    let images = d
+        .images
+        .mgr
+        .images()
+        .await
+        .map_err(crate::images::Error::from)?;
+    let mut ids = std::collections::BTreeSet::new();
+    for i in &images {
+        if let Ok(r) = d.images.resolve_record(i).await {
+            ids.insert(r.id().to_string());
+        }
+    }
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024;
+    let cfg = &d.images.reg.cfg;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    Ok(Json(serde_json::json!({
+        "ID": "",
+        "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+        "Images": ids.len(),
+        "Driver": "overlayfs",
+        "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]],
+        "DockerRootDir": d.data_root.display().to_string(),
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"], "Log": ["json-file"]},
+        "MemoryLimit": true, "SwapLimit": true, "CpuCfsPeriod": true, "CpuCfsQuota": true,
+        "CPUShares": true, "CPUSet": true, "PidsLimit": true, "IPv4Forwarding": true,
+        "Debug": cfg.debug,
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" },
+        "KernelVersion": kernel(),
+        "OperatingSystem": os_name(),
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "MemTotal": mem,
+        "Name": hostname,
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "RegistryConfig": {
+            "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+            "IndexConfigs": {},
+            "Mirrors": cfg.registry_mirrors,
+        },
+        "Runtimes": {"berth-runtime": {"path": "berth-runtime"}, "runc": {"path": "runc"}},
+        "DefaultRuntime": "berth-runtime",
+        "LiveRestoreEnabled": true,
+        "Isolation": "",
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "Warnings": [],
+    })))
+}
+
+fn os_name() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| "Linux".into())
+}
