@@ -4,8 +4,9 @@ use std::path::Path;
 
 use berth_proto::manager as pb;
 use berth_proto::manager::{
-    content_client::ContentClient, images_client::ImagesClient, leases_client::LeasesClient,
-    snapshots_client::SnapshotsClient,
+    containers_client::ContainersClient, content_client::ContentClient,
+    images_client::ImagesClient, leases_client::LeasesClient, snapshots_client::SnapshotsClient,
+    tasks_client::TasksClient,
 };
 use tonic::transport::Channel;
 
@@ -27,6 +28,8 @@ pub struct Mgr {
     pub images: ImagesClient<Channel>,
     pub snapshots: SnapshotsClient<Channel>,
     pub leases: LeasesClient<Channel>,
+    pub containers: ContainersClient<Channel>,
+    pub tasks: TasksClient<Channel>,
 }
 
 impl Mgr {
@@ -42,7 +45,9 @@ impl Mgr {
             content: ContentClient::new(ch.clone()).max_decoding_message_size(max),
             images: ImagesClient::new(ch.clone()),
             snapshots: SnapshotsClient::new(ch.clone()),
-            leases: LeasesClient::new(ch),
+            leases: LeasesClient::new(ch.clone()),
+            containers: ContainersClient::new(ch.clone()),
+            tasks: TasksClient::new(ch),
         })
     }
 

@@ -455,19 +455,7 @@ async fn image_config(c: &mut Clients, name: &str) -> Result<crate::oci::ImageCo
         let cfg: manifest::ImageConfig =
             serde_json::from_slice(&read_blob(c, &m.config.digest).await?)
                 .with_context(|| format!("image {name}: config {}", m.config.digest))?;
-        let rc = cfg.config.unwrap_or_default();
-        return Ok(crate::oci::ImageConfig {
-            entrypoint: rc.entrypoint.unwrap_or_default(),
-            cmd: rc.cmd.unwrap_or_default(),
-            env: rc.env.unwrap_or_default(),
-            working_dir: rc.working_dir,
-            user: rc.user,
-            stop_signal: rc.stop_signal,
-            volumes: rc
-                .volumes
-                .map(|v| v.into_keys().collect())
-                .unwrap_or_default(),
-        });
+        return Ok((&cfg.config.unwrap_or_default()).into());
     }
     bail!("image {name}: indexes nest too deep")
 }

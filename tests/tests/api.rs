@@ -20,6 +20,9 @@ fn free_port() -> u16 {
 
 struct Stack {
     dir: TempDir,
+    /// The manager's --state: a short path, as 64-hex container ids make long socket paths
+    /// (`tasks/<id>/shim.sock` must fit in 107 bytes).
+    state: TempDir,
     children: Vec<Child>,
     registry: u16,
 }
@@ -28,6 +31,12 @@ impl Stack {
     fn new(tag: &str) -> Stack {
         let dir = TempDir::new(tag);
         let d = dir.path().to_path_buf();
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let state = TempDir(PathBuf::from(format!(
+            "/tmp/bs{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        )));
         let mut children = Vec::new();
         let registry = free_port();
         std::fs::create_dir_all(d.join("reg")).unwrap();
@@ -55,7 +64,7 @@ impl Stack {
                 .arg("--root")
                 .arg(d.join("root"))
                 .arg("--state")
-                .arg(d.join("st"))
+                .arg(state.path())
                 .args(["--log-level", "warn"])
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(d.join("manager.log")).unwrap())
@@ -95,6 +104,7 @@ impl Stack {
         std::fs::create_dir_all(d.join("docker-config")).unwrap();
         Stack {
             dir,
+            state,
             children,
             registry,
         }
@@ -140,7 +150,7 @@ impl Drop for Stack {
             let _ = c.kill();
             let _ = c.wait();
         }
-        kill_task_processes(&self.dir.path().join("st/tasks"), None);
+        kill_task_processes(&self.state.path().join("tasks"), None);
     }
 }
 
@@ -283,6 +293,172 @@ print("ok")
 "#,
         sock = s.sock().display(),
         name = name
+    );
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_eq!(text(&o.stdout).trim(), "ok", "{}", text(&o.stderr));
+}
+
+/// `docker run` and friends with the real CLI: foreground run (attach before start, exit
+/// code, stdout/stderr split, --rm), detached run, ps, logs, inspect, stop, start again,
+/// rm -f, a bind mount written from inside and read outside, and Docker's errors.
+#[test]
+fn docker_cli_run_lifecycle() {
+    if !need_root("docker_cli_run_lifecycle") {
+        return;
+    }
+    assert!(have("docker"), "the docker CLI (v28) is expected on PATH");
+    let s = Stack::new("api-run");
+    let tar = s.rootfs_tar().display().to_string();
+    ok(&s.docker(&["import", "--change", "CMD [\"sh\"]", &tar, "busybox:latest"]));
+    let o = s.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "out\n");
+    assert!(text(&o.stderr).contains("err"), "{}", text(&o.stderr));
+    assert_eq!(ok(&s.docker(&["ps", "-aq"])).trim(), "", "--rm removed it");
+    // Detached, logs, inspect, stop, start again, rm -f.
+    let id = ok(&s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; exec sleep 1000",
+    ]));
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let ps = ok(&s.docker(&["ps", "--format", "{{.Names}} {{.Image}} {{.State}}"]));
+    assert_eq!(ps.trim(), "web busybox running");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ok(&s.docker(&["logs", "web"])) != "started\n" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ok(&s.docker(&["logs", "web"])), "started\n");
+    assert_eq!(
+        ok(&s.docker(&["inspect", "-f", "{{.State.Running}} {{.Name}}", "web"])).trim(),
+        "true /web"
+    );
+    let o = s.docker(&["rm", "web"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("cannot remove a running container"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&s.docker(&["stop", "-t", "1", "web"]));
+    assert_eq!(
+        ok(&s.docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "web"
+        ]))
+        .trim(),
+        "exited 137"
+    );
+    ok(&s.docker(&["start", "web"]));
+    assert_eq!(
+        ok(&s.docker(&["inspect", "-f", "{{.State.Status}}", "web"])).trim(),
+        "running"
+    );
+    ok(&s.docker(&["rm", "-f", "web"]));
+    assert_eq!(ok(&s.docker(&["ps", "-aq"])).trim(), "");
+    // A bind mount: written inside, read outside.
+    let host_dir = s.dir.path().join("shared");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    let bind = format!("{}:/data", host_dir.display());
+    ok(&s.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-container > /data/f",
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("f")).unwrap(),
+        "from-container\n"
+    );
+    // Errors, Docker's way.
+    ok(&s.docker(&["create", "--name", "taken", "busybox", "true"]));
+    let o = s.docker(&["run", "--name", "taken", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        text(&o.stderr).contains("is already in use by container"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = s.docker(&["run", "--name", "bad name!", "busybox", "true"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("Invalid container name"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = s.docker(&["run", "--rm", "no-such-image:1", "true"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("no-such-image"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = s.docker(&["stop", "nope"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("No such container: nope"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&s.docker(&["rm", "taken"]));
+    assert!(
+        mounts_containing(&s.state.path().display().to_string()).is_empty(),
+        "no container rootfs left mounted"
+    );
+}
+
+/// docker-py runs a container to completion and reads its output.
+#[test]
+fn docker_py_runs_a_container() {
+    if !need_root("docker_py_runs_a_container") {
+        return;
+    }
+    let s = Stack::new("api-pyrun");
+    let tar = s.rootfs_tar().display().to_string();
+    let o = Command::new(bin_dir().join("berthd"))
+        .arg("--manager")
+        .arg(s.dir.path().join("m.sock"))
+        .arg("--config-file")
+        .arg(s.dir.path().join("daemon.json"))
+        .args(["image", "import", &tar, "busybox:latest", "--cmd", "sh"])
+        .output()
+        .unwrap();
+    ok(&o);
+    let script = format!(
+        r#"
+import docker
+c = docker.DockerClient(base_url="unix://{sock}", version="auto")
+out = c.containers.run("busybox", ["sh", "-c", "echo hi from py"], remove=True)
+assert out == b"hi from py\n", out
+ctr = c.containers.run("busybox", ["sleep", "1000"], detach=True, name="py1")
+ctr.reload()
+assert ctr.status == "running", ctr.status
+assert any(x.name == "py1" for x in c.containers.list())
+ctr.kill()
+assert ctr.wait()["StatusCode"] == 137
+ctr.remove()
+assert c.containers.list(all=True) == []
+print("ok")
+"#,
+        sock = s.sock().display()
     );
     let o = Command::new("python3")
         .arg("-c")

@@ -458,7 +458,7 @@ async fn by_name(
     }
 }
 
-fn url_pairs(q: &str) -> BTreeMap<String, String> {
+pub(crate) fn url_pairs(q: &str) -> BTreeMap<String, String> {
     q.split('&')
         .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));

@@ -5,6 +5,7 @@
 //! Docker's status codes ([`ApiError`]). This first part serves the system and image
 //! endpoints; containers, exec, volumes come with the rest of the daemon issue.
 
+pub mod containers;
 pub mod images;
 pub mod system;
 
@@ -91,6 +92,7 @@ impl From<crate::reference::Error> for ApiError {
 /// Strip `/vX.Y` (refusing versions below the minimum) and add dockerd's headers.
 async fn versioned(mut req: Request, next: axum::middleware::Next) -> Response {
     let path = req.uri().path().to_string();
+    tracing::debug!(method = %req.method(), uri = %req.uri(), "request");
     if let Some(rest) = path.strip_prefix("/v") {
         if let Some((ver, tail)) = rest.split_once('/') {
             if let Some((maj, min)) = ver.split_once('.') {
@@ -140,6 +142,7 @@ pub fn router(state: State) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(images::routes())
+        .merge(containers::routes())
         .fallback(not_found)
         .with_state(state)
 }

@@ -127,6 +127,25 @@ pub struct RunConfig {
     pub stop_signal: String,
 }
 
+impl From<&RunConfig> for crate::oci::ImageConfig {
+    /// What the spec generator needs of an image's config.
+    fn from(rc: &RunConfig) -> Self {
+        crate::oci::ImageConfig {
+            entrypoint: rc.entrypoint.clone().unwrap_or_default(),
+            cmd: rc.cmd.clone().unwrap_or_default(),
+            env: rc.env.clone().unwrap_or_default(),
+            working_dir: rc.working_dir.clone(),
+            user: rc.user.clone(),
+            stop_signal: rc.stop_signal.clone(),
+            volumes: rc
+                .volumes
+                .as_ref()
+                .map(|v| v.keys().cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct History {
     #[serde(default, skip_serializing_if = "String::is_empty")]

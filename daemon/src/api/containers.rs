@@ -1,0 +1,1044 @@
+//! Container endpoints (first part): create, start, attach (hijacked, before start as the
+//! CLI does it), wait, logs, kill, stop, list, inspect, delete; AutoRemove.
+//!
+//! A Docker container is a berth-manager container whose labels carry its Docker name and
+//! configuration (`berth.docker/name`, `berth.docker/config`), with a snapshot of its image
+//! as root filesystem and a task created at `create` (Docker's "created" state: the runtime
+//! holds the init at its start barrier). State therefore lives in the manager's store and
+//! survives berthd restarts.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path as AxPath, RawQuery, Request, State as AxState};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use berth_proto::manager as pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::images::{unix_time, url_pairs};
+use super::{ApiError, State};
+
+const NAME: &str = "berth.docker/name";
+const CONFIG: &str = "berth.docker/config";
+
+pub fn routes() -> Router<State> {
+    Router::new()
+        .route("/containers/create", post(create))
+        .route("/containers/json", get(list))
+        .route("/containers/{id}/json", get(inspect))
+        .route("/containers/{id}/start", post(start))
+        .route("/containers/{id}/wait", post(wait))
+        .route("/containers/{id}/attach", post(attach))
+        .route("/containers/{id}/logs", get(logs))
+        .route("/containers/{id}/kill", post(kill))
+        .route("/containers/{id}/stop", post(stop))
+        .route("/containers/{id}", delete(remove))
+}
+
+fn status_err(s: tonic::Status) -> ApiError {
+    let code = match s.code() {
+        tonic::Code::NotFound => StatusCode::NOT_FOUND,
+        tonic::Code::AlreadyExists => StatusCode::CONFLICT,
+        tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
+        tonic::Code::FailedPrecondition => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(code, s.message().to_string())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+fn new_id() -> String {
+    let mut b = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn valid_name(n: &str) -> bool {
+    let n = n.trim_start_matches('/');
+    let b = n.as_bytes();
+    b.len() >= 2
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// A Docker container as the manager stores it.
+struct Ctr {
+    id: String,
+    name: String,
+    /// {"Config", "HostConfig", "Created", "Image" (ID), "ImageName"}
+    doc: serde_json::Value,
+    log_path: String,
+}
+
+fn to_ctr(c: pb::Container) -> Option<Ctr> {
+    let name = c.labels.get(NAME)?.clone();
+    let doc = serde_json::from_str(c.labels.get(CONFIG)?).ok()?;
+    Some(Ctr {
+        id: c.id,
+        name,
+        doc,
+        log_path: c.log.map(|l| l.path).unwrap_or_default(),
+    })
+}
+
+async fn all(d: &State) -> Result<Vec<Ctr>, ApiError> {
+    let list = d
+        .images
+        .mgr
+        .containers
+        .clone()
+        .list(pb::ListContainersRequest::default())
+        .await
+        .map_err(status_err)?
+        .into_inner()
+        .containers;
+    Ok(list.into_iter().filter_map(to_ctr).collect())
+}
+
+/// By name (with or without '/'), full id, or unique id prefix.
+async fn find(d: &State, what: &str) -> Result<Ctr, ApiError> {
+    let name = format!("/{}", what.trim_start_matches('/'));
+    let cs = all(d).await?;
+    let mut prefix = Vec::new();
+    for c in cs {
+        if c.id == what || c.name == name {
+            return Ok(c);
+        }
+        if what.len() >= 3 && c.id.starts_with(what) {
+            prefix.push(c);
+        }
+    }
+    match prefix.len() {
+        1 => Ok(prefix.pop().expect("one")),
+        0 => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("No such container: {what}"),
+        )),
+        _ => Err(ApiError::bad_request(format!(
+            "multiple containers match the ID prefix {what}"
+        ))),
+    }
+}
+
+async fn task(d: &State, id: &str) -> Option<pb::Task> {
+    d.images
+        .mgr
+        .tasks
+        .clone()
+        .get(pb::ContainerRef { id: id.to_string() })
+        .await
+        .ok()
+        .map(|t| t.into_inner())
+}
+
+/// Wait for the init of container `id` to exit.
+async fn wait_exit(d: &State, id: &str) -> Result<tonic::Response<pb::ExitStatus>, tonic::Status> {
+    d.images
+        .mgr
+        .tasks
+        .clone()
+        .wait(pb::ProcessRef {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+        })
+        .await
+}
+
+/// Docker's boolean query values.
+fn is_true(q: &std::collections::BTreeMap<String, String>, k: &str) -> bool {
+    q.get(k)
+        .is_some_and(|v| v == "1" || v == "true" || v == "True")
+}
+
+fn state_name(t: Option<&pb::Task>) -> &'static str {
+    match t.map(|t| t.status) {
+        Some(s) if s == pb::Status::Running as i32 => "running",
+        Some(s) if s == pb::Status::Paused as i32 => "paused",
+        Some(s) if s == pb::Status::Stopped as i32 => "exited",
+        _ => "created",
+    }
+}
+
+fn strs(v: &serde_json::Value) -> Option<Vec<String>> {
+    v.as_array().map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect()
+    })
+}
+
+/// HostConfig + Config → the spec generator's options.
+fn options(
+    cfg: &serde_json::Value,
+    host: &serde_json::Value,
+) -> Result<berth_manager::oci::Options, ApiError> {
+    let mut o = berth_manager::oci::Options {
+        args: strs(&cfg["Cmd"]).filter(|c| !c.is_empty()),
+        entrypoint: strs(&cfg["Entrypoint"]).filter(|c| !c.is_empty()),
+        env: strs(&cfg["Env"]).unwrap_or_default(),
+        tty: cfg["Tty"].as_bool().unwrap_or(false),
+        user: cfg["User"]
+            .as_str()
+            .filter(|u| !u.is_empty())
+            .map(String::from),
+        workdir: cfg["WorkingDir"]
+            .as_str()
+            .filter(|w| !w.is_empty())
+            .map(String::from),
+        hostname: cfg["Hostname"]
+            .as_str()
+            .filter(|h| !h.is_empty())
+            .map(String::from),
+        privileged: host["Privileged"].as_bool().unwrap_or(false),
+        read_only: host["ReadonlyRootfs"].as_bool().unwrap_or(false),
+        cap_add: strs(&host["CapAdd"]).unwrap_or_default(),
+        cap_drop: strs(&host["CapDrop"]).unwrap_or_default(),
+        ..Default::default()
+    };
+    if let Some(m) = host["Memory"].as_i64().filter(|m| *m > 0) {
+        o.memory = Some(m);
+        o.memory_swap = host["MemorySwap"].as_i64().filter(|s| *s != 0);
+    }
+    if let Some(s) = host["CpuShares"].as_u64().filter(|s| *s > 0) {
+        o.cpu_shares = Some(s);
+    }
+    if let Some(n) = host["NanoCpus"].as_i64().filter(|n| *n > 0) {
+        o.cpu_period = Some(100_000);
+        o.cpu_quota = Some(n / 10_000);
+    }
+    if let Some(p) = host["PidsLimit"].as_i64().filter(|p| *p > 0) {
+        o.pids_limit = Some(p);
+    }
+    for b in strs(&host["Binds"]).unwrap_or_default() {
+        let parts: Vec<&str> = b.split(':').collect();
+        if parts.len() < 2 || !parts[0].starts_with('/') || !parts[1].starts_with('/') {
+            return Err(ApiError::bad_request(format!(
+                "invalid bind {b:?}: want /host/path:/container/path[:ro]"
+            )));
+        }
+        o.mounts.push(berth_manager::oci::MountOpt {
+            source: parts[0].into(),
+            destination: parts[1].into(),
+            kind: "bind".into(),
+            read_only: parts
+                .get(2)
+                .is_some_and(|m| m.split(',').any(|x| x == "ro")),
+            options: vec![],
+        });
+    }
+    if let Some(t) = host["Tmpfs"].as_object() {
+        for (k, v) in t {
+            o.tmpfs
+                .insert(k.clone(), v.as_str().unwrap_or("").to_string());
+        }
+    }
+    if let Some(us) = host["Ulimits"].as_array() {
+        for u in us {
+            o.ulimits.push(berth_manager::oci::Ulimit {
+                name: u["Name"].as_str().unwrap_or("").to_string(),
+                soft: u["Soft"].as_u64().unwrap_or(0),
+                hard: u["Hard"].as_u64().unwrap_or(0),
+            });
+        }
+    }
+    Ok(o)
+}
+
+async fn create(
+    AxState(d): AxState<State>,
+    RawQuery(q): RawQuery,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if body.len() > 4 << 20 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body is larger than 4 MiB",
+        ));
+    }
+    let cfg: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    if !cfg.is_object() {
+        return Err(ApiError::bad_request("invalid JSON: want an object"));
+    }
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let id = new_id();
+    let name = match query.get("name").filter(|n| !n.is_empty()) {
+        Some(n) if !valid_name(n) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )))
+        }
+        Some(n) => format!("/{}", n.trim_start_matches('/')),
+        None => format!("/berth_{}", &id[..12]),
+    };
+    if let Some(other) = all(&d).await?.into_iter().find(|c| c.name == name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "Conflict. The container name \"{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                other.id
+            ),
+        ));
+    }
+    let image = cfg["Image"]
+        .as_str()
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| ApiError::bad_request("config: Image is required"))?
+        .to_string();
+    if !cfg["Cmd"].is_null() && !cfg["Cmd"].is_array() && !cfg["Cmd"].is_string() {
+        return Err(ApiError::bad_request(
+            "config: Cmd must be a list of strings",
+        ));
+    }
+    let host = cfg["HostConfig"].clone();
+    let opts = options(&cfg, &host)?;
+    let img = d
+        .images
+        .find(&image)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("No such image: {image}")))?;
+    let res = d.images.resolve_record(&img).await?;
+    let image_cfg: berth_manager::oci::ImageConfig =
+        (&res.config.config.clone().unwrap_or_default()).into();
+    let mgr = &d.images.mgr;
+    let chain = mgr
+        .images
+        .clone()
+        .unpack(pb::UnpackRequest {
+            name: img.name.clone(),
+            lease: String::new(),
+        })
+        .await
+        .map_err(status_err)?
+        .into_inner()
+        .chain_id;
+    let mounts = mgr
+        .snapshots
+        .clone()
+        .prepare(pb::PrepareSnapshotRequest {
+            key: id.clone(),
+            parent: chain,
+            labels: Default::default(),
+        })
+        .await
+        .map_err(status_err)?
+        .into_inner()
+        .mounts;
+    let undo_snapshot = || async {
+        let _ = mgr
+            .snapshots
+            .clone()
+            .remove(pb::SnapshotRef { key: id.clone() })
+            .await;
+    };
+    // Read /etc/passwd and /etc/group of the container's filesystem for the spec.
+    let tmp = d
+        .data_root
+        .join("tmp")
+        .join(format!("rootfs-{}", &id[..12]));
+    let spec = (|| -> Result<serde_json::Value, ApiError> {
+        std::fs::create_dir_all(&tmp).map_err(internal)?;
+        let mounts: Vec<berth_manager::images::snapshots::Mount> = mounts
+            .into_iter()
+            .map(|m| berth_manager::images::snapshots::Mount {
+                kind: m.r#type,
+                source: m.source,
+                options: m.options,
+            })
+            .collect();
+        berth_manager::images::snapshots::mount_all(&mounts, &tmp).map_err(internal)?;
+        let r = berth_manager::oci::generate(&id, &tmp, &image_cfg, &opts)
+            .map_err(|e| ApiError::bad_request(e.to_string()));
+        let _ = nix::mount::umount2(&tmp, nix::mount::MntFlags::MNT_DETACH);
+        r
+    })();
+    let _ = std::fs::remove_dir(&tmp);
+    let spec = match spec {
+        Ok(s) => s,
+        Err(e) => {
+            undo_snapshot().await;
+            return Err(e);
+        }
+    };
+    let mut stored = cfg.clone();
+    if let Some(o) = stored.as_object_mut() {
+        o.remove("HostConfig");
+    }
+    let doc = serde_json::json!({
+        "Config": stored,
+        "HostConfig": host,
+        "Created": crate::images::now_rfc3339(),
+        "Image": res.id(),
+        "ImageName": image,
+        "Path": spec["process"]["args"][0],
+        "Args": spec["process"]["args"].as_array().map(|a| a[1..].to_vec()).unwrap_or_default(),
+    });
+    let log_path = d
+        .data_root
+        .join("containers")
+        .join(&id)
+        .join(format!("{id}-json.log"));
+    let labels = [
+        (NAME.to_string(), name.clone()),
+        (CONFIG.to_string(), doc.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let created = mgr
+        .containers
+        .clone()
+        .create(pb::CreateContainerRequest {
+            container: Some(pb::Container {
+                id: id.clone(),
+                labels,
+                spec: serde_json::to_vec(&spec).expect("json"),
+                log: Some(pb::LogConfig {
+                    path: log_path.display().to_string(),
+                    max_size: 0,
+                    max_files: 1,
+                    disabled: false,
+                }),
+                image: img.name.clone(),
+                snapshot_key: id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await;
+    if let Err(s) = created {
+        undo_snapshot().await;
+        return Err(status_err(s));
+    }
+    if let Err(e) = create_task(&d, &id, &cfg).await {
+        let _ = mgr
+            .containers
+            .clone()
+            .delete(pb::ContainerRef { id: id.clone() })
+            .await;
+        return Err(e);
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "Id": id, "Warnings": [] })),
+    )
+        .into_response())
+}
+
+async fn create_task(d: &State, id: &str, cfg: &serde_json::Value) -> Result<(), ApiError> {
+    d.images
+        .mgr
+        .tasks
+        .clone()
+        .create(pb::CreateTaskRequest {
+            container_id: id.to_string(),
+            terminal: cfg["Tty"].as_bool().unwrap_or(false),
+            stdin: cfg["OpenStdin"].as_bool().unwrap_or(false),
+        })
+        .await
+        .map_err(status_err)?;
+    Ok(())
+}
+
+async fn start(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+) -> Result<Response, ApiError> {
+    let c = find(&d, &what).await?;
+    let tasks = d.images.mgr.tasks.clone();
+    match task(&d, &c.id).await {
+        Some(t)
+            if t.status == pb::Status::Running as i32 || t.status == pb::Status::Paused as i32 =>
+        {
+            return Ok(StatusCode::NOT_MODIFIED.into_response());
+        }
+        Some(t) if t.status == pb::Status::Stopped as i32 => {
+            tasks
+                .clone()
+                .delete(pb::ProcessRef {
+                    container_id: c.id.clone(),
+                    exec_id: String::new(),
+                })
+                .await
+                .map_err(status_err)?;
+            create_task(&d, &c.id, &c.doc["Config"]).await?;
+        }
+        Some(_) => {}
+        None => create_task(&d, &c.id, &c.doc["Config"]).await?,
+    }
+    tasks
+        .clone()
+        .start(pb::ProcessRef {
+            container_id: c.id.clone(),
+            exec_id: String::new(),
+        })
+        .await
+        .map_err(status_err)?;
+    if c.doc["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false) {
+        let (d, id) = (d.clone(), c.id.clone());
+        tokio::spawn(async move {
+            let _ = wait_exit(&d, &id).await;
+            let _ = delete_container(&d, &id).await;
+        });
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_container(d: &State, id: &str) -> Result<(), ApiError> {
+    let mgr = &d.images.mgr;
+    match mgr
+        .tasks
+        .clone()
+        .delete(pb::ProcessRef {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+        })
+        .await
+    {
+        Ok(_) => {}
+        Err(s) if s.code() == tonic::Code::NotFound => {}
+        Err(s) => return Err(status_err(s)),
+    }
+    mgr.containers
+        .clone()
+        .delete(pb::ContainerRef { id: id.to_string() })
+        .await
+        .map_err(status_err)?;
+    let _ = std::fs::remove_dir_all(d.data_root.join("containers").join(id));
+    Ok(())
+}
+
+async fn wait(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let c = find(&d, &what).await?;
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let condition = query
+        .get("condition")
+        .cloned()
+        .unwrap_or_else(|| "not-running".into());
+    // Like dockerd: the headers go out at once (the CLI starts the container only after
+    // they arrive), the body when the condition is met.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
+    tokio::spawn(async move {
+        let st = wait_exit(&d, &c.id).await;
+        let (code, error) = match st {
+            Ok(s) => (s.into_inner().exit_status as i64, None),
+            Err(s) if s.code() == tonic::Code::NotFound => (0, None),
+            Err(s) => (-1, Some(s.message().to_string())),
+        };
+        if condition == "removed" {
+            for _ in 0..400 {
+                if find(&d, &c.id).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+        let v = serde_json::json!({
+            "StatusCode": code,
+            "Error": error.map(|m| serde_json::json!({ "Message": m })),
+        });
+        let _ = tx.send(Ok(axum::body::Bytes::from(format!("{v}\n")))).await;
+    });
+    let body = tokio_stream::wrappers::ReceiverStream::new(rx);
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(body))
+        .expect("response"))
+}
+
+/// Docker's stream framing: [stream, 0, 0, 0, size (big endian u32)] + data.
+fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + data.len());
+    v.push(stream);
+    v.extend_from_slice(&[0, 0, 0]);
+    v.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+async fn attach(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    RawQuery(q): RawQuery,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    let c = find(&d, &what).await?;
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let flag = |k: &str| is_true(&query, k);
+    let tty = c.doc["Config"]["Tty"].as_bool().unwrap_or(false);
+    let want_stdin = flag("stdin");
+    let upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+    // Subscribe before answering: the CLI starts the container once it has the 101.
+    let (in_tx, in_rx) = tokio::sync::mpsc::channel::<pb::AttachInput>(16);
+    in_tx
+        .send(pb::AttachInput {
+            input: Some(pb::attach_input::Input::Start(pb::AttachStart {
+                container_id: c.id.clone(),
+                exec_id: String::new(),
+                stdout: flag("stdout"),
+                stderr: flag("stderr"),
+            })),
+        })
+        .await
+        .map_err(internal)?;
+    tracing::debug!(container_id = %c.id, "attach: dialing the manager");
+    let mut out = d
+        .images
+        .mgr
+        .tasks
+        .clone()
+        .attach(tokio_stream::wrappers::ReceiverStream::new(in_rx))
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    tracing::debug!(container_id = %c.id, "attach: manager answered");
+    let Some(upgrade) = upgrade else {
+        return Err(ApiError::bad_request(
+            "attach needs a hijacked connection (Connection: Upgrade, Upgrade: tcp)",
+        ));
+    };
+    tokio::spawn(async move {
+        let Ok(io) = upgrade.await else { return };
+        let io = hyper_util::rt::TokioIo::new(io);
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let input = async {
+            if !want_stdin {
+                return;
+            }
+            let mut buf = vec![0u8; 32 << 10];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let m = pb::AttachInput {
+                            input: Some(pb::attach_input::Input::Stdin(buf[..n].to_vec())),
+                        };
+                        if in_tx.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = in_tx
+                .send(pb::AttachInput {
+                    input: Some(pb::attach_input::Input::CloseStdin(true)),
+                })
+                .await;
+        };
+        let output = async {
+            while let Ok(Some(o)) = out.message().await {
+                let bytes = if tty {
+                    o.data
+                } else {
+                    let kind = if o.stream == pb::StreamKind::StreamStderr as i32 {
+                        2
+                    } else {
+                        1
+                    };
+                    frame(kind, &o.data)
+                };
+                if wr.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wr.shutdown().await;
+        };
+        // The output ending (the process exited) ends the session.
+        tokio::select! {
+            _ = output => {}
+            _ = async { input.await; std::future::pending::<()>().await } => {}
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(
+            header::CONTENT_TYPE,
+            if tty {
+                "application/vnd.docker.raw-stream"
+            } else {
+                "application/vnd.docker.multiplexed-stream"
+            },
+        )
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "tcp")
+        .body(Body::empty())
+        .expect("response"))
+}
+
+async fn logs(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let c = find(&d, &what).await?;
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let flag = |k: &str| is_true(&query, k);
+    let (stdout, stderr, follow, timestamps) = (
+        flag("stdout"),
+        flag("stderr"),
+        flag("follow"),
+        flag("timestamps"),
+    );
+    let tail: Option<usize> = query.get("tail").and_then(|t| t.parse().ok());
+    let tty = c.doc["Config"]["Tty"].as_bool().unwrap_or(false);
+    let path = std::path::PathBuf::from(&c.log_path);
+    let render = move |line: &str| -> Option<Vec<u8>> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let stream = v["stream"].as_str()?;
+        if (stream == "stdout" && !stdout) || (stream == "stderr" && !stderr) {
+            return None;
+        }
+        let mut data = String::new();
+        if timestamps {
+            data.push_str(v["time"].as_str().unwrap_or(""));
+            data.push(' ');
+        }
+        data.push_str(v["log"].as_str()?);
+        Some(if tty {
+            data.into_bytes()
+        } else {
+            frame(if stream == "stderr" { 2 } else { 1 }, data.as_bytes())
+        })
+    };
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut lines: Vec<&str> = text.lines().collect();
+    if let Some(n) = tail {
+        lines = lines.split_off(lines.len().saturating_sub(n));
+    }
+    let first: Vec<u8> = lines.iter().filter_map(|l| render(l)).flatten().collect();
+    let content_type = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    if !follow {
+        return Ok(Response::builder()
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(first))
+            .expect("response"));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
+    let offset = text.len();
+    tokio::spawn(async move {
+        if tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        let mut offset = offset;
+        let mut pending = String::new();
+        loop {
+            let running = matches!(
+                state_name(task(&d, &c.id).await.as_ref()),
+                "running" | "paused" | "created"
+            );
+            if let Ok(mut f) = tokio::fs::File::open(&path).await {
+                use tokio::io::AsyncSeekExt;
+                if f.seek(std::io::SeekFrom::Start(offset as u64))
+                    .await
+                    .is_ok()
+                {
+                    let mut more = String::new();
+                    if let Ok(n) = f.read_to_string(&mut more).await {
+                        offset += n;
+                        pending.push_str(&more);
+                    }
+                }
+            }
+            while let Some(i) = pending.find('\n') {
+                let line: String = pending.drain(..=i).collect();
+                if let Some(b) = render(line.trim_end()) {
+                    if tx.send(Ok(b)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if !running {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from_stream(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+        .expect("response"))
+}
+
+fn signal_number(s: &str) -> Option<u32> {
+    if let Ok(n) = s.parse::<u32>() {
+        return Some(n);
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    Some(match name {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "KILL" => 9,
+        "USR1" => 10,
+        "USR2" => 12,
+        "TERM" => 15,
+        "CONT" => 18,
+        "STOP" => 19,
+        "WINCH" => 28,
+        _ => return None,
+    })
+}
+
+async fn send_signal(d: &State, id: &str, sig: u32) -> Result<(), ApiError> {
+    d.images
+        .mgr
+        .tasks
+        .clone()
+        .kill(pb::KillRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+            signal: sig,
+            all: false,
+        })
+        .await
+        .map_err(status_err)?;
+    Ok(())
+}
+
+async fn kill(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let c = find(&d, &what).await?;
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let sig = query.get("signal").map(String::as_str).unwrap_or("KILL");
+    let n = signal_number(sig)
+        .ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {sig}")))?;
+    if state_name(task(&d, &c.id).await.as_ref()) != "running" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Container {} is not running", c.id),
+        ));
+    }
+    send_signal(&d, &c.id, n).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn stop(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let c = find(&d, &what).await?;
+    if state_name(task(&d, &c.id).await.as_ref()) != "running" {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let secs: u64 = query.get("t").and_then(|t| t.parse().ok()).unwrap_or(10);
+    let stop_sig = c.doc["Config"]["StopSignal"]
+        .as_str()
+        .and_then(signal_number)
+        .unwrap_or(15);
+    send_signal(&d, &c.id, stop_sig).await?;
+    let waited = tokio::time::timeout(Duration::from_secs(secs), wait_exit(&d, &c.id)).await;
+    if waited.is_err() {
+        send_signal(&d, &c.id, 9).await?;
+        let _ = wait_exit(&d, &c.id).await;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn remove(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let c = find(&d, &what).await?;
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let force = is_true(&query, "force");
+    if matches!(
+        state_name(task(&d, &c.id).await.as_ref()),
+        "running" | "paused"
+    ) {
+        if !force {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                    c.id
+                ),
+            ));
+        }
+        send_signal(&d, &c.id, 9).await?;
+        let _ = tokio::time::timeout(Duration::from_secs(10), wait_exit(&d, &c.id)).await;
+    }
+    delete_container(&d, &c.id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn human(secs: i64) -> String {
+    match secs {
+        s if s < 1 => "Less than a second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if s < 86400 => format!("{} hours", s / 3600),
+        s => format!("{} days", s / 86400),
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn list(
+    AxState(d): AxState<State>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let show_all = is_true(&query, "all");
+    let mut rows = Vec::new();
+    for c in all(&d).await? {
+        let t = task(&d, &c.id).await;
+        let state = state_name(t.as_ref());
+        if !show_all && state != "running" && state != "paused" {
+            continue;
+        }
+        let created = unix_time(c.doc["Created"].as_str().unwrap_or(""));
+        let status = match (state, &t) {
+            ("exited", Some(t)) => format!(
+                "Exited ({}) {} ago",
+                t.exit_status,
+                human(now_unix() - unix_time(&t.exited_at))
+            ),
+            ("running", _) => format!("Up {}", human(now_unix() - created)),
+            ("paused", _) => format!("Up {} (Paused)", human(now_unix() - created)),
+            _ => "Created".into(),
+        };
+        let cmd: Vec<String> = std::iter::once(c.doc["Path"].as_str().unwrap_or("").to_string())
+            .chain(strs(&c.doc["Args"]).unwrap_or_default())
+            .collect();
+        rows.push(serde_json::json!({
+            "Id": c.id,
+            "Names": [c.name],
+            "Image": c.doc["ImageName"],
+            "ImageID": c.doc["Image"],
+            "Command": cmd.join(" "),
+            "Created": created,
+            "State": state,
+            "Status": status,
+            "Ports": [],
+            "Labels": c.doc["Config"]["Labels"].as_object().cloned().unwrap_or_default(),
+            "HostConfig": {"NetworkMode": "none"},
+            "NetworkSettings": {"Networks": {}},
+            "Mounts": [],
+        }));
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r["Created"].as_i64().unwrap_or(0)));
+    if let Some(n) = query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        rows.truncate(n);
+    }
+    Ok(Json(rows.into()))
+}
+
+async fn inspect(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = find(&d, &what).await?;
+    let t = task(&d, &c.id).await;
+    let state = state_name(t.as_ref());
+    let t = t.unwrap_or_default();
+    let mut config = c.doc["Config"].clone();
+    if config["Cmd"].is_null() {
+        config["Cmd"] = c.doc["Args"].clone();
+    }
+    // Docker fills in what the client left out; SDKs read these.
+    let mut host = c.doc["HostConfig"].clone();
+    if !host.is_object() {
+        host = serde_json::json!({});
+    }
+    for (k, v) in [
+        (
+            "LogConfig",
+            serde_json::json!({"Type": "json-file", "Config": {}}),
+        ),
+        ("NetworkMode", serde_json::json!("none")),
+        (
+            "RestartPolicy",
+            serde_json::json!({"Name": "no", "MaximumRetryCount": 0}),
+        ),
+        ("AutoRemove", serde_json::json!(false)),
+        ("Binds", serde_json::json!(null)),
+        ("Privileged", serde_json::json!(false)),
+    ] {
+        if host.get(k).is_none_or(|x| {
+            x.is_null() || (k == "LogConfig" && x["Type"].as_str().unwrap_or("").is_empty())
+        }) {
+            host[k] = v;
+        }
+    }
+    Ok(Json(serde_json::json!({
+        "Id": c.id,
+        "Created": c.doc["Created"],
+        "Path": c.doc["Path"],
+        "Args": c.doc["Args"],
+        "State": {
+            "Status": state,
+            "Running": state == "running" || state == "paused",
+            "Paused": state == "paused",
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": if state == "running" { t.pid } else { 0 },
+            "ExitCode": if state == "exited" { t.exit_status } else { 0 },
+            "Error": "",
+            "StartedAt": "0001-01-01T00:00:00Z",
+            "FinishedAt": if t.exited_at.is_empty() { "0001-01-01T00:00:00Z".to_string() } else { t.exited_at.clone() },
+        },
+        "Image": c.doc["Image"],
+        "Name": c.name,
+        "RestartCount": 0,
+        "Driver": "overlayfs",
+        "Platform": "linux",
+        "HostConfig": host,
+        "Config": config,
+        "LogPath": c.log_path,
+        "Mounts": [],
+        "NetworkSettings": {"Networks": {}, "Ports": {}},
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_frames_signals() {
+        assert!(valid_name("/web-1"));
+        assert!(!valid_name("a"));
+        assert!(!valid_name("-bad"));
+        assert!(!valid_name("x/y"));
+        assert_eq!(frame(2, b"hi"), vec![2, 0, 0, 0, 0, 0, 0, 2, b'h', b'i']);
+        assert_eq!(signal_number("SIGTERM"), Some(15));
+        assert_eq!(signal_number("kill"), Some(9));
+        assert_eq!(signal_number("bogus"), None);
+    }
+}
