@@ -39,6 +39,9 @@ struct Args {
     /// Write the daemon's pid here (serving mode).
     #[arg(long)]
     pidfile: Option<PathBuf>,
+    /// Parent cgroup of every container (serving mode).
+    #[arg(long, default_value = "/berth")]
+    cgroup_parent: String,
     /// error, warn, info, debug.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -160,6 +163,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let state = Arc::new(berth_daemon::api::Daemon {
             images,
             data_root: args.data_root.clone(),
+            cgroup_parent: args.cgroup_parent.clone(),
         });
         let r = berth_daemon::api::serve(state, std::path::Path::new(sock)).await;
         if let Some(p) = &args.pidfile {

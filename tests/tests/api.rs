@@ -25,6 +25,8 @@ struct Stack {
     state: TempDir,
     children: Vec<Child>,
     registry: u16,
+    /// berthd's --cgroup-parent: removed with everything below it on drop.
+    cg: String,
 }
 
 impl Stack {
@@ -80,6 +82,7 @@ impl Stack {
             }
         };
         wait(&d.join("m.sock"));
+        let cg = unique_id("cg");
         children.push(
             Command::new(bin_dir().join("berthd"))
                 .arg("--manager")
@@ -90,6 +93,8 @@ impl Stack {
                 .arg(format!("unix://{}", d.join("berth.sock").display()))
                 .arg("--data-root")
                 .arg(d.join("data"))
+                .arg("--cgroup-parent")
+                .arg(format!("/{cg}"))
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(d.join("berthd.log")).unwrap())
                 .spawn()
@@ -107,6 +112,7 @@ impl Stack {
             state,
             children,
             registry,
+            cg,
         }
     }
 
@@ -151,6 +157,8 @@ impl Drop for Stack {
             let _ = c.wait();
         }
         kill_task_processes(&self.state.path().join("tasks"), None);
+        std::thread::sleep(Duration::from_millis(100));
+        remove_cgroup_tree(&self.cg);
     }
 }
 

@@ -302,7 +302,12 @@ async fn create(
         ));
     }
     let host = cfg["HostConfig"].clone();
-    let opts = options(&cfg, &host)?;
+    let mut opts = options(&cfg, &host)?;
+    let parent = host["CgroupParent"]
+        .as_str()
+        .filter(|p| !p.is_empty())
+        .unwrap_or(&d.cgroup_parent);
+    opts.cgroups_path = Some(format!("/{}/{id}", parent.trim_matches('/')));
     let img = d
         .images
         .find(&image)

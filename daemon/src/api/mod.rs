@@ -26,6 +26,8 @@ pub const MIN_API_VERSION: &str = "1.24";
 pub struct Daemon {
     pub images: Images,
     pub data_root: std::path::PathBuf,
+    /// Parent of every container's cgroup (dockerd's --cgroup-parent), e.g. "/berth".
+    pub cgroup_parent: String,
 }
 
 pub type State = Arc<Daemon>;
