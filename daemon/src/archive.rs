@@ -264,13 +264,7 @@ async fn put_file(mgr: &Mgr, p: &Path, digest: &str, size: u64, lease: &str) -> 
     if mgr.has(digest).await? {
         return Ok(());
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<pb::WriteContentRequest>(4);
-    let mut content = mgr.content.clone();
-    let writer = tokio::spawn(async move {
-        content
-            .write(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-    });
+    let (tx, writer) = mgr.writer();
     let path = p.to_path_buf();
     let (reference, lease, digest_s) = (
         format!("{lease}/{digest}"),

@@ -927,42 +927,22 @@ pub async fn write_stream(
     if mgr.has(&d.digest).await? {
         return Ok(());
     }
-    let reference = format!("{lease}/{}", d.digest);
-    let mut msgs = Vec::new();
-    let mut first = true;
-    for chunk in data.chunks(1 << 20) {
-        msgs.push(pb::WriteContentRequest {
-            r#ref: if first {
-                reference.clone()
-            } else {
-                String::new()
-            },
-            lease: if first {
-                lease.to_string()
-            } else {
-                String::new()
-            },
+    let mut msgs: Vec<pb::WriteContentRequest> = data
+        .chunks(1 << 20)
+        .map(|chunk| pb::WriteContentRequest {
             data: chunk.to_vec(),
             ..Default::default()
-        });
-        first = false;
-    }
+        })
+        .collect();
     msgs.push(pb::WriteContentRequest {
-        r#ref: if first {
-            reference.clone()
-        } else {
-            String::new()
-        },
-        lease: if first {
-            lease.to_string()
-        } else {
-            String::new()
-        },
         commit: true,
         expected: d.digest.clone(),
         size: d.size,
         ..Default::default()
     });
+    // The first message names the ingest.
+    msgs[0].r#ref = format!("{lease}/{}", d.digest);
+    msgs[0].lease = lease.to_string();
     mgr.content.clone().write(tokio_stream::iter(msgs)).await?;
     Ok(())
 }
@@ -1046,13 +1026,7 @@ async fn download_once(
     } else {
         0
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<pb::WriteContentRequest>(4);
-    let mut content = mgr.content.clone();
-    let writer = tokio::spawn(async move {
-        content
-            .write(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-    });
+    let (tx, writer) = mgr.writer();
     let _ = tx
         .send(pb::WriteContentRequest {
             r#ref: reference.to_string(),

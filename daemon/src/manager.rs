@@ -69,6 +69,24 @@ impl Mgr {
         Ok(out)
     }
 
+    /// A streamed Content.Write: send messages (the first names the ingest), drop the sender
+    /// to end the stream, then await the handle for the store's answer.
+    pub fn writer(
+        &self,
+    ) -> (
+        tokio::sync::mpsc::Sender<pb::WriteContentRequest>,
+        tokio::task::JoinHandle<Result<tonic::Response<pb::WriteContentResponse>, tonic::Status>>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::WriteContentRequest>(4);
+        let mut content = self.content.clone();
+        let handle = tokio::spawn(async move {
+            content
+                .write(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+        });
+        (tx, handle)
+    }
+
     pub async fn has(&self, digest: &str) -> Result<bool, Error> {
         match self
             .content

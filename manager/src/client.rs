@@ -485,24 +485,14 @@ async fn spec_from_image(c: &mut Clients, a: &RunArgs, image: &str) -> Result<se
         .map_err(status_msg)?
         .into_inner()
         .mounts;
-    let mounts: Vec<crate::images::snapshots::Mount> = mounts
-        .into_iter()
-        .map(|m| crate::images::snapshots::Mount {
-            kind: m.r#type,
-            source: m.source,
-            options: m.options,
-        })
-        .collect();
+    let mounts: Vec<crate::images::snapshots::Mount> = mounts.into_iter().map(Into::into).collect();
     let tmp = std::env::temp_dir().join(format!("berth-rootfs-{}-{}", a.id, std::process::id()));
-    std::fs::create_dir_all(&tmp)?;
-    let spec = (|| -> Result<serde_json::Value> {
-        crate::images::snapshots::mount_all(&mounts, &tmp)?;
-        let r = crate::oci::generate(&a.id, &tmp, &cfg, &a.options())
-            .with_context(|| format!("container {}", a.id));
-        let _ = nix::mount::umount2(&tmp, nix::mount::MntFlags::MNT_DETACH);
-        r
-    })();
-    let _ = std::fs::remove_dir(&tmp);
+    let spec = crate::images::snapshots::with_mounted(&mounts, &tmp, |root| {
+        crate::oci::generate(&a.id, root, &cfg, &a.options())
+            .with_context(|| format!("container {}", a.id))
+    })
+    .map_err(anyhow::Error::from)
+    .and_then(|r| r);
     if spec.is_err() {
         let _ = c
             .snapshots

@@ -3,20 +3,11 @@
 //! loopback docker-registry; daemon.json turns Docker Hub fallback off, so nothing leaves
 //! the machine. This part covers the system and image endpoints.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_tests::*;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Stack {
     dir: TempDir,
@@ -25,6 +16,7 @@ struct Stack {
     state: TempDir,
     children: Vec<Child>,
     registry: u16,
+    _registry: Registry,
     /// berthd's --cgroup-parent: removed with everything below it on drop.
     cg: String,
 }
@@ -40,25 +32,8 @@ impl Stack {
             SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         )));
         let mut children = Vec::new();
-        let registry = free_port();
-        std::fs::create_dir_all(d.join("reg")).unwrap();
-        std::fs::write(
-            d.join("reg.yml"),
-            format!(
-                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}/reg\nhttp:\n  addr: 127.0.0.1:{registry}\n",
-                d.display()
-            ),
-        )
-        .unwrap();
-        children.push(
-            Command::new("docker-registry")
-                .arg("serve")
-                .arg(d.join("reg.yml"))
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(d.join("reg.log")).unwrap())
-                .spawn()
-                .unwrap(),
-        );
+        let reg = Registry::start(&d, None);
+        let registry = reg.port;
         children.push(
             Command::new(bin_dir().join("berth-manager"))
                 .arg("--address")
@@ -101,17 +76,13 @@ impl Stack {
                 .unwrap(),
         );
         wait(&d.join("berth.sock"));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", registry)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
         std::fs::create_dir_all(d.join("docker-config")).unwrap();
         Stack {
             dir,
             state,
             children,
             registry,
+            _registry: reg,
             cg,
         }
     }

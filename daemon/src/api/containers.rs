@@ -352,23 +352,14 @@ async fn create(
         .data_root
         .join("tmp")
         .join(format!("rootfs-{}", &id[..12]));
-    let spec = (|| -> Result<serde_json::Value, ApiError> {
-        std::fs::create_dir_all(&tmp).map_err(internal)?;
-        let mounts: Vec<berth_manager::images::snapshots::Mount> = mounts
-            .into_iter()
-            .map(|m| berth_manager::images::snapshots::Mount {
-                kind: m.r#type,
-                source: m.source,
-                options: m.options,
-            })
-            .collect();
-        berth_manager::images::snapshots::mount_all(&mounts, &tmp).map_err(internal)?;
-        let r = berth_manager::oci::generate(&id, &tmp, &image_cfg, &opts)
-            .map_err(|e| ApiError::bad_request(e.to_string()));
-        let _ = nix::mount::umount2(&tmp, nix::mount::MntFlags::MNT_DETACH);
-        r
-    })();
-    let _ = std::fs::remove_dir(&tmp);
+    let mounts: Vec<berth_manager::images::snapshots::Mount> =
+        mounts.into_iter().map(Into::into).collect();
+    let spec = berth_manager::images::snapshots::with_mounted(&mounts, &tmp, |root| {
+        berth_manager::oci::generate(&id, root, &image_cfg, &opts)
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    })
+    .map_err(internal)
+    .and_then(|r| r);
     let spec = match spec {
         Ok(s) => s,
         Err(e) => {

@@ -58,6 +58,16 @@ fn mounts_pb(m: Vec<Mount>) -> pb::MountsResponse {
     }
 }
 
+impl From<pb::Mount> for Mount {
+    fn from(m: pb::Mount) -> Mount {
+        Mount {
+            kind: m.r#type,
+            source: m.source,
+            options: m.options,
+        }
+    }
+}
+
 fn snapshot_pb(s: Snapshot) -> pb::Snapshot {
     pb::Snapshot {
         key: s.key,
@@ -368,38 +378,33 @@ impl pb::images_server::Images for ImagesService {
     }
 }
 
+impl SnapshotsService {
+    fn create_and_mount(
+        &self,
+        r: pb::PrepareSnapshotRequest,
+        kind: Kind,
+    ) -> Result<Response<pb::MountsResponse>, Status> {
+        let s = &self.0.snapshots;
+        s.create(&r.key, &r.parent, kind, r.labels.into_iter().collect())
+            .map_err(st)?;
+        Ok(Response::new(mounts_pb(s.mounts(&r.key).map_err(st)?)))
+    }
+}
+
 #[tonic::async_trait]
 impl pb::snapshots_server::Snapshots for SnapshotsService {
     async fn prepare(
         &self,
         r: Request<pb::PrepareSnapshotRequest>,
     ) -> Result<Response<pb::MountsResponse>, Status> {
-        let r = r.into_inner();
-        let s = &self.0.snapshots;
-        s.create(
-            &r.key,
-            &r.parent,
-            Kind::Active,
-            r.labels.into_iter().collect(),
-        )
-        .map_err(st)?;
-        Ok(Response::new(mounts_pb(s.mounts(&r.key).map_err(st)?)))
+        self.create_and_mount(r.into_inner(), Kind::Active)
     }
 
     async fn view(
         &self,
         r: Request<pb::PrepareSnapshotRequest>,
     ) -> Result<Response<pb::MountsResponse>, Status> {
-        let r = r.into_inner();
-        let s = &self.0.snapshots;
-        s.create(
-            &r.key,
-            &r.parent,
-            Kind::View,
-            r.labels.into_iter().collect(),
-        )
-        .map_err(st)?;
-        Ok(Response::new(mounts_pb(s.mounts(&r.key).map_err(st)?)))
+        self.create_and_mount(r.into_inner(), Kind::View)
     }
 
     async fn commit(

@@ -302,6 +302,27 @@ fn du(dir: &Path, u: &mut Usage, seen: &mut HashSet<(u64, u64)>) {
     }
 }
 
+/// Mount `mounts` on `dir` (created if missing), run `f` on it, then detach the mount and
+/// remove `dir`: for reading a snapshot briefly (its /etc/passwd, say).
+pub fn with_mounted<T>(
+    mounts: &[Mount],
+    dir: &Path,
+    f: impl FnOnce(&Path) -> T,
+) -> Result<T, Error> {
+    std::fs::create_dir_all(dir).map_err(|err| Error::Io {
+        what: "create mount point",
+        path: dir.display().to_string(),
+        err,
+    })?;
+    let r = mount_all(mounts, dir).map(|()| {
+        let out = f(dir);
+        let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
+        out
+    });
+    let _ = std::fs::remove_dir(dir);
+    r
+}
+
 /// Mount `mounts` (as [`Snapshotter::mounts`] returns them) on `target`. Overlay lower
 /// directories are passed one at a time with the new mount API (`lowerdir+`, Linux 6.8+) when
 /// the classic option string would exceed a page, so deep images (128 layers and more) mount.
