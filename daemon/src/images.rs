@@ -770,53 +770,68 @@ impl Images {
         cmd: Vec<String>,
         platform: Option<Platform>,
     ) -> Result<Resolved, Error> {
-        let target = match name {
-            Some(n) => Some(Reference::parse(n)?),
+        let now = now_rfc3339();
+        self.create_image(NewImage {
+            base: None,
+            layer: tarball,
+            run: manifest::RunConfig {
+                env: Some(vec![
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                ]),
+                cmd: (!cmd.is_empty()).then_some(cmd),
+                ..Default::default()
+            },
+            history: manifest::History {
+                created: now,
+                created_by: "berth import".into(),
+                comment: "Imported from tarball".into(),
+                ..Default::default()
+            },
+            author: String::new(),
+            target: name,
+            platform,
+        })
+        .await
+    }
+
+    /// Make an image of `base`'s layers (none for an import) and one more read from a tar
+    /// file (plain or compressed), with `run` as its configuration; name it `target` (None:
+    /// only its ID) and unpack it.
+    pub async fn create_image(&self, n: NewImage<'_>) -> Result<Resolved, Error> {
+        let target = match n.target {
+            Some(t) => Some(Reference::parse(t)?),
             None => None,
         };
-        let lease = format!("import-{}-{}", std::process::id(), unique());
+        let lease = format!("image-{}-{}", std::process::id(), unique());
         self.mgr.lease(&lease, 3600).await?;
-        let res = self
-            .import_leased(tarball, target.as_ref(), cmd, platform, &lease)
-            .await;
+        let res = self.create_leased(n, target.as_ref(), &lease).await;
         self.mgr.drop_lease(&lease).await;
         res
     }
 
-    async fn import_leased(
+    async fn create_leased(
         &self,
-        tarball: &std::path::Path,
+        n: NewImage<'_>,
         target: Option<&Reference>,
-        cmd: Vec<String>,
-        platform: Option<Platform>,
         lease: &str,
     ) -> Result<Resolved, Error> {
-        let path = tarball.to_path_buf();
+        let path = n.layer.to_path_buf();
         // Compress (gzip) while hashing both forms, on a blocking thread.
         let (gz, diff_id) =
             tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, String), Error> {
                 use std::io::{Read, Write};
-                let f = std::fs::File::open(&path).map_err(|err| Error::Io {
-                    what: "open",
-                    path: path.display().to_string(),
-                    err,
-                })?;
-                let mut r =
-                    berth_manager::images::layer::decompress(f).map_err(|err| Error::Io {
-                        what: "read",
-                        path: path.display().to_string(),
-                        err,
-                    })?;
+                let io = |what: &'static str| {
+                    let path = path.display().to_string();
+                    move |err| Error::Io { what, path, err }
+                };
+                let f = std::fs::File::open(&path).map_err(io("open"))?;
+                let mut r = berth_manager::images::layer::decompress(f).map_err(io("read"))?;
                 let mut h = Sha256::new();
                 let mut enc =
                     flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
-                    let n = r.read(&mut buf).map_err(|err| Error::Io {
-                        what: "read",
-                        path: path.display().to_string(),
-                        err,
-                    })?;
+                    let n = r.read(&mut buf).map_err(io("read"))?;
                     if n == 0 {
                         break;
                     }
@@ -829,38 +844,38 @@ impl Images {
                 ))
             })
             .await
-            .map_err(|e| Error::Invalid(format!("import worker: {e}")))??;
+            .map_err(|e| Error::Invalid(format!("layer worker: {e}")))??;
         let layer = Descriptor {
             media_type: manifest::OCI_LAYER_GZIP.into(),
             digest: sha256_of(&gz),
             size: gz.len() as u64,
         };
         write_stream(&self.mgr, &layer, lease, gz).await?;
-        let p = platform.unwrap_or_else(|| self.platform.clone());
-        let now = now_rfc3339();
+        let p = n.platform.unwrap_or_else(|| self.platform.clone());
+        let (mut layers, mut diff_ids, mut history) = match n.base {
+            Some(b) => (
+                b.manifest.layers.clone(),
+                b.config.rootfs.diff_ids.clone(),
+                b.config.history.clone(),
+            ),
+            None => Default::default(),
+        };
+        layers.push(layer);
+        diff_ids.push(diff_id);
+        let created = n.history.created.clone();
+        history.push(n.history);
         let config = manifest::ImageConfig {
-            created: now.clone(),
+            created,
+            author: n.author,
             architecture: p.architecture.clone(),
             os: p.os.clone(),
             variant: p.variant.clone(),
-            config: Some(manifest::RunConfig {
-                env: Some(vec![
-                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-                ]),
-                cmd: (!cmd.is_empty()).then_some(cmd),
-                ..Default::default()
-            }),
+            config: Some(n.run),
             rootfs: manifest::RootFs {
                 kind: "layers".into(),
-                diff_ids: vec![diff_id],
+                diff_ids,
             },
-            history: vec![manifest::History {
-                created: now,
-                created_by: "berth import".into(),
-                comment: "Imported from tarball".into(),
-                ..Default::default()
-            }],
-            ..Default::default()
+            history,
         };
         let cfg_bytes = serde_json::to_vec(&config).expect("json");
         let cfg_digest = self.mgr.put(cfg_bytes.clone(), lease).await?;
@@ -872,7 +887,7 @@ impl Images {
                 digest: cfg_digest.clone(),
                 size: cfg_bytes.len() as u64,
             },
-            layers: vec![layer],
+            layers,
             annotations: Default::default(),
         };
         let m_bytes = serde_json::to_vec(&m).expect("json");
@@ -903,6 +918,17 @@ impl Images {
             config,
         })
     }
+}
+
+/// What [`Images::create_image`] makes an image of.
+pub struct NewImage<'a> {
+    pub base: Option<&'a Resolved>,
+    pub layer: &'a std::path::Path,
+    pub run: manifest::RunConfig,
+    pub history: manifest::History,
+    pub author: String,
+    pub target: Option<&'a str>,
+    pub platform: Option<Platform>,
 }
 
 pub fn now_rfc3339() -> String {

@@ -10,6 +10,7 @@ pub mod api;
 pub mod archive;
 pub mod config;
 pub mod images;
+pub mod instructions;
 pub mod manager;
 pub mod reference;
 pub mod registry;

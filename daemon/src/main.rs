@@ -160,11 +160,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             std::fs::write(p, std::process::id().to_string())
                 .with_context(|| format!("pidfile {}", p.display()))?;
         }
-        let state = Arc::new(berth_daemon::api::Daemon {
+        let state = Arc::new(berth_daemon::api::Daemon::new(
             images,
-            data_root: args.data_root.clone(),
-            cgroup_parent: args.cgroup_parent.clone(),
-        });
+            args.data_root.clone(),
+            args.cgroup_parent.clone(),
+        ));
         let r = berth_daemon::api::serve(state, std::path::Path::new(sock)).await;
         if let Some(p) = &args.pidfile {
             let _ = std::fs::remove_file(p);

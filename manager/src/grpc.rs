@@ -16,13 +16,21 @@ use crate::store::ContainerRecord;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// A `Write` that sends 256 KiB chunks down a stream (from a blocking thread).
-struct ChunkWriter {
+pub(crate) struct ChunkWriter {
     tx: tokio::sync::mpsc::Sender<Result<pb::DataChunk, Status>>,
     buf: Vec<u8>,
 }
 
 impl ChunkWriter {
-    fn flush_chunk(&mut self) -> std::io::Result<()> {
+    pub(crate) fn new(tx: tokio::sync::mpsc::Sender<Result<pb::DataChunk, Status>>) -> Self {
+        ChunkWriter {
+            tx,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Send what is buffered (call once at the end).
+    pub(crate) fn flush_chunk(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -115,10 +123,7 @@ impl pb::containers_server::Containers for Containers {
         let m = Arc::clone(&self.0);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
-            let mut w = ChunkWriter {
-                tx: tx.clone(),
-                buf: Vec::new(),
-            };
+            let mut w = ChunkWriter::new(tx.clone());
             let r = m
                 .export(&id, &mut w)
                 .and_then(|()| w.flush_chunk().map_err(|e| Error::io("export", &id, e)));

@@ -267,12 +267,14 @@ pub fn finalize_and_exec(
     let caps = process.capabilities().as_ref();
     let nnp = process.no_new_privileges() == Some(true);
     set_lsm_labels(process)?;
-    drop_bounding(caps)?;
-    set_identity(process, setgroups_allowed)?;
-    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we have it.
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we still
+    // have it, before the bounding set shrinks and before a non-root uid clears the
+    // effective set (the filter must then allow setresuid/capset, as Docker's does).
     if let (Some(c), false) = (compiled, nnp) {
         crate::seccomp::install(c)?;
     }
+    drop_bounding(caps)?;
+    set_identity(process, setgroups_allowed)?;
     set_capabilities(caps)?;
     if nnp {
         sys::set_no_new_privs().sys(|| "prctl no_new_privs".into())?;

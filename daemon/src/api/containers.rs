@@ -10,16 +10,15 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path as AxPath, RawQuery, Request, State as AxState};
+use axum::extract::{Path as AxPath, RawQuery, State as AxState};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use berth_proto::manager as pb;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::images::{unix_time, url_pairs};
-use super::{ApiError, State};
+use super::{streams, ApiError, State};
 
 const NAME: &str = "berth.docker/name";
 const CONFIG: &str = "berth.docker/config";
@@ -31,14 +30,15 @@ pub fn routes() -> Router<State> {
         .route("/containers/{id}/json", get(inspect))
         .route("/containers/{id}/start", post(start))
         .route("/containers/{id}/wait", post(wait))
-        .route("/containers/{id}/attach", post(attach))
-        .route("/containers/{id}/logs", get(logs))
+        .route("/containers/{id}/attach", post(streams::attach))
+        .route("/containers/{id}/resize", post(streams::resize))
+        .route("/containers/{id}/logs", get(streams::logs))
         .route("/containers/{id}/kill", post(kill))
         .route("/containers/{id}/stop", post(stop))
         .route("/containers/{id}", delete(remove))
 }
 
-fn status_err(s: tonic::Status) -> ApiError {
+pub(super) fn status_err(s: tonic::Status) -> ApiError {
     let code = match s.code() {
         tonic::Code::NotFound => StatusCode::NOT_FOUND,
         tonic::Code::AlreadyExists => StatusCode::CONFLICT,
@@ -49,11 +49,11 @@ fn status_err(s: tonic::Status) -> ApiError {
     ApiError::new(code, s.message().to_string())
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-fn new_id() -> String {
+pub(super) fn new_id() -> String {
     let mut b = [0u8; 32];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         use std::io::Read;
@@ -73,12 +73,12 @@ fn valid_name(n: &str) -> bool {
 }
 
 /// A Docker container as the manager stores it.
-struct Ctr {
-    id: String,
-    name: String,
+pub(super) struct Ctr {
+    pub id: String,
+    pub name: String,
     /// {"Config", "HostConfig", "Created", "Image" (ID), "ImageName"}
-    doc: serde_json::Value,
-    log_path: String,
+    pub doc: serde_json::Value,
+    pub log_path: String,
 }
 
 fn to_ctr(c: pb::Container) -> Option<Ctr> {
@@ -107,7 +107,7 @@ async fn all(d: &State) -> Result<Vec<Ctr>, ApiError> {
 }
 
 /// By name (with or without '/'), full id, or unique id prefix.
-async fn find(d: &State, what: &str) -> Result<Ctr, ApiError> {
+pub(super) async fn find(d: &State, what: &str) -> Result<Ctr, ApiError> {
     let name = format!("/{}", what.trim_start_matches('/'));
     let cs = all(d).await?;
     let mut prefix = Vec::new();
@@ -131,7 +131,7 @@ async fn find(d: &State, what: &str) -> Result<Ctr, ApiError> {
     }
 }
 
-async fn task(d: &State, id: &str) -> Option<pb::Task> {
+pub(super) async fn task(d: &State, id: &str) -> Option<pb::Task> {
     d.images
         .mgr
         .tasks
@@ -156,12 +156,12 @@ async fn wait_exit(d: &State, id: &str) -> Result<tonic::Response<pb::ExitStatus
 }
 
 /// Docker's boolean query values.
-fn is_true(q: &std::collections::BTreeMap<String, String>, k: &str) -> bool {
+pub(super) fn is_true(q: &std::collections::BTreeMap<String, String>, k: &str) -> bool {
     q.get(k)
         .is_some_and(|v| v == "1" || v == "true" || v == "True")
 }
 
-fn state_name(t: Option<&pb::Task>) -> &'static str {
+pub(super) fn state_name(t: Option<&pb::Task>) -> &'static str {
     match t.map(|t| t.status) {
         Some(s) if s == pb::Status::Running as i32 => "running",
         Some(s) if s == pb::Status::Paused as i32 => "paused",
@@ -170,7 +170,7 @@ fn state_name(t: Option<&pb::Task>) -> &'static str {
     }
 }
 
-fn strs(v: &serde_json::Value) -> Option<Vec<String>> {
+pub(super) fn strs(v: &serde_json::Value) -> Option<Vec<String>> {
     v.as_array().map(|a| {
         a.iter()
             .filter_map(|x| x.as_str().map(String::from))
@@ -510,6 +510,7 @@ async fn delete_container(d: &State, id: &str) -> Result<(), ApiError> {
         .await
         .map_err(status_err)?;
     let _ = std::fs::remove_dir_all(d.data_root.join("containers").join(id));
+    d.execs.forget_container(id);
     Ok(())
 }
 
@@ -552,225 +553,6 @@ async fn wait(
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(body))
-        .expect("response"))
-}
-
-/// Docker's stream framing: [stream, 0, 0, 0, size (big endian u32)] + data.
-fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + data.len());
-    v.push(stream);
-    v.extend_from_slice(&[0, 0, 0]);
-    v.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    v.extend_from_slice(data);
-    v
-}
-
-async fn attach(
-    AxState(d): AxState<State>,
-    AxPath(what): AxPath<String>,
-    RawQuery(q): RawQuery,
-    mut req: Request,
-) -> Result<Response, ApiError> {
-    let c = find(&d, &what).await?;
-    let query = q.as_deref().map(url_pairs).unwrap_or_default();
-    let flag = |k: &str| is_true(&query, k);
-    let tty = c.doc["Config"]["Tty"].as_bool().unwrap_or(false);
-    let want_stdin = flag("stdin");
-    let upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
-    // Subscribe before answering: the CLI starts the container once it has the 101.
-    let (in_tx, in_rx) = tokio::sync::mpsc::channel::<pb::AttachInput>(16);
-    in_tx
-        .send(pb::AttachInput {
-            input: Some(pb::attach_input::Input::Start(pb::AttachStart {
-                container_id: c.id.clone(),
-                exec_id: String::new(),
-                stdout: flag("stdout"),
-                stderr: flag("stderr"),
-            })),
-        })
-        .await
-        .map_err(internal)?;
-    tracing::debug!(container_id = %c.id, "attach: dialing the manager");
-    let mut out = d
-        .images
-        .mgr
-        .tasks
-        .clone()
-        .attach(tokio_stream::wrappers::ReceiverStream::new(in_rx))
-        .await
-        .map_err(status_err)?
-        .into_inner();
-    tracing::debug!(container_id = %c.id, "attach: manager answered");
-    let Some(upgrade) = upgrade else {
-        return Err(ApiError::bad_request(
-            "attach needs a hijacked connection (Connection: Upgrade, Upgrade: tcp)",
-        ));
-    };
-    tokio::spawn(async move {
-        let Ok(io) = upgrade.await else { return };
-        let io = hyper_util::rt::TokioIo::new(io);
-        let (mut rd, mut wr) = tokio::io::split(io);
-        let input = async {
-            if !want_stdin {
-                return;
-            }
-            let mut buf = vec![0u8; 32 << 10];
-            loop {
-                match rd.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let m = pb::AttachInput {
-                            input: Some(pb::attach_input::Input::Stdin(buf[..n].to_vec())),
-                        };
-                        if in_tx.send(m).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            let _ = in_tx
-                .send(pb::AttachInput {
-                    input: Some(pb::attach_input::Input::CloseStdin(true)),
-                })
-                .await;
-        };
-        let output = async {
-            while let Ok(Some(o)) = out.message().await {
-                let bytes = if tty {
-                    o.data
-                } else {
-                    let kind = if o.stream == pb::StreamKind::StreamStderr as i32 {
-                        2
-                    } else {
-                        1
-                    };
-                    frame(kind, &o.data)
-                };
-                if wr.write_all(&bytes).await.is_err() {
-                    break;
-                }
-            }
-            let _ = wr.shutdown().await;
-        };
-        // The output ending (the process exited) ends the session.
-        tokio::select! {
-            _ = output => {}
-            _ = async { input.await; std::future::pending::<()>().await } => {}
-        }
-    });
-    Ok(Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(
-            header::CONTENT_TYPE,
-            if tty {
-                "application/vnd.docker.raw-stream"
-            } else {
-                "application/vnd.docker.multiplexed-stream"
-            },
-        )
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, "tcp")
-        .body(Body::empty())
-        .expect("response"))
-}
-
-async fn logs(
-    AxState(d): AxState<State>,
-    AxPath(what): AxPath<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let c = find(&d, &what).await?;
-    let query = q.as_deref().map(url_pairs).unwrap_or_default();
-    let flag = |k: &str| is_true(&query, k);
-    let (stdout, stderr, follow, timestamps) = (
-        flag("stdout"),
-        flag("stderr"),
-        flag("follow"),
-        flag("timestamps"),
-    );
-    let tail: Option<usize> = query.get("tail").and_then(|t| t.parse().ok());
-    let tty = c.doc["Config"]["Tty"].as_bool().unwrap_or(false);
-    let path = std::path::PathBuf::from(&c.log_path);
-    let render = move |line: &str| -> Option<Vec<u8>> {
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        let stream = v["stream"].as_str()?;
-        if (stream == "stdout" && !stdout) || (stream == "stderr" && !stderr) {
-            return None;
-        }
-        let mut data = String::new();
-        if timestamps {
-            data.push_str(v["time"].as_str().unwrap_or(""));
-            data.push(' ');
-        }
-        data.push_str(v["log"].as_str()?);
-        Some(if tty {
-            data.into_bytes()
-        } else {
-            frame(if stream == "stderr" { 2 } else { 1 }, data.as_bytes())
-        })
-    };
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut lines: Vec<&str> = text.lines().collect();
-    if let Some(n) = tail {
-        lines = lines.split_off(lines.len().saturating_sub(n));
-    }
-    let first: Vec<u8> = lines.iter().filter_map(|l| render(l)).flatten().collect();
-    let content_type = if tty {
-        "application/vnd.docker.raw-stream"
-    } else {
-        "application/vnd.docker.multiplexed-stream"
-    };
-    if !follow {
-        return Ok(Response::builder()
-            .header(header::CONTENT_TYPE, content_type)
-            .body(Body::from(first))
-            .expect("response"));
-    }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
-    let offset = text.len();
-    tokio::spawn(async move {
-        if tx.send(Ok(first)).await.is_err() {
-            return;
-        }
-        let mut offset = offset;
-        let mut pending = String::new();
-        loop {
-            let running = matches!(
-                state_name(task(&d, &c.id).await.as_ref()),
-                "running" | "paused" | "created"
-            );
-            if let Ok(mut f) = tokio::fs::File::open(&path).await {
-                use tokio::io::AsyncSeekExt;
-                if f.seek(std::io::SeekFrom::Start(offset as u64))
-                    .await
-                    .is_ok()
-                {
-                    let mut more = String::new();
-                    if let Ok(n) = f.read_to_string(&mut more).await {
-                        offset += n;
-                        pending.push_str(&more);
-                    }
-                }
-            }
-            while let Some(i) = pending.find('\n') {
-                let line: String = pending.drain(..=i).collect();
-                if let Some(b) = render(line.trim_end()) {
-                    if tx.send(Ok(b)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            if !running {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    Ok(Response::builder()
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from_stream(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        ))
         .expect("response"))
 }
 
@@ -1011,6 +793,7 @@ async fn inspect(
         },
         "Image": c.doc["Image"],
         "Name": c.name,
+        "ExecIDs": d.execs.of(&c.id),
         "RestartCount": 0,
         "Driver": "overlayfs",
         "Platform": "linux",
@@ -1032,7 +815,10 @@ mod tests {
         assert!(!valid_name("a"));
         assert!(!valid_name("-bad"));
         assert!(!valid_name("x/y"));
-        assert_eq!(frame(2, b"hi"), vec![2, 0, 0, 0, 0, 0, 0, 2, b'h', b'i']);
+        assert_eq!(
+            streams::frame(2, b"hi"),
+            vec![2, 0, 0, 0, 0, 0, 0, 2, b'h', b'i']
+        );
         assert_eq!(signal_number("SIGTERM"), Some(15));
         assert_eq!(signal_number("kill"), Some(9));
         assert_eq!(signal_number("bogus"), None);

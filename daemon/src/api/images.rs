@@ -133,11 +133,16 @@ struct CreateQuery {
 async fn create(
     AxState(d): AxState<State>,
     Query(q): Query<CreateQuery>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     if let Some(src) = q.from_src.as_deref() {
-        return import(d, src, q.repo.as_deref(), q.tag.as_deref(), body).await;
+        let changes = raw
+            .as_deref()
+            .map(|r| url_all(r, "changes"))
+            .unwrap_or_default();
+        return import(d, src, q.repo.as_deref(), q.tag.as_deref(), &changes, body).await;
     }
     let Some(image) = q.from_image.filter(|s| !s.is_empty()) else {
         return Err(ApiError::bad_request("fromImage or fromSrc is required"));
@@ -190,6 +195,7 @@ async fn import(
     src: &str,
     repo: Option<&str>,
     tag: Option<&str>,
+    changes: &[String],
     body: Body,
 ) -> Result<Response, ApiError> {
     if src != "-" {
@@ -208,10 +214,32 @@ async fn import(
     if let Some(n) = &name {
         Reference::parse(n)?;
     }
+    let mut run = berth_manager::images::manifest::RunConfig {
+        env: Some(vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ]),
+        ..Default::default()
+    };
+    for c in changes {
+        crate::instructions::apply(&mut run, c).map_err(ApiError::bad_request)?;
+    }
     let tmp = spool(&d, body).await?;
     let r = d
         .images
-        .import(&tmp, name.as_deref(), Vec::new(), None)
+        .create_image(crate::images::NewImage {
+            base: None,
+            layer: &tmp,
+            run,
+            history: berth_manager::images::manifest::History {
+                created: crate::images::now_rfc3339(),
+                created_by: "berth import".into(),
+                comment: "Imported from tarball".into(),
+                ..Default::default()
+            },
+            author: String::new(),
+            target: name.as_deref(),
+            platform: None,
+        })
         .await;
     let _ = std::fs::remove_file(&tmp);
     let r = r?;
@@ -219,7 +247,7 @@ async fn import(
 }
 
 /// Write a request body to a temporary file under the data root.
-async fn spool(d: &State, body: Body) -> Result<std::path::PathBuf, ApiError> {
+pub(crate) async fn spool(d: &State, body: Body) -> Result<std::path::PathBuf, ApiError> {
     use tokio::io::AsyncWriteExt;
     let dir = d.data_root.join("tmp");
     tokio::fs::create_dir_all(&dir).await.map_err(|e| {
@@ -456,6 +484,16 @@ async fn by_name(
             format!("page not found: {path}"),
         )),
     }
+}
+
+/// Every value of a repeated query parameter (`changes=…&changes=…`).
+pub(crate) fn url_all(q: &str, key: &str) -> Vec<String> {
+    q.split('&')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k) == key).then(|| decode(v))
+        })
+        .collect()
 }
 
 pub(crate) fn url_pairs(q: &str) -> BTreeMap<String, String> {

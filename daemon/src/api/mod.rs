@@ -5,8 +5,11 @@
 //! Docker's status codes ([`ApiError`]). This first part serves the system and image
 //! endpoints; containers, exec, volumes come with the rest of the daemon issue.
 
+pub mod commit;
 pub mod containers;
+pub mod exec;
 pub mod images;
+pub mod streams;
 pub mod system;
 
 use std::sync::Arc;
@@ -28,6 +31,19 @@ pub struct Daemon {
     pub data_root: std::path::PathBuf,
     /// Parent of every container's cgroup (dockerd's --cgroup-parent), e.g. "/berth".
     pub cgroup_parent: String,
+    /// Exec instances (Docker keeps them in memory too).
+    pub execs: exec::Execs,
+}
+
+impl Daemon {
+    pub fn new(images: Images, data_root: std::path::PathBuf, cgroup_parent: String) -> Daemon {
+        Daemon {
+            images,
+            data_root,
+            cgroup_parent,
+            execs: Default::default(),
+        }
+    }
 }
 
 pub type State = Arc<Daemon>;
@@ -145,6 +161,8 @@ pub fn router(state: State) -> Router {
         .merge(system::routes())
         .merge(images::routes())
         .merge(containers::routes())
+        .merge(exec::routes())
+        .merge(commit::routes())
         .fallback(not_found)
         .with_state(state)
 }

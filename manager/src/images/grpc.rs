@@ -458,6 +458,68 @@ impl pb::snapshots_server::Snapshots for SnapshotsService {
             inodes: u.inodes,
         }))
     }
+
+    async fn changes(
+        &self,
+        r: Request<pb::DiffRequest>,
+    ) -> Result<Response<pb::ChangesResponse>, Status> {
+        let r = r.into_inner();
+        let (upper, lowers) = self.layers(&r.key)?;
+        let skip = r.mount_points;
+        let list =
+            tokio::task::spawn_blocking(move || super::diff::changes(&upper, &lowers, &skip))
+                .await
+                .map_err(|e| Status::internal(format!("worker: {e}")))?
+                .map_err(|e| Status::internal(format!("read the changes: {e}")))?;
+        Ok(Response::new(pb::ChangesResponse {
+            changes: list
+                .into_iter()
+                .map(|c| pb::Change {
+                    path: c.path,
+                    kind: c.kind as u32,
+                })
+                .collect(),
+        }))
+    }
+
+    type DiffStream = Pin<Box<dyn Stream<Item = Result<pb::DataChunk, Status>> + Send>>;
+
+    async fn diff(
+        &self,
+        r: Request<pb::DiffRequest>,
+    ) -> Result<Response<Self::DiffStream>, Status> {
+        let pb::DiffRequest { key, mount_points } = r.into_inner();
+        let (upper, lowers) = self.layers(&key)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut w = crate::grpc::ChunkWriter::new(tx.clone());
+            let r = super::diff::write_layer(&upper, &lowers, &mount_points, &mut w)
+                .and_then(|()| w.flush_chunk());
+            if let Err(e) = r {
+                let _ = tx.blocking_send(Err(Status::internal(format!(
+                    "diff of snapshot {key}: {e}"
+                ))));
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+impl SnapshotsService {
+    /// The upper and lower directories of an active snapshot.
+    fn layers(&self, key: &str) -> Result<(std::path::PathBuf, Vec<std::path::PathBuf>), Status> {
+        let s = self.0.snapshots.get(key).map_err(st)?;
+        if s.kind != Kind::Active {
+            return Err(Status::failed_precondition(format!(
+                "snapshot {key} is not active: only a writable snapshot has changes"
+            )));
+        }
+        let m = self.0.snapshots.mounts(key).map_err(st)?;
+        super::diff::layers_of(&m)
+            .ok_or_else(|| Status::internal(format!("snapshot {key}: unexpected mounts")))
+    }
 }
 
 #[tonic::async_trait]

@@ -7,6 +7,7 @@
 //! (under a lease), records the image, and asks for an unpack.
 
 pub mod content;
+pub mod diff;
 pub mod grpc;
 pub mod layer;
 pub mod manifest;

@@ -1,0 +1,238 @@
+//! What a container changed: `POST /commit` (a new image of its image plus its changes),
+//! `GET /containers/{id}/changes` and `GET /containers/{id}/export`.
+
+use axum::body::Body;
+use axum::extract::{Path as AxPath, RawQuery, State as AxState};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use berth_proto::manager as pb;
+use tokio::io::AsyncWriteExt;
+use tokio_stream::StreamExt;
+
+use super::containers::{find, internal, is_true, state_name, status_err, task};
+use super::images::{url_all, url_pairs};
+use super::{ApiError, State};
+
+pub fn routes() -> Router<State> {
+    Router::new()
+        .route("/commit", post(commit))
+        .route("/containers/{id}/changes", get(changes))
+        .route("/containers/{id}/export", get(export))
+}
+
+async fn changes(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = find(&d, &what).await?;
+    let list = d
+        .images
+        .mgr
+        .snapshots
+        .clone()
+        .changes(pb::DiffRequest {
+            key: c.id.clone(),
+            mount_points: mount_points(&d, &c.id).await?,
+        })
+        .await
+        .map_err(status_err)?
+        .into_inner()
+        .changes;
+    Ok(Json(
+        list.into_iter()
+            .map(|c| serde_json::json!({ "Path": c.path, "Kind": c.kind }))
+            .collect::<Vec<_>>()
+            .into(),
+    ))
+}
+
+/// Where the container's spec mounts things (the runtime creates these in its layer).
+async fn mount_points(d: &State, id: &str) -> Result<Vec<String>, ApiError> {
+    let c = d
+        .images
+        .mgr
+        .containers
+        .clone()
+        .get(pb::ContainerRef { id: id.to_string() })
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    let spec: serde_json::Value = serde_json::from_slice(&c.spec).unwrap_or_default();
+    Ok(spec["mounts"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .filter_map(|m| m["destination"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+async fn export(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+) -> Result<Response, ApiError> {
+    let c = find(&d, &what).await?;
+    let mut s = d
+        .images
+        .mgr
+        .containers
+        .clone()
+        .export(pb::ContainerRef { id: c.id.clone() })
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    // The first chunk (or error) before the headers, so a failure is a clean status.
+    let first = s.message().await.map_err(status_err)?;
+    let rest = async_stream_of(s);
+    let body = tokio_stream::iter(first.map(|c| Ok::<_, std::io::Error>(c.data))).chain(rest);
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-tar")
+        .body(Body::from_stream(body))
+        .expect("response"))
+}
+
+fn async_stream_of(
+    s: tonic::Streaming<pb::DataChunk>,
+) -> impl tokio_stream::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    s.map(|r| {
+        r.map(|c| c.data)
+            .map_err(|e| std::io::Error::other(e.message().to_string()))
+    })
+}
+
+async fn commit(
+    AxState(d): AxState<State>,
+    RawQuery(q): RawQuery,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let raw = q.unwrap_or_default();
+    let query = url_pairs(&raw);
+    let what = query
+        .get("container")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::bad_request("commit: container is required"))?;
+    let c = find(&d, what).await?;
+    let body_cfg: serde_json::Value = if body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?
+    };
+    let target = match (
+        query.get("repo").filter(|r| !r.is_empty()),
+        query.get("tag").filter(|t| !t.is_empty()),
+    ) {
+        (Some(r), Some(t)) => Some(format!("{r}:{t}")),
+        (Some(r), None) => Some(r.clone()),
+        (None, Some(_)) => return Err(ApiError::bad_request("commit: a tag needs a repo")),
+        (None, None) => None,
+    };
+    if let Some(t) = &target {
+        crate::reference::Reference::parse(t)?;
+    }
+    // The image's config, then the container's, then the request's, then the changes.
+    let base_id = c.doc["Image"].as_str().unwrap_or("").to_string();
+    let base_img = d.images.find(&base_id).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!("commit {}: its image {base_id} is gone", c.id),
+        )
+    })?;
+    let base = d.images.resolve_record(&base_img).await?;
+    let mut run = base.config.config.clone().unwrap_or_default();
+    crate::instructions::overlay(&mut run, &c.doc["Config"]);
+    if body_cfg.is_object() {
+        crate::instructions::overlay(&mut run, &body_cfg);
+    }
+    for ch in url_all(&raw, "changes") {
+        for line in ch.lines() {
+            crate::instructions::apply(&mut run, line).map_err(ApiError::bad_request)?;
+        }
+    }
+    // Pause while reading the changes (the default), so the layer is consistent.
+    let tasks = d.images.mgr.tasks.clone();
+    let pause = query.get("pause").is_none_or(|_| is_true(&query, "pause"))
+        && state_name(task(&d, &c.id).await.as_ref()) == "running";
+    if pause {
+        tasks
+            .clone()
+            .pause(pb::ContainerRef { id: c.id.clone() })
+            .await
+            .map_err(status_err)?;
+    }
+    let tmp = d
+        .data_root
+        .join("tmp")
+        .join(format!("commit-{}", crate::images::unique()));
+    let layer = write_diff(&d, &c.id, &tmp).await;
+    if pause {
+        let _ = tasks
+            .clone()
+            .resume(pb::ContainerRef { id: c.id.clone() })
+            .await;
+    }
+    let r = match layer {
+        Ok(()) => {
+            let cmd: Vec<String> =
+                std::iter::once(c.doc["Path"].as_str().unwrap_or("").to_string())
+                    .chain(super::containers::strs(&c.doc["Args"]).unwrap_or_default())
+                    .collect();
+            d.images
+                .create_image(crate::images::NewImage {
+                    base: Some(&base),
+                    layer: &tmp,
+                    run,
+                    history: berth_manager::images::manifest::History {
+                        created: crate::images::now_rfc3339(),
+                        created_by: cmd.join(" "),
+                        comment: query.get("comment").cloned().unwrap_or_default(),
+                        ..Default::default()
+                    },
+                    author: query.get("author").cloned().unwrap_or_default(),
+                    target: target.as_deref(),
+                    platform: None,
+                })
+                .await
+                .map_err(ApiError::from)
+        }
+        Err(e) => Err(e),
+    };
+    let _ = tokio::fs::remove_file(&tmp).await;
+    let r = r?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "Id": r.id() })),
+    )
+        .into_response())
+}
+
+async fn write_diff(d: &State, id: &str, path: &std::path::Path) -> Result<(), ApiError> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await.map_err(internal)?;
+    }
+    let mut s = d
+        .images
+        .mgr
+        .snapshots
+        .clone()
+        .diff(pb::DiffRequest {
+            key: id.to_string(),
+            mount_points: mount_points(d, id).await?,
+        })
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    let mut f = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| internal(format!("{}: {e}", path.display())))?;
+    while let Some(chunk) = s.message().await.map_err(status_err)? {
+        f.write_all(&chunk.data)
+            .await
+            .map_err(|e| internal(format!("{}: {e}", path.display())))?;
+    }
+    f.flush().await.map_err(internal)?;
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! Exec: `POST /containers/{id}/exec`, `POST /exec/{id}/start` (hijacked, or detached),
+//! `POST /exec/{id}/resize`, `GET /exec/{id}/json`.
+//!
+//! An exec is registered with the manager only when it starts (the output is subscribed to
+//! before the process runs, so nothing is missed); its exit code is recorded here before
+//! the session closes — the CLI reads it from `/exec/{id}/json` right after — and the
+//! process is then removed from the shim.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path as AxPath, RawQuery, Request, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use berth_proto::manager as pb;
+
+use super::containers::{find, new_id, state_name, status_err, strs, task};
+use super::streams::{detach_keys, open_attach, resize_process, switching, Session};
+use super::{ApiError, State};
+
+/// An exec as Docker reports it.
+#[derive(Clone, Debug, Default)]
+pub struct Exec {
+    pub id: String,
+    pub container: String,
+    pub config: serde_json::Value,
+    pub running: bool,
+    pub started: bool,
+    pub exit_code: Option<i64>,
+    pub pid: u32,
+}
+
+#[derive(Default)]
+pub struct Execs(std::sync::Mutex<HashMap<String, Exec>>);
+
+impl Execs {
+    fn get(&self, id: &str) -> Result<Exec, ApiError> {
+        self.0.lock().unwrap().get(id).cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("No such exec instance: {id}"),
+            )
+        })
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut Exec)) {
+        if let Some(e) = self.0.lock().unwrap().get_mut(id) {
+            f(e);
+        }
+    }
+
+    /// The execs of a container (for inspect's ExecIDs), and forget them with it.
+    pub fn of(&self, container: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|e| e.container == container)
+            .map(|e| e.id.clone())
+            .collect()
+    }
+
+    pub fn forget_container(&self, container: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .retain(|_, e| e.container != container);
+    }
+}
+
+pub fn routes() -> Router<State> {
+    Router::new()
+        .route("/containers/{id}/exec", post(create))
+        .route("/exec/{id}/start", post(start))
+        .route("/exec/{id}/resize", post(resize))
+        .route("/exec/{id}/json", get(inspect))
+}
+
+async fn create(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let cfg: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let c = find(&d, &what).await?;
+    let cmd = strs(&cfg["Cmd"]).unwrap_or_default();
+    if cmd.is_empty() {
+        return Err(ApiError::bad_request("No exec command specified"));
+    }
+    match state_name(task(&d, &c.id).await.as_ref()) {
+        "running" => {}
+        "paused" => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "Container {} is paused, unpause the container before exec",
+                    c.id
+                ),
+            ))
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("Container {} is not running", c.id),
+            ))
+        }
+    }
+    if let Some(k) = cfg["DetachKeys"].as_str().filter(|k| !k.is_empty()) {
+        detach_keys(k)?;
+    }
+    let id = new_id();
+    d.execs.0.lock().unwrap().insert(
+        id.clone(),
+        Exec {
+            id: id.clone(),
+            container: c.id,
+            config: cfg,
+            ..Default::default()
+        },
+    );
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "Id": id }))).into_response())
+}
+
+/// The OCI process overlay for an exec (the manager fills the rest from the container).
+fn process(d: &State, e: &Exec, init_pid: u32) -> Result<serde_json::Value, ApiError> {
+    let cfg = &e.config;
+    let mut p = serde_json::json!({ "args": strs(&cfg["Cmd"]).unwrap_or_default() });
+    if let Some(env) = strs(&cfg["Env"]).filter(|v| !v.is_empty()) {
+        p["env"] = env.into();
+    }
+    if let Some(w) = cfg["WorkingDir"].as_str().filter(|w| !w.is_empty()) {
+        if !w.starts_with('/') {
+            return Err(ApiError::bad_request(format!(
+                "the working directory '{w}' is invalid, it needs to be an absolute path"
+            )));
+        }
+        p["cwd"] = w.into();
+    }
+    if let Some(u) = cfg["User"].as_str().filter(|u| !u.is_empty()) {
+        // Names are resolved in the container's own /etc/passwd and /etc/group.
+        let root = std::path::PathBuf::from(format!("/proc/{init_pid}/root"));
+        let passwd = berth_manager::oci::users::read_in_root(&root, "/etc/passwd");
+        let group = berth_manager::oci::users::read_in_root(&root, "/etc/group");
+        let id = berth_manager::oci::users::resolve(u, &passwd, &group)
+            .map_err(|m| ApiError::bad_request(format!("exec {}: user {u:?}: {m}", e.id)))?;
+        p["user"] = serde_json::json!({
+            "uid": id.uid, "gid": id.gid, "additionalGids": id.additional_gids,
+        });
+    }
+    let _ = d;
+    Ok(p)
+}
+
+async fn start(
+    AxState(d): AxState<State>,
+    AxPath(id): AxPath<String>,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    let upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading the request: {e}")))?;
+    let opts: serde_json::Value = if body.is_empty() {
+        serde_json::json!({})
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?
+    };
+    let e = d.execs.get(&id)?;
+    if e.started {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("exec {id} has already been started"),
+        ));
+    }
+    let t = task(&d, &e.container).await;
+    if state_name(t.as_ref()) != "running" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Container {} is not running", e.container),
+        ));
+    }
+    let cfg = e.config.clone();
+    let tty = cfg["Tty"].as_bool().unwrap_or(false) || opts["Tty"].as_bool().unwrap_or(false);
+    let detach = opts["Detach"].as_bool().unwrap_or(false);
+    let stdin = cfg["AttachStdin"].as_bool().unwrap_or(false) && !detach;
+    let p = process(&d, &e, t.map(|t| t.pid).unwrap_or(0))?;
+    let tasks = d.images.mgr.tasks.clone();
+    tasks
+        .clone()
+        .exec(pb::ExecRequest {
+            container_id: e.container.clone(),
+            exec_id: id.clone(),
+            process: serde_json::to_vec(&p).expect("json"),
+            terminal: tty,
+            stdin,
+            inherit: true,
+        })
+        .await
+        .map_err(status_err)?;
+    d.execs.update(&id, |x| x.started = true);
+    // Subscribe before the process runs.
+    let attached = if detach {
+        None
+    } else {
+        Some(
+            open_attach(
+                &d,
+                &e.container,
+                &id,
+                cfg["AttachStdout"].as_bool().unwrap_or(true),
+                cfg["AttachStderr"].as_bool().unwrap_or(true),
+            )
+            .await?,
+        )
+    };
+    let started = tasks
+        .clone()
+        .start(pb::ProcessRef {
+            container_id: e.container.clone(),
+            exec_id: id.clone(),
+        })
+        .await;
+    let started = match started {
+        Ok(t) => t.into_inner(),
+        Err(s) => {
+            let _ = tasks
+                .clone()
+                .delete(pb::ProcessRef {
+                    container_id: e.container.clone(),
+                    exec_id: id.clone(),
+                })
+                .await;
+            d.execs.update(&id, |x| x.exit_code = Some(126));
+            return Err(status_err(s));
+        }
+    };
+    d.execs.update(&id, |x| {
+        x.running = true;
+        x.pid = started.pid;
+    });
+    let finish = reap(d.clone(), e.container.clone(), id.clone());
+    match (attached, upgrade) {
+        (None, _) => {
+            tokio::spawn(finish);
+            Ok(StatusCode::OK.into_response())
+        }
+        (Some((out, in_tx)), Some(upgrade)) => {
+            let session = Session {
+                tty,
+                stdin,
+                close_stdin: true,
+                detach: detach_keys(
+                    cfg["DetachKeys"]
+                        .as_str()
+                        .filter(|k| !k.is_empty())
+                        .unwrap_or("ctrl-p,ctrl-q"),
+                )?,
+            };
+            session.spawn(upgrade, out, in_tx, finish);
+            Ok(switching(tty))
+        }
+        (Some((mut out, _in)), None) => {
+            // Not hijacked: the output as the response body, the exit recorded at its end.
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
+            tokio::spawn(async move {
+                while let Ok(Some(o)) = out.message().await {
+                    let b = if tty {
+                        o.data
+                    } else {
+                        let kind = if o.stream == pb::StreamKind::StreamStderr as i32 {
+                            2
+                        } else {
+                            1
+                        };
+                        super::streams::frame(kind, &o.data)
+                    };
+                    if tx.send(Ok(b)).await.is_err() {
+                        break;
+                    }
+                }
+                finish.await;
+            });
+            Ok(Response::builder()
+                .header(
+                    axum::http::header::CONTENT_TYPE,
+                    super::streams::content_type(tty),
+                )
+                .body(axum::body::Body::from_stream(
+                    tokio_stream::wrappers::ReceiverStream::new(rx),
+                ))
+                .expect("response"))
+        }
+    }
+}
+
+/// Wait for the exec to exit, record its code, remove it from the shim.
+async fn reap(d: State, container: String, id: String) {
+    let r = pb::ProcessRef {
+        container_id: container,
+        exec_id: id.clone(),
+    };
+    let code = match d.images.mgr.tasks.clone().wait(r.clone()).await {
+        Ok(s) => s.into_inner().exit_status as i64,
+        Err(_) => 255,
+    };
+    d.execs.update(&id, |x| {
+        x.running = false;
+        x.exit_code = Some(code);
+    });
+    let _ = d.images.mgr.tasks.clone().delete(r).await;
+}
+
+async fn resize(
+    AxState(d): AxState<State>,
+    AxPath(id): AxPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let e = d.execs.get(&id)?;
+    if !e.running {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("exec {id} is not running"),
+        ));
+    }
+    resize_process(&d, &e.container, &id, q.as_deref()).await
+}
+
+async fn inspect(
+    AxState(d): AxState<State>,
+    AxPath(id): AxPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let e = d.execs.get(&id)?;
+    let c = &e.config;
+    let cmd = strs(&c["Cmd"]).unwrap_or_default();
+    Ok(Json(serde_json::json!({
+        "ID": e.id,
+        "ContainerID": e.container,
+        "Running": e.running,
+        "ExitCode": e.exit_code,
+        "Pid": e.pid,
+        "OpenStdin": c["AttachStdin"].as_bool().unwrap_or(false),
+        "OpenStdout": c["AttachStdout"].as_bool().unwrap_or(false),
+        "OpenStderr": c["AttachStderr"].as_bool().unwrap_or(false),
+        "CanRemove": false,
+        "DetachKeys": c["DetachKeys"].as_str().unwrap_or(""),
+        "ProcessConfig": {
+            "tty": c["Tty"].as_bool().unwrap_or(false),
+            "entrypoint": cmd.first().cloned().unwrap_or_default(),
+            "arguments": cmd.get(1..).unwrap_or_default(),
+            "privileged": c["Privileged"].as_bool().unwrap_or(false),
+            "user": c["User"].as_str().unwrap_or(""),
+        },
+    })))
+}

@@ -1,0 +1,421 @@
+//! Streams between clients and processes: attach (hijacked `Upgrade: tcp`, before start as
+//! the CLI does it), logs, and resize. Exec sessions use the same [`Session`].
+//!
+//! Output is multiplexed with Docker's 8-byte frame header unless the process has a terminal
+//! (a raw stream then). Client input is scanned for the detach keys (ctrl-p ctrl-q unless
+//! told otherwise): they end the session and leave the process running.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path as AxPath, RawQuery, Request, State as AxState};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_proto::manager as pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::containers::{find, internal, is_true, state_name, status_err, task};
+use super::images::url_pairs;
+use super::{ApiError, State};
+
+/// Docker's stream framing: [stream, 0, 0, 0, size (big endian u32)] + data.
+pub fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + data.len());
+    v.push(stream);
+    v.extend_from_slice(&[0, 0, 0]);
+    v.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+pub fn content_type(tty: bool) -> &'static str {
+    if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    }
+}
+
+/// Docker's `--detach-keys` syntax: comma-separated `ctrl-<c>` or single characters.
+pub fn detach_keys(spec: &str) -> Result<Vec<u8>, ApiError> {
+    let bad = || ApiError::bad_request(format!("Invalid detach keys ({spec}) provided"));
+    let mut out = Vec::new();
+    for k in spec.split(',') {
+        if let Some(c) = k.strip_prefix("ctrl-") {
+            let c = c.as_bytes();
+            if c.len() != 1 {
+                return Err(bad());
+            }
+            out.push(match c[0] {
+                b'a'..=b'z' => c[0] - b'a' + 1,
+                b'@' => 0,
+                b'[' => 27,
+                b'\\' => 28,
+                b']' => 29,
+                b'^' => 30,
+                b'_' => 31,
+                _ => return Err(bad()),
+            });
+        } else if k.len() == 1 {
+            out.push(k.as_bytes()[0]);
+        } else {
+            return Err(bad());
+        }
+    }
+    Ok(out)
+}
+
+/// Finds the detach sequence in client input, holding back a partial match until it is
+/// known not to be one.
+pub struct Escape {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl Escape {
+    pub fn new(keys: Vec<u8>) -> Escape {
+        Escape { keys, matched: 0 }
+    }
+
+    /// The bytes to pass on, and whether the sequence was completed.
+    pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        if self.keys.is_empty() {
+            out.extend_from_slice(input);
+            return (out, false);
+        }
+        for &b in input {
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+            } else {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if b == self.keys[0] {
+                    self.matched = 1;
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        (out, false)
+    }
+}
+
+/// One hijacked client connection bound to a process's stdio.
+pub struct Session {
+    pub tty: bool,
+    /// Read the client's input and pass it to the process.
+    pub stdin: bool,
+    /// Close the process's stdin when the client's input ends (`StdinOnce` without a
+    /// terminal); otherwise the end of input just ends the session.
+    pub close_stdin: bool,
+    pub detach: Vec<u8>,
+}
+
+impl Session {
+    /// Copy until the process's output ends, the client detaches or goes away; then run
+    /// `finish` (an exec's exit is recorded there) before the connection is closed.
+    pub fn spawn<F>(
+        self,
+        upgrade: hyper::upgrade::OnUpgrade,
+        mut out: tonic::Streaming<pb::AttachOutput>,
+        in_tx: tokio::sync::mpsc::Sender<pb::AttachInput>,
+        finish: F,
+    ) where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        tokio::spawn(async move {
+            let Ok(io) = upgrade.await else { return };
+            let io = hyper_util::rt::TokioIo::new(io);
+            let (mut rd, mut wr) = tokio::io::split(io);
+            let Session {
+                tty,
+                stdin,
+                close_stdin,
+                detach,
+            } = self;
+            let input = async {
+                if !stdin {
+                    return std::future::pending::<()>().await;
+                }
+                let mut esc = Escape::new(detach);
+                let mut buf = vec![0u8; 32 << 10];
+                loop {
+                    match rd.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let (pass, detached) = esc.feed(&buf[..n]);
+                            if !pass.is_empty() {
+                                let m = pb::AttachInput {
+                                    input: Some(pb::attach_input::Input::Stdin(pass)),
+                                };
+                                if in_tx.send(m).await.is_err() {
+                                    return std::future::pending().await;
+                                }
+                            }
+                            if detached {
+                                return;
+                            }
+                        }
+                    }
+                }
+                if close_stdin {
+                    let _ = in_tx
+                        .send(pb::AttachInput {
+                            input: Some(pb::attach_input::Input::CloseStdin(true)),
+                        })
+                        .await;
+                    // The output ending ends the session.
+                    std::future::pending::<()>().await;
+                }
+            };
+            let output = async {
+                while let Ok(Some(o)) = out.message().await {
+                    let bytes = if tty {
+                        o.data
+                    } else {
+                        let kind = if o.stream == pb::StreamKind::StreamStderr as i32 {
+                            2
+                        } else {
+                            1
+                        };
+                        frame(kind, &o.data)
+                    };
+                    if wr.write_all(&bytes).await.is_err() {
+                        return false;
+                    }
+                }
+                true
+            };
+            let ended = tokio::select! {
+                ended = output => ended,
+                _ = input => false,
+            };
+            if ended {
+                finish.await;
+            }
+            let _ = wr.shutdown().await;
+        });
+    }
+}
+
+/// Start an Attach call to the manager: the first message names the process.
+pub async fn open_attach(
+    d: &State,
+    container_id: &str,
+    exec_id: &str,
+    stdout: bool,
+    stderr: bool,
+) -> Result<
+    (
+        tonic::Streaming<pb::AttachOutput>,
+        tokio::sync::mpsc::Sender<pb::AttachInput>,
+    ),
+    ApiError,
+> {
+    let (in_tx, in_rx) = tokio::sync::mpsc::channel::<pb::AttachInput>(16);
+    in_tx
+        .send(pb::AttachInput {
+            input: Some(pb::attach_input::Input::Start(pb::AttachStart {
+                container_id: container_id.to_string(),
+                exec_id: exec_id.to_string(),
+                stdout,
+                stderr,
+            })),
+        })
+        .await
+        .map_err(internal)?;
+    let out = d
+        .images
+        .mgr
+        .tasks
+        .clone()
+        .attach(tokio_stream::wrappers::ReceiverStream::new(in_rx))
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    Ok((out, in_tx))
+}
+
+pub fn switching(tty: bool) -> Response {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONTENT_TYPE, content_type(tty))
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "tcp")
+        .body(Body::empty())
+        .expect("response")
+}
+
+pub async fn attach(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    RawQuery(q): RawQuery,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    let c = find(&d, &what).await?;
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let flag = |k: &str| is_true(&query, k);
+    let tty = c.doc["Config"]["Tty"].as_bool().unwrap_or(false);
+    let detach = detach_keys(
+        query
+            .get("detachKeys")
+            .map(String::as_str)
+            .filter(|k| !k.is_empty())
+            .unwrap_or("ctrl-p,ctrl-q"),
+    )?;
+    let Some(upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return Err(ApiError::bad_request(
+            "attach needs a hijacked connection (Connection: Upgrade, Upgrade: tcp)",
+        ));
+    };
+    // Subscribe before answering: the CLI starts the container once it has the 101.
+    let (out, in_tx) = open_attach(&d, &c.id, "", flag("stdout"), flag("stderr")).await?;
+    let session = Session {
+        tty,
+        stdin: flag("stdin"),
+        close_stdin: !tty && c.doc["Config"]["StdinOnce"].as_bool().unwrap_or(false),
+        detach,
+    };
+    session.spawn(upgrade, out, in_tx, async {});
+    Ok(switching(tty))
+}
+
+/// `POST /containers/{id}/resize?h=&w=`.
+pub async fn resize(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let c = find(&d, &what).await?;
+    resize_process(&d, &c.id, "", q.as_deref()).await
+}
+
+pub async fn resize_process(
+    d: &State,
+    id: &str,
+    exec_id: &str,
+    q: Option<&str>,
+) -> Result<Response, ApiError> {
+    let query = q.map(url_pairs).unwrap_or_default();
+    let dim = |k: &str| -> Result<u32, ApiError> {
+        query
+            .get(k)
+            .map(|v| v.parse::<u32>())
+            .unwrap_or(Ok(0))
+            .map_err(|_| ApiError::bad_request(format!("invalid resize parameter {k}")))
+    };
+    let (h, w) = (dim("h")?, dim("w")?);
+    d.images
+        .mgr
+        .tasks
+        .clone()
+        .resize(pb::ResizeRequest {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            width: w,
+            height: h,
+        })
+        .await
+        .map_err(status_err)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub async fn logs(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let c = find(&d, &what).await?;
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let flag = |k: &str| is_true(&query, k);
+    let (stdout, stderr, follow, timestamps) = (
+        flag("stdout"),
+        flag("stderr"),
+        flag("follow"),
+        flag("timestamps"),
+    );
+    let tail: Option<usize> = query.get("tail").and_then(|t| t.parse().ok());
+    let tty = c.doc["Config"]["Tty"].as_bool().unwrap_or(false);
+    let path = std::path::PathBuf::from(&c.log_path);
+    let render = move |line: &str| -> Option<Vec<u8>> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let stream = v["stream"].as_str()?;
+        if (stream == "stdout" && !stdout) || (stream == "stderr" && !stderr) {
+            return None;
+        }
+        let mut data = String::new();
+        if timestamps {
+            data.push_str(v["time"].as_str().unwrap_or(""));
+            data.push(' ');
+        }
+        data.push_str(v["log"].as_str()?);
+        Some(if tty {
+            data.into_bytes()
+        } else {
+            frame(if stream == "stderr" { 2 } else { 1 }, data.as_bytes())
+        })
+    };
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut lines: Vec<&str> = text.lines().collect();
+    if let Some(n) = tail {
+        lines = lines.split_off(lines.len().saturating_sub(n));
+    }
+    let first: Vec<u8> = lines.iter().filter_map(|l| render(l)).flatten().collect();
+    let content_type = content_type(tty);
+    if !follow {
+        return Ok(Response::builder()
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(first))
+            .expect("response"));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
+    let offset = text.len();
+    tokio::spawn(async move {
+        if tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        let mut offset = offset;
+        let mut pending = String::new();
+        loop {
+            let running = matches!(
+                state_name(task(&d, &c.id).await.as_ref()),
+                "running" | "paused" | "created"
+            );
+            if let Ok(mut f) = tokio::fs::File::open(&path).await {
+                use tokio::io::AsyncSeekExt;
+                if f.seek(std::io::SeekFrom::Start(offset as u64))
+                    .await
+                    .is_ok()
+                {
+                    let mut more = String::new();
+                    if let Ok(n) = f.read_to_string(&mut more).await {
+                        offset += n;
+                        pending.push_str(&more);
+                    }
+                }
+            }
+            while let Some(i) = pending.find('\n') {
+                let line: String = pending.drain(..=i).collect();
+                if let Some(b) = render(line.trim_end()) {
+                    if tx.send(Ok(b)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if !running {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from_stream(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+        .expect("response"))
+}
