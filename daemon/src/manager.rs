@@ -5,8 +5,8 @@ use std::path::Path;
 use berth_proto::manager as pb;
 use berth_proto::manager::{
     containers_client::ContainersClient, content_client::ContentClient,
-    images_client::ImagesClient, leases_client::LeasesClient, snapshots_client::SnapshotsClient,
-    tasks_client::TasksClient,
+    events_client::EventsClient, images_client::ImagesClient, leases_client::LeasesClient,
+    snapshots_client::SnapshotsClient, tasks_client::TasksClient,
 };
 use tonic::transport::Channel;
 
@@ -30,6 +30,7 @@ pub struct Mgr {
     pub leases: LeasesClient<Channel>,
     pub containers: ContainersClient<Channel>,
     pub tasks: TasksClient<Channel>,
+    pub events: EventsClient<Channel>,
 }
 
 impl Mgr {
@@ -47,7 +48,8 @@ impl Mgr {
             snapshots: SnapshotsClient::new(ch.clone()),
             leases: LeasesClient::new(ch.clone()),
             containers: ContainersClient::new(ch.clone()),
-            tasks: TasksClient::new(ch),
+            tasks: TasksClient::new(ch.clone()),
+            events: EventsClient::new(ch),
         })
     }
 

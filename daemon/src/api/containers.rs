@@ -62,7 +62,7 @@ pub(super) fn new_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn valid_name(n: &str) -> bool {
+pub(super) fn valid_name(n: &str) -> bool {
     let n = n.trim_start_matches('/');
     let b = n.as_bytes();
     b.len() >= 2
@@ -92,7 +92,7 @@ fn to_ctr(c: pb::Container) -> Option<Ctr> {
     })
 }
 
-async fn all(d: &State) -> Result<Vec<Ctr>, ApiError> {
+pub(super) async fn all(d: &State) -> Result<Vec<Ctr>, ApiError> {
     let list = d
         .images
         .mgr
@@ -143,7 +143,10 @@ pub(super) async fn task(d: &State, id: &str) -> Option<pb::Task> {
 }
 
 /// Wait for the init of container `id` to exit.
-async fn wait_exit(d: &State, id: &str) -> Result<tonic::Response<pb::ExitStatus>, tonic::Status> {
+pub(super) async fn wait_exit(
+    d: &State,
+    id: &str,
+) -> Result<tonic::Response<pb::ExitStatus>, tonic::Status> {
     d.images
         .mgr
         .tasks
@@ -302,6 +305,10 @@ async fn create(
         ));
     }
     let host = cfg["HostConfig"].clone();
+    super::restart::validate(
+        &host["RestartPolicy"],
+        host["AutoRemove"].as_bool().unwrap_or(false),
+    )?;
     let mut opts = options(&cfg, &host)?;
     let parent = host["CgroupParent"]
         .as_str()
@@ -423,6 +430,9 @@ async fn create(
             .await;
         return Err(e);
     }
+    if let Ok(c) = find(&d, &id).await {
+        super::events::container(&d, &c, "create");
+    }
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "Id": id, "Warnings": [] })),
@@ -450,12 +460,44 @@ async fn start(
     AxPath(what): AxPath<String>,
 ) -> Result<Response, ApiError> {
     let c = find(&d, &what).await?;
+    if start_container(&d, &c).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Ok(StatusCode::NOT_MODIFIED.into_response())
+    }
+}
+
+/// The resource fields of a HostConfig onto a spec (a `docker update` is kept for the next
+/// start).
+fn patch_resources(spec: &mut serde_json::Value, host: &serde_json::Value) {
+    let r = &mut spec["linux"]["resources"];
+    if let Some(m) = host["Memory"].as_i64().filter(|m| *m > 0) {
+        r["memory"]["limit"] = m.into();
+    }
+    if let Some(m) = host["MemorySwap"].as_i64().filter(|m| *m != 0) {
+        r["memory"]["swap"] = m.into();
+    }
+    if let Some(v) = host["CpuShares"].as_u64().filter(|v| *v > 0) {
+        r["cpu"]["shares"] = v.into();
+    }
+    if let Some(n) = host["NanoCpus"].as_i64().filter(|n| *n > 0) {
+        r["cpu"]["period"] = 100_000.into();
+        r["cpu"]["quota"] = (n / 10_000).into();
+    }
+    if let Some(p) = host["PidsLimit"].as_i64().filter(|p| *p > 0) {
+        r["pids"]["limit"] = p.into();
+    }
+}
+
+/// Start the container's init (a new task when the last one exited). False if it was
+/// running already.
+pub(super) async fn start_container(d: &State, c: &Ctr) -> Result<bool, ApiError> {
     let tasks = d.images.mgr.tasks.clone();
-    match task(&d, &c.id).await {
+    match task(d, &c.id).await {
         Some(t)
             if t.status == pb::Status::Running as i32 || t.status == pb::Status::Paused as i32 =>
         {
-            return Ok(StatusCode::NOT_MODIFIED.into_response());
+            return Ok(false);
         }
         Some(t) if t.status == pb::Status::Stopped as i32 => {
             tasks
@@ -466,10 +508,36 @@ async fn start(
                 })
                 .await
                 .map_err(status_err)?;
-            create_task(&d, &c.id, &c.doc["Config"]).await?;
+            if c.doc["ResourcesUpdated"].as_bool().unwrap_or(false) {
+                let mut mc = d
+                    .images
+                    .mgr
+                    .containers
+                    .clone()
+                    .get(pb::ContainerRef { id: c.id.clone() })
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                let mut spec: serde_json::Value =
+                    serde_json::from_slice(&mc.spec).map_err(internal)?;
+                patch_resources(&mut spec, &c.doc["HostConfig"]);
+                mc.spec = serde_json::to_vec(&spec).expect("json");
+                d.images
+                    .mgr
+                    .containers
+                    .clone()
+                    .update(pb::UpdateContainerRequest {
+                        id: c.id.clone(),
+                        spec: mc.spec,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(status_err)?;
+            }
+            create_task(d, &c.id, &c.doc["Config"]).await?;
         }
         Some(_) => {}
-        None => create_task(&d, &c.id, &c.doc["Config"]).await?,
+        None => create_task(d, &c.id, &c.doc["Config"]).await?,
     }
     tasks
         .clone()
@@ -479,17 +547,122 @@ async fn start(
         })
         .await
         .map_err(status_err)?;
-    if c.doc["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false) {
-        let (d, id) = (d.clone(), c.id.clone());
-        tokio::spawn(async move {
-            let _ = wait_exit(&d, &id).await;
-            let _ = delete_container(&d, &id).await;
-        });
-    }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let mut doc = c.doc.clone();
+    doc["StartedAt"] = crate::images::now_rfc3339().into();
+    doc["OOMKilled"] = false.into();
+    doc["ManualStop"] = false.into();
+    doc["ResourcesUpdated"] = false.into();
+    set_doc(d, &c.id, None, Some(&doc)).await?;
+    super::events::container(d, c, "start");
+    Ok(true)
 }
 
-async fn delete_container(d: &State, id: &str) -> Result<(), ApiError> {
+/// Replace the stored name and/or document of a container.
+pub(super) async fn set_doc(
+    d: &State,
+    id: &str,
+    name: Option<&str>,
+    doc: Option<&serde_json::Value>,
+) -> Result<(), ApiError> {
+    let _g = d.doc_lock.lock().await;
+    let mc = d
+        .images
+        .mgr
+        .containers
+        .clone()
+        .get(pb::ContainerRef { id: id.to_string() })
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    let mut labels = mc.labels;
+    if let Some(n) = name {
+        labels.insert(NAME.into(), n.to_string());
+    }
+    if let Some(doc) = doc {
+        labels.insert(CONFIG.into(), doc.to_string());
+    }
+    d.images
+        .mgr
+        .containers
+        .clone()
+        .update(pb::UpdateContainerRequest {
+            id: id.to_string(),
+            update_labels: true,
+            labels,
+            spec: Vec::new(),
+        })
+        .await
+        .map_err(status_err)?;
+    Ok(())
+}
+
+/// Mark a container as stopped by its user (restart policies leave it alone).
+async fn mark_manual_stop(d: &State, c: &Ctr) -> Result<(), ApiError> {
+    let mut doc = c.doc.clone();
+    doc["ManualStop"] = true.into();
+    set_doc(d, &c.id, None, Some(&doc)).await
+}
+
+/// Stop: the stop signal, then SIGKILL after `secs` (default the container's StopTimeout
+/// or 10; negative waits forever).
+pub(super) async fn stop_container(
+    d: &State,
+    c: &Ctr,
+    secs: Option<i64>,
+) -> Result<bool, ApiError> {
+    if !matches!(
+        state_name(task(d, &c.id).await.as_ref()),
+        "running" | "paused"
+    ) {
+        return Ok(false);
+    }
+    mark_manual_stop(d, c).await?;
+    let secs = secs
+        .or_else(|| c.doc["Config"]["StopTimeout"].as_i64())
+        .unwrap_or(10);
+    let stop_sig = c.doc["Config"]["StopSignal"]
+        .as_str()
+        .and_then(signal_number)
+        .unwrap_or(15);
+    if state_name(task(d, &c.id).await.as_ref()) == "paused" {
+        // A frozen process cannot handle its signal: kill it outright, like dockerd.
+        send_signal(d, &c.id, 9).await?;
+        let _ = d
+            .images
+            .mgr
+            .tasks
+            .clone()
+            .resume(pb::ContainerRef { id: c.id.clone() })
+            .await;
+    } else {
+        send_signal(d, &c.id, stop_sig).await?;
+    }
+    let waited = if secs < 0 {
+        Ok(wait_exit(d, &c.id).await)
+    } else {
+        tokio::time::timeout(Duration::from_secs(secs as u64), wait_exit(d, &c.id)).await
+    };
+    if waited.is_err() {
+        send_signal(d, &c.id, 9).await?;
+        let _ = wait_exit(d, &c.id).await;
+    }
+    super::events::container(d, c, "stop");
+    Ok(true)
+}
+
+pub(super) async fn restart_container(
+    d: &State,
+    c: &Ctr,
+    secs: Option<i64>,
+) -> Result<(), ApiError> {
+    stop_container(d, c, secs).await?;
+    let c = find(d, &c.id).await?;
+    start_container(d, &c).await?;
+    super::events::container(d, &c, "restart");
+    Ok(())
+}
+
+pub(super) async fn delete_container(d: &State, id: &str) -> Result<(), ApiError> {
     let mgr = &d.images.mgr;
     match mgr
         .tasks
@@ -556,7 +729,7 @@ async fn wait(
         .expect("response"))
 }
 
-fn signal_number(s: &str) -> Option<u32> {
+pub(super) fn signal_number(s: &str) -> Option<u32> {
     if let Ok(n) = s.parse::<u32>() {
         return Some(n);
     }
@@ -577,7 +750,7 @@ fn signal_number(s: &str) -> Option<u32> {
     })
 }
 
-async fn send_signal(d: &State, id: &str, sig: u32) -> Result<(), ApiError> {
+pub(super) async fn send_signal(d: &State, id: &str, sig: u32) -> Result<(), ApiError> {
     d.images
         .mgr
         .tasks
@@ -603,13 +776,20 @@ async fn kill(
     let sig = query.get("signal").map(String::as_str).unwrap_or("KILL");
     let n = signal_number(sig)
         .ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {sig}")))?;
-    if state_name(task(&d, &c.id).await.as_ref()) != "running" {
+    if !matches!(
+        state_name(task(&d, &c.id).await.as_ref()),
+        "running" | "paused"
+    ) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("Container {} is not running", c.id),
         ));
     }
+    if n == 9 || n == 15 {
+        mark_manual_stop(&d, &c).await?;
+    }
     send_signal(&d, &c.id, n).await?;
+    super::events::container_with(&d, &c, "kill", &[("signal", n.to_string())]);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -619,22 +799,13 @@ async fn stop(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let c = find(&d, &what).await?;
-    if state_name(task(&d, &c.id).await.as_ref()) != "running" {
-        return Ok(StatusCode::NOT_MODIFIED.into_response());
-    }
     let query = q.as_deref().map(url_pairs).unwrap_or_default();
-    let secs: u64 = query.get("t").and_then(|t| t.parse().ok()).unwrap_or(10);
-    let stop_sig = c.doc["Config"]["StopSignal"]
-        .as_str()
-        .and_then(signal_number)
-        .unwrap_or(15);
-    send_signal(&d, &c.id, stop_sig).await?;
-    let waited = tokio::time::timeout(Duration::from_secs(secs), wait_exit(&d, &c.id)).await;
-    if waited.is_err() {
-        send_signal(&d, &c.id, 9).await?;
-        let _ = wait_exit(&d, &c.id).await;
+    let secs = query.get("t").and_then(|t| t.parse::<i64>().ok());
+    if stop_container(&d, &c, secs).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Ok(StatusCode::NOT_MODIFIED.into_response())
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn remove(
@@ -662,6 +833,7 @@ async fn remove(
         let _ = tokio::time::timeout(Duration::from_secs(10), wait_exit(&d, &c.id)).await;
     }
     delete_container(&d, &c.id).await?;
+    super::events::container(&d, &c, "destroy");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -783,18 +955,18 @@ async fn inspect(
             "Running": state == "running" || state == "paused",
             "Paused": state == "paused",
             "Restarting": false,
-            "OOMKilled": false,
+            "OOMKilled": c.doc["OOMKilled"].as_bool().unwrap_or(false) && state == "exited",
             "Dead": false,
             "Pid": if state == "running" { t.pid } else { 0 },
             "ExitCode": if state == "exited" { t.exit_status } else { 0 },
             "Error": "",
-            "StartedAt": "0001-01-01T00:00:00Z",
+            "StartedAt": c.doc["StartedAt"].as_str().unwrap_or("0001-01-01T00:00:00Z"),
             "FinishedAt": if t.exited_at.is_empty() { "0001-01-01T00:00:00Z".to_string() } else { t.exited_at.clone() },
         },
         "Image": c.doc["Image"],
         "Name": c.name,
         "ExecIDs": d.execs.of(&c.id),
-        "RestartCount": 0,
+        "RestartCount": c.doc["RestartCount"].as_i64().unwrap_or(0),
         "Driver": "overlayfs",
         "Platform": "linux",
         "HostConfig": host,

@@ -216,34 +216,53 @@ async fn start(
             .await?,
         )
     };
-    let started = tasks
-        .clone()
-        .start(pb::ProcessRef {
-            container_id: e.container.clone(),
-            exec_id: id.clone(),
-        })
-        .await;
-    let started = match started {
-        Ok(t) => t.into_inner(),
-        Err(s) => {
-            let _ = tasks
+    // Start it: now when detached or not hijacked, after the upgrade when hijacked.
+    let start_exec = {
+        let (d, tasks, container, id) = (d.clone(), tasks.clone(), e.container.clone(), id.clone());
+        async move {
+            let r = tasks
                 .clone()
-                .delete(pb::ProcessRef {
-                    container_id: e.container.clone(),
+                .start(pb::ProcessRef {
+                    container_id: container.clone(),
                     exec_id: id.clone(),
                 })
                 .await;
-            d.execs.update(&id, |x| x.exit_code = Some(126));
-            return Err(status_err(s));
+            match r {
+                Ok(t) => {
+                    let pid = t.into_inner().pid;
+                    d.execs.update(&id, |x| {
+                        x.running = true;
+                        x.pid = pid;
+                    });
+                    Ok(())
+                }
+                Err(s) => {
+                    let _ = tasks
+                        .clone()
+                        .delete(pb::ProcessRef {
+                            container_id: container,
+                            exec_id: id.clone(),
+                        })
+                        .await;
+                    // Docker's codes: 127 when the program is missing, else 126.
+                    let m = s.message().to_string();
+                    let code = if m.contains("not found") || m.contains("No such file") {
+                        127
+                    } else {
+                        126
+                    };
+                    d.execs.update(&id, |x| x.exit_code = Some(code));
+                    Err(format!("OCI runtime exec failed: {m}"))
+                }
+            }
         }
     };
-    d.execs.update(&id, |x| {
-        x.running = true;
-        x.pid = started.pid;
-    });
     let finish = reap(d.clone(), e.container.clone(), id.clone());
     match (attached, upgrade) {
         (None, _) => {
+            start_exec
+                .await
+                .map_err(|m| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m))?;
             tokio::spawn(finish);
             Ok(StatusCode::OK.into_response())
         }
@@ -259,10 +278,13 @@ async fn start(
                         .unwrap_or("ctrl-p,ctrl-q"),
                 )?,
             };
-            session.spawn(upgrade, out, in_tx, finish);
+            session.spawn(upgrade, out, in_tx, start_exec, finish);
             Ok(switching(tty))
         }
         (Some((mut out, _in)), None) => {
+            start_exec
+                .await
+                .map_err(|m| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m))?;
             // Not hijacked: the output as the response body, the exit recorded at its end.
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
             tokio::spawn(async move {

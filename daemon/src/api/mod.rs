@@ -7,8 +7,12 @@
 
 pub mod commit;
 pub mod containers;
+pub mod cp;
+pub mod events;
 pub mod exec;
 pub mod images;
+pub mod ops;
+pub mod restart;
 pub mod streams;
 pub mod system;
 
@@ -33,6 +37,11 @@ pub struct Daemon {
     pub cgroup_parent: String,
     /// Exec instances (Docker keeps them in memory too).
     pub execs: exec::Execs,
+    pub events: events::Events,
+    /// Serialises read-modify-write of a container's stored document.
+    pub doc_lock: tokio::sync::Mutex<()>,
+    /// One exit handled at a time.
+    pub exit_lock: tokio::sync::Mutex<()>,
 }
 
 impl Daemon {
@@ -42,6 +51,9 @@ impl Daemon {
             data_root,
             cgroup_parent,
             execs: Default::default(),
+            events: Default::default(),
+            doc_lock: Default::default(),
+            exit_lock: Default::default(),
         }
     }
 }
@@ -163,6 +175,9 @@ pub fn router(state: State) -> Router {
         .merge(containers::routes())
         .merge(exec::routes())
         .merge(commit::routes())
+        .merge(ops::routes())
+        .merge(cp::routes())
+        .merge(events::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -188,6 +203,7 @@ pub async fn serve(state: State, socket: &std::path::Path) -> anyhow::Result<()>
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     };
     tracing::info!("API listening on {}", socket.display());
+    restart::spawn_monitor(state.clone());
     // The version prefix is stripped before routing, so the layer wraps the whole router.
     let app = tower::Layer::layer(&axum::middleware::from_fn(versioned), router(state));
     axum::serve(

@@ -118,19 +118,34 @@ pub struct Session {
 impl Session {
     /// Copy until the process's output ends, the client detaches or goes away; then run
     /// `finish` (an exec's exit is recorded there) before the connection is closed.
-    pub fn spawn<F>(
+    pub fn spawn<F, B>(
         self,
         upgrade: hyper::upgrade::OnUpgrade,
         mut out: tonic::Streaming<pb::AttachOutput>,
         in_tx: tokio::sync::mpsc::Sender<pb::AttachInput>,
+        before: B,
         finish: F,
     ) where
         F: std::future::Future<Output = ()> + Send + 'static,
+        B: std::future::Future<Output = Result<(), String>> + Send + 'static,
     {
         tokio::spawn(async move {
             let Ok(io) = upgrade.await else { return };
             let io = hyper_util::rt::TokioIo::new(io);
             let (mut rd, mut wr) = tokio::io::split(io);
+            // Starting the process after the upgrade: its failure reaches the client on the
+            // stream (as dockerd reports a failed exec).
+            if let Err(msg) = before.await {
+                let msg = format!("{msg}\r\n");
+                let bytes = if self.tty {
+                    msg.into_bytes()
+                } else {
+                    frame(2, msg.as_bytes())
+                };
+                let _ = wr.write_all(&bytes).await;
+                let _ = wr.shutdown().await;
+                return;
+            }
             let Session {
                 tty,
                 stdin,
@@ -280,7 +295,7 @@ pub async fn attach(
         close_stdin: !tty && c.doc["Config"]["StdinOnce"].as_bool().unwrap_or(false),
         detach,
     };
-    session.spawn(upgrade, out, in_tx, async {});
+    session.spawn(upgrade, out, in_tx, async { Ok(()) }, async {});
     Ok(switching(tty))
 }
 

@@ -265,6 +265,113 @@ pub fn changes(
     Ok(out)
 }
 
+/// Tar output with hard links tracked by (device, inode).
+struct TarOut<'w> {
+    t: tar::Builder<&'w mut dyn Write>,
+    links: std::collections::HashMap<(u64, u64), PathBuf>,
+}
+
+fn empty_file_header() -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(0);
+    h.set_mode(0o644);
+    h
+}
+
+impl TarOut<'_> {
+    /// One file, directory, link or node (`name` in the open directory `parent`) as `rel`.
+    fn present(
+        &mut self,
+        rel: &Path,
+        st: &FileStat,
+        parent: RawFd,
+        name: &OsStr,
+        opaque: bool,
+    ) -> std::io::Result<()> {
+        let t = &mut self.t;
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_uid(st.st_uid as u64);
+        h.set_gid(st.st_gid as u64);
+        h.set_mtime(st.st_mtime.max(0) as u64);
+        let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+        match kind {
+            SFlag::S_IFDIR => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                t.append_data(&mut h, rel, std::io::empty())?;
+                if opaque {
+                    t.append_data(
+                        &mut empty_file_header(),
+                        rel.join(".wh..wh..opq"),
+                        std::io::empty(),
+                    )?;
+                }
+            }
+            SFlag::S_IFREG => {
+                let key = (st.st_dev, st.st_ino);
+                if st.st_nlink > 1 {
+                    if let Some(first) = self.links.get(&key) {
+                        h.set_entry_type(tar::EntryType::Link);
+                        h.set_size(0);
+                        return t.append_link(&mut h, rel, first);
+                    }
+                    self.links.insert(key, rel.to_path_buf());
+                }
+                let fd = open_at(parent, name, OFlag::O_RDONLY)?;
+                let f = std::fs::File::from(fd);
+                let len = f.metadata()?.len();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(len);
+                // A file still growing is cut at the size we saw.
+                t.append_data(&mut h, rel, std::io::Read::take(f, len))?;
+            }
+            SFlag::S_IFLNK => {
+                let target = nix::fcntl::readlinkat(Some(parent), name)?;
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                t.append_link(&mut h, rel, Path::new(&target))?;
+            }
+            SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO => {
+                h.set_entry_type(match kind {
+                    SFlag::S_IFCHR => tar::EntryType::Char,
+                    SFlag::S_IFBLK => tar::EntryType::Block,
+                    _ => tar::EntryType::Fifo,
+                });
+                h.set_device_major(libc::major(st.st_rdev))?;
+                h.set_device_minor(libc::minor(st.st_rdev))?;
+                h.set_size(0);
+                t.append_data(&mut h, rel, std::io::empty())?;
+            }
+            // Sockets are not carried in archives.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, e: Entry<'_>) -> std::io::Result<()> {
+        match e {
+            Entry::Whiteout { rel } => {
+                let mut wh = OsString::from(".wh.");
+                wh.push(rel.file_name().unwrap_or_default());
+                self.t.append_data(
+                    &mut empty_file_header(),
+                    rel.with_file_name(wh),
+                    std::io::empty(),
+                )
+            }
+            Entry::Present {
+                rel,
+                st,
+                parent,
+                name,
+                opaque,
+            } => self.present(rel, st, parent, name, opaque),
+        }
+    }
+}
+
 /// Write the container's changes as an uncompressed OCI layer tar.
 pub fn write_layer(
     upper: &Path,
@@ -277,92 +384,43 @@ pub fn write_layer(
         lowers: &ls,
         mount_points,
     };
-    let mut t = tar::Builder::new(out);
-    // Hard links inside the layer: (dev, ino) → first path written.
-    let mut links: std::collections::HashMap<(u64, u64), PathBuf> = Default::default();
-    walk(&w, u.as_raw_fd(), Path::new(""), &mut |e| {
-        match e {
-            Entry::Whiteout { rel } => {
-                let name = rel.file_name().unwrap_or_default();
-                let mut wh = OsString::from(".wh.");
-                wh.push(name);
-                let path = rel.with_file_name(wh);
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(0);
-                h.set_mode(0o644);
-                t.append_data(&mut h, path, std::io::empty())?;
-            }
-            Entry::Present {
-                rel,
-                st,
-                parent,
-                name,
-                opaque,
-            } => {
-                let mut h = tar::Header::new_gnu();
-                h.set_mode(st.st_mode & 0o7777);
-                h.set_uid(st.st_uid as u64);
-                h.set_gid(st.st_gid as u64);
-                h.set_mtime(st.st_mtime.max(0) as u64);
-                let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-                match kind {
-                    SFlag::S_IFDIR => {
-                        h.set_entry_type(tar::EntryType::Directory);
-                        h.set_size(0);
-                        t.append_data(&mut h, rel, std::io::empty())?;
-                        if opaque {
-                            let mut o = tar::Header::new_gnu();
-                            o.set_entry_type(tar::EntryType::Regular);
-                            o.set_size(0);
-                            o.set_mode(0o644);
-                            t.append_data(&mut o, rel.join(".wh..wh..opq"), std::io::empty())?;
-                        }
-                    }
-                    SFlag::S_IFREG => {
-                        let key = (st.st_dev, st.st_ino);
-                        if st.st_nlink > 1 {
-                            if let Some(first) = links.get(&key) {
-                                h.set_entry_type(tar::EntryType::Link);
-                                h.set_size(0);
-                                t.append_link(&mut h, rel, first)?;
-                                return Ok(());
-                            }
-                            links.insert(key, rel.to_path_buf());
-                        }
-                        let fd = open_at(parent, name, OFlag::O_RDONLY)?;
-                        let f = std::fs::File::from(fd);
-                        let len = f.metadata()?.len();
-                        h.set_entry_type(tar::EntryType::Regular);
-                        h.set_size(len);
-                        // A file still growing is cut at the size we saw.
-                        t.append_data(&mut h, rel, std::io::Read::take(f, len))?;
-                    }
-                    SFlag::S_IFLNK => {
-                        let target = nix::fcntl::readlinkat(Some(parent), name)?;
-                        h.set_entry_type(tar::EntryType::Symlink);
-                        h.set_size(0);
-                        t.append_link(&mut h, rel, Path::new(&target))?;
-                    }
-                    SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO => {
-                        h.set_entry_type(match kind {
-                            SFlag::S_IFCHR => tar::EntryType::Char,
-                            SFlag::S_IFBLK => tar::EntryType::Block,
-                            _ => tar::EntryType::Fifo,
-                        });
-                        h.set_device_major(libc::major(st.st_rdev))?;
-                        h.set_device_minor(libc::minor(st.st_rdev))?;
-                        h.set_size(0);
-                        t.append_data(&mut h, rel, std::io::empty())?;
-                    }
-                    // Sockets are not carried in layers.
-                    _ => {}
-                }
-            }
-        }
-        Ok(())
-    })?;
-    t.finish()
+    let mut o = TarOut {
+        t: tar::Builder::new(out),
+        links: Default::default(),
+    };
+    walk(&w, u.as_raw_fd(), Path::new(""), &mut |e| o.entry(e))?;
+    o.t.finish()
+}
+
+/// Write `name` in the open directory `parent` — a file, a link, or a directory and all
+/// below it — as a plain tar whose top entry is called `top` (`docker cp` out of a
+/// container). Nothing is followed: every step is relative to an open directory.
+pub fn write_tree(
+    parent: RawFd,
+    name: &OsStr,
+    top: &Path,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let st = lstat_at(parent, name)?;
+    let mut o = TarOut {
+        t: tar::Builder::new(out),
+        links: Default::default(),
+    };
+    o.present(top, &st, parent, name, false)?;
+    if is_dir(&st) {
+        let fd = open_at(parent, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+        let w = Walk {
+            lowers: &[],
+            mount_points: &[],
+        };
+        walk(&w, fd.as_raw_fd(), top, &mut |e| o.entry(e))?;
+    }
+    o.t.finish()
+}
+
+/// `lstat` of `name` in an open directory.
+pub fn stat_at(parent: RawFd, name: &OsStr) -> std::io::Result<FileStat> {
+    lstat_at(parent, name)
 }
 
 #[cfg(test)]

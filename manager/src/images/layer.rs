@@ -146,6 +146,8 @@ struct Applier {
     parent: Option<(PathBuf, OwnedFd)>,
     /// Directory mtimes to set once everything below them is written.
     dir_times: HashMap<PathBuf, i64>,
+    /// A plain archive (`docker cp`): `.wh.` names are ordinary files.
+    plain: bool,
 }
 
 impl Applier {
@@ -230,6 +232,16 @@ fn check(path: &str, what: &'static str, r: libc::c_int) -> Result<(), Error> {
 
 /// Apply the layer read from `r` into `dir` (an existing, empty snapshot directory).
 pub fn apply(r: impl Read, dir: &Path, limits: &Limits) -> Result<Applied, Error> {
+    apply_with(r, dir, limits, false)
+}
+
+/// Extract a plain tar archive (no whiteouts) into `dir` with the same protections: no
+/// entry lands outside `dir`, whatever links the archive or the directory holds.
+pub fn extract(r: impl Read, dir: &Path, limits: &Limits) -> Result<Applied, Error> {
+    apply_with(r, dir, limits, true)
+}
+
+fn apply_with(r: impl Read, dir: &Path, limits: &Limits, plain: bool) -> Result<Applied, Error> {
     let root = nix::fcntl::open(
         dir,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -246,6 +258,7 @@ pub fn apply(r: impl Read, dir: &Path, limits: &Limits) -> Result<Applied, Error
         euid_root: nix::unistd::geteuid().is_root(),
         parent: None,
         dir_times: HashMap::new(),
+        plain,
     };
     let stream = decompress(r).map_err(Error::Corrupt)?;
     let mut meter = Meter {
@@ -317,7 +330,7 @@ fn apply_entries<R: Read>(ap: &mut Applier, r: &mut R, limits: &Limits) -> Resul
         let name_bytes = name.as_bytes();
 
         // Whiteouts.
-        if name_bytes == b".wh..wh..opq" {
+        if name_bytes == b".wh..wh..opq" && !ap.plain {
             let fd = ap.parent_fd(&parent, &shown)?;
             let d = ap
                 .open(
@@ -329,7 +342,7 @@ fn apply_entries<R: Read>(ap: &mut Applier, r: &mut R, limits: &Limits) -> Resul
             set_xattr(d.as_raw_fd(), "trusted.overlay.opaque", b"y", &shown)?;
             continue;
         }
-        if let Some(hidden) = name_bytes.strip_prefix(b".wh.") {
+        if let Some(hidden) = name_bytes.strip_prefix(b".wh.").filter(|_| !ap.plain) {
             if hidden.starts_with(b".wh.") {
                 continue; // aufs metadata (.wh..wh.plnk and the like)
             }

@@ -1,0 +1,240 @@
+//! `GET /events`: what happened to containers, images and volumes, as Docker reports it.
+//! Recent events are kept (a bounded ring) for `since`; the stream ends at `until`.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State as AxState};
+use axum::http::header;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+use super::containers::Ctr;
+use super::images::url_pairs;
+use super::{ApiError, State};
+
+const KEEP: usize = 1024;
+
+pub struct Events {
+    tx: tokio::sync::broadcast::Sender<Value>,
+    recent: Mutex<VecDeque<Value>>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            tx: tokio::sync::broadcast::channel(256).0,
+            recent: Mutex::new(VecDeque::with_capacity(KEEP)),
+        }
+    }
+}
+
+impl Events {
+    pub fn publish(&self, kind: &str, action: &str, id: &str, attrs: Value) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut e = json!({
+            "Type": kind,
+            "Action": action,
+            "Actor": {"ID": id, "Attributes": attrs},
+            "scope": "local",
+            "time": now.as_secs(),
+            "timeNano": now.as_nanos() as u64,
+        });
+        if kind == "container" || kind == "image" {
+            // The deprecated fields older clients read.
+            e["status"] = action.into();
+            e["id"] = id.into();
+            if let Some(f) = e["Actor"]["Attributes"]["image"].as_str().map(String::from) {
+                e["from"] = f.into();
+            }
+        }
+        {
+            let mut r = self.recent.lock().unwrap();
+            if r.len() == KEEP {
+                r.pop_front();
+            }
+            r.push_back(e.clone());
+        }
+        let _ = self.tx.send(e);
+    }
+}
+
+fn attrs_of(c: &Ctr, extra: &[(&str, String)]) -> Value {
+    let mut a = json!({
+        "name": c.name.trim_start_matches('/'),
+        "image": c.doc["ImageName"],
+    });
+    if let Some(l) = c.doc["Config"]["Labels"].as_object() {
+        for (k, v) in l {
+            a[k] = v.clone();
+        }
+    }
+    for (k, v) in extra {
+        a[*k] = v.clone().into();
+    }
+    a
+}
+
+pub(super) fn container(d: &State, c: &Ctr, action: &str) {
+    container_with(d, c, action, &[]);
+}
+
+pub(super) fn container_with(d: &State, c: &Ctr, action: &str, extra: &[(&str, String)]) {
+    d.events
+        .publish("container", action, &c.id, attrs_of(c, extra));
+}
+
+pub fn routes() -> Router<State> {
+    Router::new().route("/events", get(events))
+}
+
+/// A Docker timestamp: seconds[.nanos] since the epoch, or RFC 3339.
+fn when(s: &str) -> Option<u128> {
+    if let Some((secs, frac)) = s.split_once('.') {
+        let ns = format!("{frac:0<9}");
+        return Some(secs.parse::<u128>().ok()? * 1_000_000_000 + ns[..9].parse::<u128>().ok()?);
+    }
+    if let Ok(secs) = s.parse::<u128>() {
+        return Some(secs * 1_000_000_000);
+    }
+    let t = super::images::unix_time(s);
+    (t > 0).then_some(t as u128 * 1_000_000_000)
+}
+
+/// Docker's event filters: type, event/action, container, image, volume, label, name.
+fn matches(e: &Value, filters: &serde_json::Map<String, Value>) -> bool {
+    let get = |k: &str| -> Vec<String> {
+        match &filters.get(k) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
+            Some(Value::Object(o)) => o.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    };
+    let kind = e["Type"].as_str().unwrap_or("");
+    let id = e["Actor"]["ID"].as_str().unwrap_or("");
+    let attrs = &e["Actor"]["Attributes"];
+    let name = attrs["name"].as_str().unwrap_or("");
+    let one_of = |want: Vec<String>, ok: &dyn Fn(&str) -> bool| {
+        want.is_empty() || want.iter().any(|w| ok(w))
+    };
+    one_of(get("type"), &|w| w == kind)
+        && one_of(get("event"), &|w| Some(w) == e["Action"].as_str())
+        && one_of(get("container"), &|w| {
+            kind == "container" && (w == name || id.starts_with(w))
+        })
+        && one_of(get("image"), &|w| {
+            attrs["image"].as_str() == Some(w)
+                || (kind == "image" && (id.starts_with(w) || name == w))
+        })
+        && one_of(get("volume"), &|w| kind == "volume" && id == w)
+        && one_of(get("label"), &|w| match w.split_once('=') {
+            Some((k, v)) => attrs[k].as_str() == Some(v),
+            None => !attrs[w].is_null(),
+        })
+}
+
+async fn events(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let since = match query.get("since").filter(|s| !s.is_empty()) {
+        Some(s) => {
+            Some(when(s).ok_or_else(|| ApiError::bad_request(format!("invalid since: {s}")))?)
+        }
+        None => None,
+    };
+    let until = match query.get("until").filter(|s| !s.is_empty()) {
+        Some(s) => {
+            Some(when(s).ok_or_else(|| ApiError::bad_request(format!("invalid until: {s}")))?)
+        }
+        None => None,
+    };
+    let filters: serde_json::Map<String, Value> =
+        match query.get("filters").filter(|f| !f.is_empty()) {
+            Some(f) => serde_json::from_str(f)
+                .map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?,
+            None => Default::default(),
+        };
+    let mut rx = d.events.tx.subscribe();
+    let past: Vec<Value> = match since {
+        Some(s) => d
+            .events
+            .recent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["timeNano"].as_u64().unwrap_or(0) as u128 >= s)
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(16);
+    tokio::spawn(async move {
+        let in_range = |e: &Value| {
+            let t = e["timeNano"].as_u64().unwrap_or(0) as u128;
+            until.is_none_or(|u| t <= u)
+        };
+        for e in past.iter().filter(|e| in_range(e) && matches(e, &filters)) {
+            if tx.send(Ok(format!("{e}\n"))).await.is_err() {
+                return;
+            }
+        }
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        };
+        loop {
+            let wait = match until {
+                Some(u) if u <= now() => return,
+                Some(u) => Duration::from_nanos((u - now()) as u64),
+                None => Duration::from_secs(3600),
+            };
+            let e = match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(Ok(e)) => e,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            };
+            if in_range(&e) && matches(&e, &filters) && tx.send(Ok(format!("{e}\n"))).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(
+            tokio_stream::wrappers::ReceiverStream::new(out),
+        ))
+        .expect("response"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_filters() {
+        assert_eq!(when("10"), Some(10_000_000_000));
+        assert_eq!(when("10.5"), Some(10_500_000_000));
+        let e = json!({"Type": "container", "Action": "start", "Actor": {"ID": "abc123", "Attributes": {"name": "web", "image": "busybox", "tier": "front"}}});
+        let f = |s: &str| serde_json::from_str::<serde_json::Map<String, Value>>(s).unwrap();
+        assert!(matches(
+            &e,
+            &f(r#"{"type":["container"],"event":["start"]}"#)
+        ));
+        assert!(matches(&e, &f(r#"{"container":{"web":true}}"#)));
+        assert!(matches(&e, &f(r#"{"label":["tier=front"]}"#)));
+        assert!(!matches(&e, &f(r#"{"event":["die"]}"#)));
+        assert!(!matches(&e, &f(r#"{"type":["image"]}"#)));
+    }
+}

@@ -1,0 +1,487 @@
+//! Container operations beyond the lifecycle: top, pause/unpause, rename, restart, update,
+//! stats, prune.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path as AxPath, RawQuery, State as AxState};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use berth_proto::manager as pb;
+
+use super::containers::{
+    all, delete_container, find, internal, restart_container, set_doc, state_name, status_err,
+    task, valid_name,
+};
+use super::images::url_pairs;
+use super::{ApiError, State};
+
+pub fn routes() -> Router<State> {
+    Router::new()
+        .route("/containers/{id}/top", get(top))
+        .route("/containers/{id}/pause", post(pause))
+        .route("/containers/{id}/unpause", post(unpause))
+        .route("/containers/{id}/rename", post(rename))
+        .route("/containers/{id}/restart", post(restart))
+        .route("/containers/{id}/update", post(update))
+        .route("/containers/{id}/stats", get(stats))
+        .route("/containers/prune", post(prune))
+}
+
+async fn running(d: &State, what: &str) -> Result<(super::containers::Ctr, pb::Task), ApiError> {
+    let c = find(d, what).await?;
+    match task(d, &c.id).await {
+        Some(t) if matches!(state_name(Some(&t)), "running" | "paused") => Ok((c, t)),
+        _ => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Container {} is not running", c.id),
+        )),
+    }
+}
+
+/// `ps` on the host (dockerd does the same), keeping the container's processes.
+async fn top(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (c, _) = running(&d, &what).await?;
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let args = query
+        .get("ps_args")
+        .filter(|a| !a.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "-ef".into());
+    let pids: std::collections::HashSet<u32> = d
+        .images
+        .mgr
+        .tasks
+        .clone()
+        .pids(pb::ContainerRef { id: c.id.clone() })
+        .await
+        .map_err(status_err)?
+        .into_inner()
+        .processes
+        .into_iter()
+        .map(|p| p.pid)
+        .collect();
+    let out = tokio::process::Command::new("ps")
+        .args(args.split_whitespace())
+        .output()
+        .await
+        .map_err(|e| internal(format!("run ps: {e}")))?;
+    if !out.status.success() {
+        return Err(internal(format!(
+            "ps {args}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let (titles, rows) = parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
+        .map_err(|m| internal(format!("ps {args}: {m}")))?;
+    Ok(Json(
+        serde_json::json!({ "Titles": titles, "Processes": rows }),
+    ))
+}
+
+/// Split `ps` output into titles and the rows whose PID is in `pids`; the last column
+/// (the command) keeps its spaces.
+fn parse_ps(
+    text: &str,
+    pids: &std::collections::HashSet<u32>,
+) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
+    let mut lines = text.lines();
+    let titles: Vec<String> = lines
+        .next()
+        .ok_or("no output")?
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let col = titles
+        .iter()
+        .position(|t| t == "PID")
+        .ok_or("no PID column (give ps_args that print it)")?;
+    let mut rows = Vec::new();
+    for l in lines {
+        let mut fields: Vec<String> = Vec::new();
+        let mut rest = l.trim_start();
+        while fields.len() + 1 < titles.len() {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            fields.push(rest[..end].to_string());
+            rest = rest[end..].trim_start();
+        }
+        fields.push(rest.to_string());
+        if fields
+            .get(col)
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|p| pids.contains(&p))
+        {
+            rows.push(fields);
+        }
+    }
+    Ok((titles, rows))
+}
+
+async fn pause(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+) -> Result<Response, ApiError> {
+    let (c, t) = running(&d, &what).await?;
+    if t.status == pb::Status::Paused as i32 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Container {} is already paused", c.id),
+        ));
+    }
+    d.images
+        .mgr
+        .tasks
+        .clone()
+        .pause(pb::ContainerRef { id: c.id.clone() })
+        .await
+        .map_err(status_err)?;
+    crate::api::events::container(&d, &c, "pause");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn unpause(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+) -> Result<Response, ApiError> {
+    let (c, t) = running(&d, &what).await?;
+    if t.status != pb::Status::Paused as i32 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Container {} is not paused", c.id),
+        ));
+    }
+    d.images
+        .mgr
+        .tasks
+        .clone()
+        .resume(pb::ContainerRef { id: c.id.clone() })
+        .await
+        .map_err(status_err)?;
+    crate::api::events::container(&d, &c, "unpause");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn rename(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let c = find(&d, &what).await?;
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let new = query
+        .get("name")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("rename: name is required"))?;
+    if !valid_name(new) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    let new = format!("/{}", new.trim_start_matches('/'));
+    if new == c.name {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "Renaming a container with the same name as its current name",
+        ));
+    }
+    if let Some(o) = all(&d).await?.into_iter().find(|o| o.name == new) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "Conflict. The container name \"{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                o.id
+            ),
+        ));
+    }
+    set_doc(&d, &c.id, Some(&new), None).await?;
+    crate::api::events::container(&d, &c, "rename");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn restart(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let c = find(&d, &what).await?;
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let secs = query.get("t").and_then(|t| t.parse::<i64>().ok());
+    restart_container(&d, &c, secs).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `docker update`: resources go to the running task (and are kept for later starts),
+/// the restart policy to the stored HostConfig.
+async fn update(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = find(&d, &what).await?;
+    let u: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    if !u.is_object() {
+        return Err(ApiError::bad_request("invalid JSON: want an object"));
+    }
+    let mut host = c.doc["HostConfig"].clone();
+    if !host.is_object() {
+        host = serde_json::json!({});
+    }
+    let mut res = serde_json::json!({});
+    let num = |k: &str| u[k].as_i64().filter(|v| *v != 0);
+    if let Some(m) = num("Memory") {
+        res["memory"]["limit"] = m.into();
+        host["Memory"] = m.into();
+    }
+    if let Some(s) = num("MemorySwap") {
+        res["memory"]["swap"] = s.into();
+        host["MemorySwap"] = s.into();
+    }
+    if let Some(s) = num("CpuShares") {
+        res["cpu"]["shares"] = s.into();
+        host["CpuShares"] = s.into();
+    }
+    if let Some(n) = num("NanoCpus") {
+        res["cpu"]["quota"] = (n / 10_000).into();
+        res["cpu"]["period"] = 100_000.into();
+        host["NanoCpus"] = n.into();
+    }
+    if let Some(q) = num("CpuQuota") {
+        res["cpu"]["quota"] = q.into();
+        host["CpuQuota"] = q.into();
+    }
+    if let Some(p) = num("CpuPeriod") {
+        res["cpu"]["period"] = p.into();
+        host["CpuPeriod"] = p.into();
+    }
+    if let Some(p) = num("PidsLimit") {
+        res["pids"]["limit"] = p.into();
+        host["PidsLimit"] = p.into();
+    }
+    if let Some(p) = u["RestartPolicy"].as_object() {
+        let rp = serde_json::Value::Object(p.clone());
+        super::restart::validate(&rp, host["AutoRemove"].as_bool().unwrap_or(false))?;
+        host["RestartPolicy"] = rp;
+    }
+    if res.as_object().is_some_and(|o| !o.is_empty())
+        && matches!(
+            state_name(task(&d, &c.id).await.as_ref()),
+            "running" | "paused"
+        )
+    {
+        d.images
+            .mgr
+            .tasks
+            .clone()
+            .update(pb::UpdateTaskRequest {
+                container_id: c.id.clone(),
+                resources: res.to_string().into_bytes(),
+            })
+            .await
+            .map_err(|s| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("Cannot update container {}: {}", c.id, s.message()),
+                )
+            })?;
+    }
+    let mut doc = c.doc.clone();
+    doc["HostConfig"] = host;
+    if res.as_object().is_some_and(|o| !o.is_empty()) {
+        doc["ResourcesUpdated"] = true.into();
+    }
+    // Later starts generate the spec from the stored config.
+    set_doc(&d, &c.id, None, Some(&doc)).await?;
+    crate::api::events::container(&d, &c, "update");
+    Ok(Json(serde_json::json!({ "Warnings": [] })))
+}
+
+fn system_cpu_ns() -> u64 {
+    let tick = 100u64; // USER_HZ on Linux
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().next()?.to_string();
+            let total: u64 = l
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum();
+            Some(total * (1_000_000_000 / tick))
+        })
+        .unwrap_or(0)
+}
+
+fn online_cpus() -> u64 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(1)
+}
+
+async fn sample(d: &State, id: &str) -> serde_json::Value {
+    let s = d
+        .images
+        .mgr
+        .tasks
+        .clone()
+        .stats(pb::ContainerRef { id: id.to_string() })
+        .await
+        .map(|r| r.into_inner())
+        .unwrap_or_default();
+    let raw: serde_json::Value = serde_json::from_str(&s.json).unwrap_or_default();
+    let cpu = &raw["cpu"]["usage"];
+    serde_json::json!({
+        "read": crate::images::now_rfc3339(),
+        "pids_stats": {"current": s.pids_current},
+        "memory_stats": {
+            "usage": s.memory_usage,
+            "limit": if s.memory_limit == 0 { host_memory() } else { s.memory_limit },
+            "stats": raw["memory"]["raw"],
+        },
+        "cpu_stats": {
+            "cpu_usage": {
+                "total_usage": s.cpu_usage_ns,
+                "usage_in_kernelmode": cpu["kernel"],
+                "usage_in_usermode": cpu["user"],
+            },
+            "system_cpu_usage": system_cpu_ns(),
+            "online_cpus": online_cpus(),
+            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+        },
+        "blkio_stats": {},
+        "storage_stats": {},
+        "num_procs": 0,
+    })
+}
+
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let l = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_string();
+            l.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// `GET /containers/{id}/stats`: one sample (`stream=false`) or one per second.
+async fn stats(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let c = find(&d, &what).await?;
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let stream = query.get("stream").is_none_or(|v| v == "1" || v == "true");
+    let one_shot = query
+        .get("one-shot")
+        .is_some_and(|v| v == "1" || v == "true");
+    let running = matches!(
+        state_name(task(&d, &c.id).await.as_ref()),
+        "running" | "paused"
+    );
+    let base = serde_json::json!({"name": c.name, "id": c.id});
+    let merge = move |mut cur: serde_json::Value, pre: &serde_json::Value| {
+        if let (Some(o), Some(b)) = (cur.as_object_mut(), base.as_object()) {
+            for (k, v) in b {
+                o.insert(k.clone(), v.clone());
+            }
+            o.insert("precpu_stats".into(), pre["cpu_stats"].clone());
+            o.insert("preread".into(), pre["read"].clone());
+        }
+        cur
+    };
+    let empty = serde_json::json!({"cpu_stats": {}, "read": "0001-01-01T00:00:00Z"});
+    if !stream {
+        let doc = if running {
+            let first = sample(&d, &c.id).await;
+            if one_shot {
+                merge(first, &empty)
+            } else {
+                // Like dockerd: two samples a second apart, so CPU % can be computed.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                merge(sample(&d, &c.id).await, &first)
+            }
+        } else {
+            merge(serde_json::json!({"read": "0001-01-01T00:00:00Z"}), &empty)
+        };
+        return Ok(Json(doc).into_response());
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(2);
+    tokio::spawn(async move {
+        let mut pre = empty;
+        loop {
+            let running = matches!(
+                state_name(task(&d, &c.id).await.as_ref()),
+                "running" | "paused"
+            );
+            let cur = if running {
+                sample(&d, &c.id).await
+            } else {
+                serde_json::json!({"read": "0001-01-01T00:00:00Z"})
+            };
+            let doc = merge(cur.clone(), &pre);
+            pre = cur;
+            if tx.send(Ok(format!("{doc}\n"))).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+        .expect("response"))
+}
+
+async fn prune(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut deleted = Vec::new();
+    for c in all(&d).await? {
+        if matches!(
+            state_name(task(&d, &c.id).await.as_ref()),
+            "exited" | "created"
+        ) {
+            delete_container(&d, &c.id).await?;
+            crate::api::events::container(&d, &c, "destroy");
+            deleted.push(c.id);
+        }
+    }
+    Ok(Json(
+        serde_json::json!({ "ContainersDeleted": deleted, "SpaceReclaimed": 0 }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ps_output_is_filtered_by_pid() {
+        let text = "UID PID PPID C STIME TTY TIME CMD\nroot 1 0 0 10:00 ? 00:00:01 /sbin/init splash\nroot 42 1 0 10:01 ? 00:00:00 sleep 1000\n";
+        let (t, rows) = parse_ps(text, &[42].into_iter().collect()).unwrap();
+        assert_eq!(t.len(), 8);
+        assert_eq!(
+            rows,
+            vec![vec![
+                "root",
+                "42",
+                "1",
+                "0",
+                "10:01",
+                "?",
+                "00:00:00",
+                "sleep 1000"
+            ]]
+        );
+        assert!(parse_ps("USER COMMAND\n", &Default::default()).is_err());
+    }
+}
