@@ -14,3 +14,4 @@ pub mod instructions;
 pub mod manager;
 pub mod reference;
 pub mod registry;
+pub mod volumes;

@@ -173,6 +173,17 @@ pub(super) fn state_name(t: Option<&pb::Task>) -> &'static str {
     }
 }
 
+/// A container's mounts as inspect shows them.
+fn shown_mounts(m: &serde_json::Value) -> serde_json::Value {
+    let mut list = m.as_array().cloned().unwrap_or_default();
+    for x in &mut list {
+        if let Some(o) = x.as_object_mut() {
+            o.remove("Anonymous");
+        }
+    }
+    list.into()
+}
+
 pub(super) fn strs(v: &serde_json::Value) -> Option<Vec<String>> {
     v.as_array().map(|a| {
         a.iter()
@@ -222,23 +233,6 @@ fn options(
     }
     if let Some(p) = host["PidsLimit"].as_i64().filter(|p| *p > 0) {
         o.pids_limit = Some(p);
-    }
-    for b in strs(&host["Binds"]).unwrap_or_default() {
-        let parts: Vec<&str> = b.split(':').collect();
-        if parts.len() < 2 || !parts[0].starts_with('/') || !parts[1].starts_with('/') {
-            return Err(ApiError::bad_request(format!(
-                "invalid bind {b:?}: want /host/path:/container/path[:ro]"
-            )));
-        }
-        o.mounts.push(berth_manager::oci::MountOpt {
-            source: parts[0].into(),
-            destination: parts[1].into(),
-            kind: "bind".into(),
-            read_only: parts
-                .get(2)
-                .is_some_and(|m| m.split(',').any(|x| x == "ro")),
-            options: vec![],
-        });
     }
     if let Some(t) = host["Tmpfs"].as_object() {
         for (k, v) in t {
@@ -323,6 +317,10 @@ async fn create(
     let res = d.images.resolve_record(&img).await?;
     let image_cfg: berth_manager::oci::ImageConfig =
         (&res.config.config.clone().unwrap_or_default()).into();
+    let wants = super::volumes::wants(&d, &cfg, &host, &image_cfg.volumes).await?;
+    let (mount_docs, mount_opts, seeds) = super::volumes::realize(&d, &wants)?;
+    let mount_docs = serde_json::Value::from(mount_docs);
+    opts.mounts.extend(mount_opts);
     let mgr = &d.images.mgr;
     let chain = mgr
         .images
@@ -353,6 +351,7 @@ async fn create(
             .clone()
             .remove(pb::SnapshotRef { key: id.clone() })
             .await;
+        super::volumes::remove_anonymous(&d, &mount_docs).await;
     };
     // Read /etc/passwd and /etc/group of the container's filesystem for the spec.
     let tmp = d
@@ -362,6 +361,10 @@ async fn create(
     let mounts: Vec<berth_manager::images::snapshots::Mount> =
         mounts.into_iter().map(Into::into).collect();
     let spec = berth_manager::images::snapshots::with_mounted(&mounts, &tmp, |root| {
+        for (target, data) in &seeds {
+            crate::volumes::seed(root, target, std::path::Path::new(data))
+                .map_err(|e| internal(format!("copy the image's {target} into its volume: {e}")))?;
+        }
         berth_manager::oci::generate(&id, root, &image_cfg, &opts)
             .map_err(|e| ApiError::bad_request(e.to_string()))
     })
@@ -382,6 +385,7 @@ async fn create(
         "Config": stored,
         "HostConfig": host,
         "Created": crate::images::now_rfc3339(),
+        "Mounts": mount_docs,
         "Image": res.id(),
         "ImageName": image,
         "Path": spec["process"]["args"][0],
@@ -834,6 +838,9 @@ async fn remove(
     }
     delete_container(&d, &c.id).await?;
     super::events::container(&d, &c, "destroy");
+    if is_true(&query, "v") {
+        super::volumes::remove_anonymous(&d, &c.doc["Mounts"]).await;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -894,7 +901,7 @@ async fn list(
             "Labels": c.doc["Config"]["Labels"].as_object().cloned().unwrap_or_default(),
             "HostConfig": {"NetworkMode": "none"},
             "NetworkSettings": {"Networks": {}},
-            "Mounts": [],
+            "Mounts": shown_mounts(&c.doc["Mounts"]),
         }));
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r["Created"].as_i64().unwrap_or(0)));
@@ -972,7 +979,7 @@ async fn inspect(
         "HostConfig": host,
         "Config": config,
         "LogPath": c.log_path,
-        "Mounts": [],
+        "Mounts": shown_mounts(&c.doc["Mounts"]),
         "NetworkSettings": {"Networks": {}, "Ports": {}},
     })))
 }

@@ -15,6 +15,7 @@ pub mod ops;
 pub mod restart;
 pub mod streams;
 pub mod system;
+pub mod volumes;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub struct Daemon {
     pub data_root: std::path::PathBuf,
     /// Parent of every container's cgroup (dockerd's --cgroup-parent), e.g. "/berth".
     pub cgroup_parent: String,
+    pub volumes: crate::volumes::Volumes,
     /// Exec instances (Docker keeps them in memory too).
     pub execs: exec::Execs,
     pub events: events::Events,
@@ -48,6 +50,7 @@ impl Daemon {
     pub fn new(images: Images, data_root: std::path::PathBuf, cgroup_parent: String) -> Daemon {
         Daemon {
             images,
+            volumes: crate::volumes::Volumes::new(&data_root),
             data_root,
             cgroup_parent,
             execs: Default::default(),
@@ -177,6 +180,7 @@ pub fn router(state: State) -> Router {
         .merge(commit::routes())
         .merge(ops::routes())
         .merge(cp::routes())
+        .merge(volumes::routes())
         .merge(events::routes())
         .fallback(not_found)
         .with_state(state)

@@ -147,6 +147,7 @@ async fn handle_exit(d: &State, id: &str) {
     if c.doc["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false) {
         if delete_container(d, &c.id).await.is_ok() {
             super::events::container(d, &c, "destroy");
+            super::volumes::remove_anonymous(d, &c.doc["Mounts"]).await;
         }
         return;
     }
