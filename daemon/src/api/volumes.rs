@@ -367,20 +367,17 @@ pub(super) async fn wants(
     Ok(out)
 }
 
-/// Make the volumes `wants` needs; their records for the container document ("Mounts" as
-/// inspect shows them) and the spec's mount options. `seed` copies image content into a
-/// volume that is new and empty.
-pub(super) fn realize(
-    d: &State,
-    wants: &[Want],
-) -> Result<
-    (
-        Vec<Value>,
-        Vec<berth_manager::oci::MountOpt>,
-        Vec<(String, String)>,
-    ),
-    ApiError,
-> {
+/// What [`realize`] makes: the records for the container document ("Mounts" as inspect
+/// shows them), the spec's mount options, and (mount point, volume directory) pairs to seed
+/// from the image.
+type Realized = (
+    Vec<Value>,
+    Vec<berth_manager::oci::MountOpt>,
+    Vec<(String, String)>,
+);
+
+/// Make the volumes `wants` needs.
+pub(super) fn realize(d: &State, wants: &[Want]) -> Result<Realized, ApiError> {
     let (mut docs, mut opts, mut seeds) = (Vec::new(), Vec::new(), Vec::new());
     for w in wants {
         match w.kind.as_str() {
