@@ -861,7 +861,7 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-async fn list(
+pub(super) async fn list(
     AxState(d): AxState<State>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {

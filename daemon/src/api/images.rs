@@ -323,7 +323,7 @@ fn size_of(r: &Resolved) -> u64 {
     r.manifest.layers.iter().map(|l| l.size).sum()
 }
 
-async fn list(
+pub(super) async fn list(
     AxState(d): AxState<State>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {

@@ -13,6 +13,7 @@ pub fn routes() -> Router<State> {
         .route("/_ping", get(ping).head(ping))
         .route("/version", get(version))
         .route("/info", get(info))
+        .route("/system/df", get(df))
 }
 
 async fn ping() -> Response {
@@ -132,4 +133,61 @@ fn os_name() -> String {
                 .map(|v| v.trim_matches('"').to_string())
         })
         .unwrap_or_else(|| "Linux".into())
+}
+
+/// `GET /system/df`: images, containers (their own layer's size), volumes, build cache.
+async fn df(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, ApiError> {
+    use axum::extract::RawQuery;
+    let Json(images) = super::images::list(AxState(d.clone()), RawQuery(None)).await?;
+    let Json(containers) =
+        super::containers::list(AxState(d.clone()), RawQuery(Some("all=1".into()))).await?;
+    let mut images = images.as_array().cloned().unwrap_or_default();
+    let mut containers = containers.as_array().cloned().unwrap_or_default();
+    let mut layers = 0i64;
+    for i in &mut images {
+        let id = i["Id"].as_str().unwrap_or("").to_string();
+        let n = containers
+            .iter()
+            .filter(|c| c["ImageID"] == id.as_str())
+            .count();
+        i["Containers"] = n.into();
+        i["SharedSize"] = 0.into();
+        layers += i["Size"].as_i64().unwrap_or(0);
+    }
+    for c in &mut containers {
+        let id = c["Id"].as_str().unwrap_or("").to_string();
+        let rw = d
+            .images
+            .mgr
+            .snapshots
+            .clone()
+            .usage(berth_proto::manager::SnapshotRef { key: id })
+            .await
+            .map(|u| u.into_inner().size as i64)
+            .unwrap_or(0);
+        let image_size = images
+            .iter()
+            .find(|i| i["Id"] == c["ImageID"])
+            .and_then(|i| i["Size"].as_i64())
+            .unwrap_or(0);
+        c["SizeRw"] = rw.into();
+        c["SizeRootFs"] = (rw + image_size).into();
+    }
+    let users = super::volumes::users(&d).await?;
+    let volumes: Vec<serde_json::Value> = d
+        .volumes
+        .list()
+        .iter()
+        .map(|v| {
+            let refs = users.get(&v.name).map(Vec::len).unwrap_or(0);
+            super::volumes::to_json(v, Some(d.volumes.size(&v.name)), Some(refs))
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "LayersSize": layers,
+        "Images": images,
+        "Containers": containers,
+        "Volumes": volumes,
+        "BuildCache": [],
+    })))
 }

@@ -35,7 +35,7 @@ impl From<Error> for ApiError {
     }
 }
 
-fn to_json(v: &Volume, size: Option<u64>, refs: Option<usize>) -> Value {
+pub(super) fn to_json(v: &Volume, size: Option<u64>, refs: Option<usize>) -> Value {
     let mut j = serde_json::to_value(v).expect("json");
     if let Some(o) = j.as_object_mut() {
         o.remove("Anonymous");
