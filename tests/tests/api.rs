@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 
 use berth_tests::*;
 
+fn append(p: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .unwrap()
+}
+
 struct Stack {
     dir: TempDir,
     /// The manager's --state: a short path, as 64-hex container ids make long socket paths
@@ -31,34 +39,55 @@ impl Stack {
             std::process::id(),
             SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         )));
-        let mut children = Vec::new();
         let reg = Registry::start(&d, None);
         let registry = reg.port;
-        children.push(
+        std::fs::write(d.join("daemon.json"), r#"{"registry-fallback": false}"#).unwrap();
+        std::fs::create_dir_all(d.join("docker-config")).unwrap();
+        let mut s = Stack {
+            dir,
+            state,
+            children: Vec::new(),
+            registry,
+            _registry: reg,
+            cg: unique_id("cg"),
+        };
+        s.start_manager();
+        s.start_berthd();
+        s
+    }
+
+    fn wait_for(p: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !p.exists() {
+            assert!(Instant::now() < deadline, "{} did not appear", p.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn start_manager(&mut self) {
+        let d = self.dir.path().to_path_buf();
+        let _ = std::fs::remove_file(d.join("m.sock"));
+        self.children.push(
             Command::new(bin_dir().join("berth-manager"))
                 .arg("--address")
                 .arg(d.join("m.sock"))
                 .arg("--root")
                 .arg(d.join("root"))
                 .arg("--state")
-                .arg(state.path())
+                .arg(self.state.path())
                 .args(["--log-level", "warn"])
                 .stdout(Stdio::null())
-                .stderr(std::fs::File::create(d.join("manager.log")).unwrap())
+                .stderr(append(&d.join("manager.log")))
                 .spawn()
                 .unwrap(),
         );
-        std::fs::write(d.join("daemon.json"), r#"{"registry-fallback": false}"#).unwrap();
-        let wait = |p: &Path| {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !p.exists() {
-                assert!(Instant::now() < deadline, "{} did not appear", p.display());
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        };
-        wait(&d.join("m.sock"));
-        let cg = unique_id("cg");
-        children.push(
+        Self::wait_for(&d.join("m.sock"));
+    }
+
+    fn start_berthd(&mut self) {
+        let d = self.dir.path().to_path_buf();
+        let _ = std::fs::remove_file(d.join("berth.sock"));
+        self.children.push(
             Command::new(bin_dir().join("berthd"))
                 .arg("--manager")
                 .arg(d.join("m.sock"))
@@ -69,22 +98,22 @@ impl Stack {
                 .arg("--data-root")
                 .arg(d.join("data"))
                 .arg("--cgroup-parent")
-                .arg(format!("/{cg}"))
+                .arg(format!("/{}", self.cg))
                 .stdout(Stdio::null())
-                .stderr(std::fs::File::create(d.join("berthd.log")).unwrap())
+                .stderr(append(&d.join("berthd.log")))
                 .spawn()
                 .unwrap(),
         );
-        wait(&d.join("berth.sock"));
-        std::fs::create_dir_all(d.join("docker-config")).unwrap();
-        Stack {
-            dir,
-            state,
-            children,
-            registry,
-            _registry: reg,
-            cg,
+        Self::wait_for(&d.join("berth.sock"));
+    }
+
+    /// kill -9 berthd and the manager (the shims and containers live on).
+    fn kill9_daemons(&mut self) {
+        for c in self.children.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
+        self.children.clear();
     }
 
     fn sock(&self) -> PathBuf {
@@ -445,4 +474,683 @@ print("ok")
         .output()
         .unwrap();
     assert_eq!(text(&o.stdout).trim(), "ok", "{}", text(&o.stderr));
+}
+
+/// Drives a program on a pseudo-terminal (30 rows x 100 columns): sends each `|`-separated
+/// piece of input 0.7 s apart, then prints what it read (repr) and its exit code.
+const PTY_DRIVER: &str = r#"
+import os, pty, sys, time, select, fcntl, termios, struct
+pieces = sys.argv[1].encode().decode('unicode_escape').split('|')
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 30, 100, 0, 0))
+out = b''
+def drain(t):
+    global out
+    end = time.time() + t
+    while time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                d = os.read(fd, 4096)
+            except OSError:
+                return
+            if not d:
+                return
+            out += d
+for p in pieces:
+    drain(0.7)
+    os.write(fd, p.encode('latin-1'))
+drain(8)
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(out.decode('latin-1').replace('\r', ''))
+print("\nexit=%d" % os.waitstatus_to_exitcode(st))
+"#;
+
+impl Stack {
+    /// The docker CLI on a terminal, fed `input` (see PTY_DRIVER).
+    fn docker_tty(&self, input: &str, args: &[&str]) -> String {
+        let o = Command::new("timeout")
+            .arg("60")
+            .arg("python3")
+            .arg("-c")
+            .arg(PTY_DRIVER)
+            .arg(input)
+            .arg("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock().display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        text(&o.stdout)
+    }
+
+    /// The docker CLI with `input` on its stdin.
+    fn docker_in(&self, input: &str, args: &[&str]) -> Output {
+        use std::io::Write;
+        let mut c = Command::new("timeout")
+            .arg("60")
+            .arg("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock().display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    }
+
+    fn import_busybox(&self) {
+        let tar = self.rootfs_tar().display().to_string();
+        ok(&self.docker(&["import", "--change", "CMD [\"sh\"]", &tar, "busybox:latest"]));
+    }
+
+    fn until(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The seeds' interactive commands with the real CLI: `run -it` on a terminal (size
+/// passed, exit code kept), ctrl-p ctrl-q detach and `attach` back, `exec` in all its
+/// forms, `top`, `pause`/`unpause`, `rename`, `restart`.
+#[test]
+fn docker_cli_interactive_and_exec() {
+    if !need_root("docker_cli_interactive_and_exec") {
+        return;
+    }
+    let s = Stack::new("api-tty");
+    s.import_busybox();
+    let out = s.docker_tty(
+        r"echo hello-$((6*7)); stty size\n|exit 5\n",
+        &["run", "-it", "--name", "tty1", "busybox", "sh"],
+    );
+    assert!(out.contains("hello-42"), "{out}");
+    assert!(
+        out.contains("30 100"),
+        "the terminal size reached the container: {out}"
+    );
+    assert!(out.contains("exit=5"), "{out}");
+    // Detach with ctrl-p ctrl-q, the shell keeps running; attach again and leave it.
+    let out = s.docker_tty(
+        r"echo one\n|\x10\x11",
+        &["run", "-it", "--name", "det", "busybox", "sh"],
+    );
+    assert!(out.contains("one") && out.contains("exit=0"), "{out}");
+    assert_eq!(
+        ok(&s.docker(&["inspect", "-f", "{{.State.Status}}", "det"])).trim(),
+        "running"
+    );
+    let out = s.docker_tty(r"echo two\n|exit 4\n", &["attach", "det"]);
+    assert!(out.contains("two") && out.contains("exit=4"), "{out}");
+    assert_eq!(
+        ok(&s.docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "det"
+        ]))
+        .trim(),
+        "exited 4"
+    );
+    // Piped stdin without a terminal: stdin closes at its end.
+    let o = s.docker_in("piped\n", &["run", "--rm", "-i", "busybox", "cat"]);
+    assert_eq!(text(&o.stdout), "piped\n", "{}", text(&o.stderr));
+
+    // exec: output, exit codes, user, env, workdir, stdin, tty, detached, missing program.
+    ok(&s.docker(&["run", "-d", "--name", "web", "busybox", "sleep", "1000"]));
+    assert_eq!(ok(&s.docker(&["exec", "web", "echo", "hi"])), "hi\n");
+    assert_eq!(
+        s.docker(&["exec", "web", "sh", "-c", "exit 7"])
+            .status
+            .code(),
+        Some(7)
+    );
+    assert_eq!(
+        ok(&s.docker(&["exec", "-u", "nobody", "web", "id", "-u"])).trim(),
+        "65534"
+    );
+    assert_eq!(
+        ok(&s.docker(&[
+            "exec",
+            "-e",
+            "FOO=bar",
+            "-w",
+            "/tmp",
+            "web",
+            "sh",
+            "-c",
+            "echo $FOO; pwd"
+        ])),
+        "bar\n/tmp\n"
+    );
+    let o = s.docker_in("to-stdin\n", &["exec", "-i", "web", "cat"]);
+    assert_eq!(text(&o.stdout), "to-stdin\n");
+    let out = s.docker_tty(r"tty; stty size\n|exit 3\n", &["exec", "-it", "web", "sh"]);
+    assert!(
+        out.contains("/dev/pts/") && out.contains("30 100") && out.contains("exit=3"),
+        "{out}"
+    );
+    ok(&s.docker(&["exec", "-d", "web", "sh", "-c", "echo detached > /tmp/d"]));
+    s.until("the detached exec", || {
+        s.docker(&["exec", "web", "cat", "/tmp/d"]).status.success()
+    });
+    let o = s.docker(&["exec", "web", "no-such-program"]);
+    assert_eq!(o.status.code(), Some(127), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("no-such-program"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A user without privileges still gets the default seccomp profile (installed before
+    // the uid changes).
+    assert_eq!(
+        ok(&s.docker(&["run", "--rm", "-u", "65534:65534", "busybox", "id", "-g"])).trim(),
+        "65534"
+    );
+
+    // top, pause/unpause, rename, restart.
+    let top = ok(&s.docker(&["top", "web"]));
+    assert!(top.contains("PID") && top.contains("sleep 1000"), "{top}");
+    assert!(
+        !top.contains("/sbin/init"),
+        "only the container's processes: {top}"
+    );
+    ok(&s.docker(&["pause", "web"]));
+    assert!(ok(&s.docker(&["ps"])).contains("(Paused)"));
+    let o = s.docker(&["exec", "web", "true"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("paused"));
+    ok(&s.docker(&["unpause", "web"]));
+    ok(&s.docker(&["rename", "web", "web2"]));
+    assert_eq!(
+        ok(&s.docker(&["ps", "--format", "{{.Names}}"])).trim(),
+        "web2"
+    );
+    let before = ok(&s.docker(&["inspect", "-f", "{{.State.Pid}}", "web2"]));
+    ok(&s.docker(&["restart", "-t", "1", "web2"]));
+    let after = ok(&s.docker(&["inspect", "-f", "{{.State.Pid}} {{.State.Status}}", "web2"]));
+    assert!(
+        after.ends_with("running\n") && !after.starts_with(before.trim()),
+        "{after}"
+    );
+    ok(&s.docker(&["rm", "-f", "web2", "det", "tty1"]));
+}
+
+/// `docker cp` both ways, for running and stopped containers; a symlink planted in the
+/// container cannot send a copy to the host (CVE-2018-15664 class).
+#[test]
+fn docker_cli_cp() {
+    if !need_root("docker_cli_cp") {
+        return;
+    }
+    let s = Stack::new("api-cp");
+    s.import_busybox();
+    let host = s.dir.path().join("cp");
+    std::fs::create_dir_all(host.join("d/sub")).unwrap();
+    std::fs::write(host.join("d/sub/f"), "deep\n").unwrap();
+    std::fs::write(host.join("file"), "top\n").unwrap();
+    ok(&s.docker(&["run", "-d", "--name", "c1", "busybox", "sleep", "1000"]));
+    let h = |p: &str| host.join(p).display().to_string();
+    ok(&s.docker(&["cp", &h("file"), "c1:/tmp/"]));
+    ok(&s.docker(&["cp", &h("d"), "c1:/tmp/dd"]));
+    assert_eq!(
+        ok(&s.docker(&["exec", "c1", "cat", "/tmp/file", "/tmp/dd/sub/f"])),
+        "top\ndeep\n"
+    );
+    ok(&s.docker(&["cp", "c1:/etc/passwd", &h("pw")]));
+    assert!(std::fs::read_to_string(host.join("pw"))
+        .unwrap()
+        .starts_with("root:x:0:0"));
+    ok(&s.docker(&["cp", "c1:/tmp/dd", &h("back")]));
+    assert_eq!(
+        std::fs::read_to_string(host.join("back/sub/f")).unwrap(),
+        "deep\n"
+    );
+    let o = s.docker(&["cp", "c1:/nope", &h("x")]);
+    assert!(!o.status.success() && text(&o.stderr).contains("Could not find the file /nope"));
+    // Symlinks inside the container resolve inside it.
+    let victim = s.dir.path().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    let v = victim.display().to_string();
+    ok(&s.docker(&["exec", "c1", "ln", "-s", &v, "/tmp/evil"]));
+    ok(&s.docker(&["exec", "c1", "ln", "-s", "/", "/tmp/root"]));
+    ok(&s.docker(&["cp", &h("file"), "c1:/tmp/root/"]));
+    ok(&s.docker(&["exec", "c1", "mkdir", "-p", &v]));
+    ok(&s.docker(&["cp", &h("file"), "c1:/tmp/evil/"]));
+    assert!(
+        std::fs::read_dir(&victim).unwrap().next().is_none(),
+        "nothing was written to the host through the container's symlink"
+    );
+    assert_eq!(
+        ok(&s.docker(&["exec", "c1", "cat", "/file", &format!("{v}/file")])),
+        "top\ntop\n"
+    );
+    ok(&s.docker(&["exec", "c1", "ln", "-s", "/etc/hostname", "/tmp/hn"]));
+    ok(&s.docker(&["cp", "c1:/tmp/root/etc/passwd", &h("pw2")]));
+    assert!(
+        std::fs::read_to_string(host.join("pw2"))
+            .unwrap()
+            .contains("nobody:x:65534"),
+        "the container's /etc/passwd, not the host's"
+    );
+    // Stopped: from and into its filesystem.
+    ok(&s.docker(&["stop", "-t", "1", "c1"]));
+    ok(&s.docker(&["cp", "c1:/tmp/file", &h("stopped")]));
+    assert_eq!(
+        std::fs::read_to_string(host.join("stopped")).unwrap(),
+        "top\n"
+    );
+    ok(&s.docker(&["cp", &h("file"), "c1:/while-stopped"]));
+    ok(&s.docker(&["start", "c1"]));
+    assert_eq!(
+        ok(&s.docker(&["exec", "c1", "cat", "/while-stopped"])),
+        "top\n"
+    );
+    ok(&s.docker(&["rm", "-f", "c1"]));
+    assert!(mounts_containing(&s.dir.path().display().to_string()).is_empty());
+}
+
+/// commit (with --change), diff, export/import, history; volumes (named, anonymous, image
+/// VOLUME seeded, read-only, --volumes-from, rm -v, prune); system df; events; restart
+/// policies; update; stats.
+#[test]
+fn docker_cli_commit_volumes_events() {
+    if !need_root("docker_cli_commit_volumes_events") {
+        return;
+    }
+    let s = Stack::new("api-commit");
+    s.import_busybox();
+    let since = now_secs().to_string();
+    ok(&s.docker(&["run", "-d", "--name", "base", "busybox", "sleep", "1000"]));
+    ok(&s.docker(&[
+        "exec",
+        "base",
+        "sh",
+        "-c",
+        "echo data > /tmp/new; rm /bin/wc; echo x >> /etc/passwd",
+    ]));
+    let diff = ok(&s.docker(&["diff", "base"]));
+    for line in ["A /tmp/new", "D /bin/wc", "C /etc/passwd"] {
+        assert!(diff.lines().any(|l| l == line), "{line} in {diff}");
+    }
+    assert!(
+        !diff.contains("/proc") && !diff.contains("/dev"),
+        "mount points hidden: {diff}"
+    );
+    let id = ok(&s.docker(&[
+        "commit",
+        "-c",
+        "ENV FOO=bar",
+        "-c",
+        "CMD [\"cat\", \"/tmp/new\"]",
+        "-m",
+        "my change",
+        "base",
+        "committed:v1",
+    ]));
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(ok(&s.docker(&["run", "--rm", "committed:v1"])), "data\n");
+    assert_eq!(
+        ok(&s.docker(&[
+            "run",
+            "--rm",
+            "committed:v1",
+            "sh",
+            "-c",
+            "echo $FOO; test -e /bin/wc || echo gone"
+        ])),
+        "bar\ngone\n"
+    );
+    let hist = ok(&s.docker(&["history", "committed:v1"]));
+    assert!(hist.contains("my change"), "{hist}");
+    // export → import keeps the change.
+    let tar = s.dir.path().join("exp.tar").display().to_string();
+    ok(&s.docker(&["export", "-o", &tar, "base"]));
+    ok(&s.docker(&["import", &tar, "exported:v1"]));
+    assert_eq!(
+        ok(&s.docker(&["run", "--rm", "exported:v1", "cat", "/tmp/new"])),
+        "data\n"
+    );
+    ok(&s.docker(&["rm", "-f", "base"]));
+
+    // Volumes: named, read-only, seeded, anonymous from an image VOLUME, --volumes-from.
+    ok(&s.docker(&["volume", "create", "vol1"]));
+    ok(&s.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "vol1:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]));
+    assert_eq!(
+        ok(&s.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "vol1:/data:ro",
+            "busybox",
+            "cat",
+            "/data/f"
+        ])),
+        "kept\n"
+    );
+    let o = s.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "vol1:/data:ro",
+        "busybox",
+        "touch",
+        "/data/g",
+    ]);
+    assert!(!o.status.success(), "a read-only volume");
+    let mp = ok(&s.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", "vol1"]));
+    assert_eq!(
+        std::fs::read_to_string(Path::new(mp.trim()).join("f")).unwrap(),
+        "kept\n"
+    );
+    ok(&s.docker(&["run", "--rm", "-v", "etcvol:/etc", "busybox", "true"]));
+    let mp = ok(&s.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", "etcvol"]));
+    assert!(
+        Path::new(mp.trim()).join("passwd").exists(),
+        "a new volume is seeded from the image"
+    );
+    ok(&s.docker(&["create", "--name", "holder", "busybox", "true"]));
+    ok(&s.docker(&[
+        "commit",
+        "-c",
+        "VOLUME /cache",
+        "-c",
+        "CMD [\"sleep\", \"1000\"]",
+        "holder",
+        "withvol:v1",
+    ]));
+    ok(&s.docker(&["rm", "holder"]));
+    ok(&s.docker(&["run", "-d", "--name", "vh", "withvol:v1"]));
+    let m = ok(&s.docker(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Type}} {{.Destination}}{{end}}",
+        "vh",
+    ]));
+    assert_eq!(m.trim(), "volume /cache");
+    ok(&s.docker(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "vh",
+        "busybox",
+        "sh",
+        "-c",
+        "echo shared > /cache/x",
+    ]));
+    assert_eq!(
+        ok(&s.docker(&["exec", "vh", "cat", "/cache/x"])),
+        "shared\n"
+    );
+    let o = s.docker(&["volume", "rm", "vol1"]);
+    assert!(o.status.success(), "unused: {}", text(&o.stderr));
+    let before = ok(&s.docker(&["volume", "ls", "-q"])).lines().count();
+    let df = ok(&s.docker(&["system", "df"]));
+    assert!(
+        df.contains("Images") && df.contains("Local Volumes"),
+        "{df}"
+    );
+    ok(&s.docker(&["rm", "-fv", "vh"]));
+    let after = ok(&s.docker(&["volume", "ls", "-q"])).lines().count();
+    assert_eq!(after + 1, before, "rm -v removed the anonymous volume");
+    ok(&s.docker(&["volume", "prune", "-af"]));
+    assert_eq!(ok(&s.docker(&["volume", "ls", "-q"])).trim(), "");
+    let o = s.docker(&["run", "--rm", "-v", "bad name:/x", "busybox", "true"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("invalid characters"));
+
+    // Restart policies: on-failure:2 gives up after two restarts; always comes back after
+    // the process dies but not after `docker stop`.
+    ok(&s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]));
+    s.until("two restarts", || {
+        ok(&s.docker(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}}",
+            "flaky",
+        ]))
+        .trim()
+            == "2 exited"
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        ok(&s.docker(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.ExitCode}}",
+            "flaky"
+        ]))
+        .trim(),
+        "2 3"
+    );
+    ok(&s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let pid = ok(&s.docker(&["inspect", "-f", "{{.State.Pid}}", "always"]));
+    let pid: i32 = pid.trim().parse().unwrap();
+    // SAFETY: kill(2) on the container's init, which this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    s.until("the always container back up", || {
+        ok(&s.docker(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}}",
+            "always",
+        ]))
+        .trim()
+            == "1 running"
+    });
+    ok(&s.docker(&["stop", "-t", "1", "always"]));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        ok(&s.docker(&["inspect", "-f", "{{.State.Status}}", "always"])).trim(),
+        "exited",
+        "a stopped container stays stopped"
+    );
+    // update: resources on the running task, the policy in the config.
+    ok(&s.docker(&["start", "always"]));
+    ok(&s.docker(&["update", "--memory", "64m", "--restart", "no", "always"]));
+    assert_eq!(
+        ok(&s.docker(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}",
+            "always",
+        ]))
+        .trim(),
+        "67108864 no"
+    );
+    let st = ok(&s.docker(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.MemUsage}}",
+        "always",
+    ]));
+    assert!(st.starts_with("always ") && st.contains("64MiB"), "{st}");
+
+    // Events seen so far, filtered.
+    let until = (now_secs() + 1).to_string();
+    let ev = ok(&s.docker(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=flaky",
+        "--format",
+        "{{.Action}}",
+    ]));
+    let actions: Vec<&str> = ev.lines().collect();
+    assert_eq!(actions.iter().filter(|a| **a == "die").count(), 3, "{ev}");
+    assert!(
+        actions.contains(&"create") && actions.contains(&"restart"),
+        "{ev}"
+    );
+    ok(&s.docker(&["rm", "-f", "flaky", "always"]));
+    ok(&s.docker(&["container", "prune", "-f"]));
+    assert_eq!(ok(&s.docker(&["ps", "-aq"])).trim(), "");
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Live restore: kill -9 berthd and the manager while containers run, start them again.
+/// Running containers keep running (and logging: output printed meanwhile is in `logs`),
+/// exits that happened meanwhile are recorded, `--rm` containers removed, restart policies
+/// applied; exec, stop and attach work afterwards.
+#[test]
+fn live_restore_after_kill_9() {
+    if !need_root("live_restore_after_kill_9") {
+        return;
+    }
+    let mut s = Stack::new("api-live");
+    s.import_busybox();
+    ok(&s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+    ]));
+    ok(&s.docker(&[
+        "run", "-d", "--rm", "--name", "gone", "busybox", "sleep", "2",
+    ]));
+    ok(&s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "ends",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 2; exit 9",
+    ]));
+    ok(&s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "retry",
+        "--restart",
+        "on-failure",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 2; test -f /tmp/ok && exec sleep 1000; touch /tmp/ok; exit 1",
+    ]));
+    let ticker_pid = ok(&s.docker(&["inspect", "-f", "{{.State.Pid}}", "ticker"]));
+    s.kill9_daemons();
+    std::thread::sleep(Duration::from_secs(4));
+    s.start_manager();
+    s.start_berthd();
+    assert_eq!(
+        ok(&s.docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Pid}}",
+            "ticker"
+        ]))
+        .trim(),
+        format!("running {}", ticker_pid.trim()),
+        "the same process runs on"
+    );
+    let logs = ok(&s.docker(&["logs", "ticker"]));
+    assert!(
+        logs.lines().count() >= 20,
+        "4 s of output while the daemons were down are in the log: {} lines",
+        logs.lines().count()
+    );
+    assert_eq!(
+        ok(&s.docker(&["exec", "ticker", "echo", "alive"])),
+        "alive\n"
+    );
+    s.until("the --rm container removed", || {
+        !ok(&s.docker(&["ps", "-a", "--format", "{{.Names}}"])).contains("gone")
+    });
+    assert_eq!(
+        ok(&s.docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "ends"
+        ]))
+        .trim(),
+        "exited 9"
+    );
+    s.until("the on-failure container restarted", || {
+        ok(&s.docker(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}}",
+            "retry",
+        ]))
+        .trim()
+            == "1 running"
+    });
+    // Attach to the live container sees new output.
+    let o = Command::new("timeout")
+        .args([
+            "-s",
+            "KILL",
+            "2",
+            "docker",
+            "attach",
+            "--no-stdin",
+            "--sig-proxy=false",
+            "ticker",
+        ])
+        .env("DOCKER_HOST", format!("unix://{}", s.sock().display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
+        .output()
+        .unwrap();
+    assert!(text(&o.stdout).contains("tick"), "{}", text(&o.stderr));
+    ok(&s.docker(&["stop", "-t", "1", "ticker"]));
+    assert_eq!(
+        ok(&s.docker(&["inspect", "-f", "{{.State.Status}}", "ticker"])).trim(),
+        "exited"
+    );
+    ok(&s.docker(&["rm", "-f", "ticker", "ends", "retry"]));
 }

@@ -173,6 +173,15 @@ pub(super) fn state_name(t: Option<&pb::Task>) -> &'static str {
     }
 }
 
+/// The state as Docker shows it: an exited container waiting for its restart policy's
+/// delay is "restarting".
+fn shown_state(c: &Ctr, t: Option<&pb::Task>) -> &'static str {
+    match state_name(t) {
+        "exited" if c.doc["Restarting"].as_bool().unwrap_or(false) => "restarting",
+        s => s,
+    }
+}
+
 /// A container's mounts as inspect shows them.
 fn shown_mounts(m: &serde_json::Value) -> serde_json::Value {
     let mut list = m.as_array().cloned().unwrap_or_default();
@@ -543,6 +552,15 @@ pub(super) async fn start_container(d: &State, c: &Ctr) -> Result<bool, ApiError
         Some(_) => {}
         None => create_task(d, &c.id, &c.doc["Config"]).await?,
     }
+    // Recorded before the start: an init that exits at once is handled with these.
+    update_doc(d, &c.id, None, |doc| {
+        doc["StartedAt"] = crate::images::now_rfc3339().into();
+        doc["OOMKilled"] = false.into();
+        doc["ManualStop"] = false.into();
+        doc["ResourcesUpdated"] = false.into();
+        doc["Restarting"] = false.into();
+    })
+    .await?;
     tasks
         .clone()
         .start(pb::ProcessRef {
@@ -551,22 +569,17 @@ pub(super) async fn start_container(d: &State, c: &Ctr) -> Result<bool, ApiError
         })
         .await
         .map_err(status_err)?;
-    let mut doc = c.doc.clone();
-    doc["StartedAt"] = crate::images::now_rfc3339().into();
-    doc["OOMKilled"] = false.into();
-    doc["ManualStop"] = false.into();
-    doc["ResourcesUpdated"] = false.into();
-    set_doc(d, &c.id, None, Some(&doc)).await?;
     super::events::container(d, c, "start");
     Ok(true)
 }
 
-/// Replace the stored name and/or document of a container.
-pub(super) async fn set_doc(
+/// Change the stored name and/or document of a container: `f` edits the current document
+/// (read under a lock, so concurrent edits of different fields all land).
+pub(super) async fn update_doc(
     d: &State,
     id: &str,
     name: Option<&str>,
-    doc: Option<&serde_json::Value>,
+    f: impl FnOnce(&mut serde_json::Value),
 ) -> Result<(), ApiError> {
     let _g = d.doc_lock.lock().await;
     let mc = d
@@ -582,9 +595,12 @@ pub(super) async fn set_doc(
     if let Some(n) = name {
         labels.insert(NAME.into(), n.to_string());
     }
-    if let Some(doc) = doc {
-        labels.insert(CONFIG.into(), doc.to_string());
-    }
+    let mut doc: serde_json::Value = labels
+        .get(CONFIG)
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or_default();
+    f(&mut doc);
+    labels.insert(CONFIG.into(), doc.to_string());
     d.images
         .mgr
         .containers
@@ -602,9 +618,7 @@ pub(super) async fn set_doc(
 
 /// Mark a container as stopped by its user (restart policies leave it alone).
 async fn mark_manual_stop(d: &State, c: &Ctr) -> Result<(), ApiError> {
-    let mut doc = c.doc.clone();
-    doc["ManualStop"] = true.into();
-    set_doc(d, &c.id, None, Some(&doc)).await
+    update_doc(d, &c.id, None, |doc| doc["ManualStop"] = true.into()).await
 }
 
 /// Stop: the stop signal, then SIGKILL after `secs` (default the container's StopTimeout
@@ -614,6 +628,10 @@ pub(super) async fn stop_container(
     c: &Ctr,
     secs: Option<i64>,
 ) -> Result<bool, ApiError> {
+    if shown_state(c, task(d, &c.id).await.as_ref()) == "restarting" {
+        mark_manual_stop(d, c).await?;
+        return Ok(true);
+    }
     if !matches!(
         state_name(task(d, &c.id).await.as_ref()),
         "running" | "paused"
@@ -870,7 +888,7 @@ pub(super) async fn list(
     let mut rows = Vec::new();
     for c in all(&d).await? {
         let t = task(&d, &c.id).await;
-        let state = state_name(t.as_ref());
+        let state = shown_state(&c, t.as_ref());
         if !show_all && state != "running" && state != "paused" {
             continue;
         }
@@ -883,6 +901,11 @@ pub(super) async fn list(
             ),
             ("running", _) => format!("Up {}", human(now_unix() - created)),
             ("paused", _) => format!("Up {} (Paused)", human(now_unix() - created)),
+            ("restarting", Some(t)) => format!(
+                "Restarting ({}) {} ago",
+                t.exit_status,
+                human(now_unix() - unix_time(&t.exited_at))
+            ),
             _ => "Created".into(),
         };
         let cmd: Vec<String> = std::iter::once(c.doc["Path"].as_str().unwrap_or("").to_string())
@@ -921,7 +944,7 @@ async fn inspect(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let c = find(&d, &what).await?;
     let t = task(&d, &c.id).await;
-    let state = state_name(t.as_ref());
+    let state = shown_state(&c, t.as_ref());
     let t = t.unwrap_or_default();
     let mut config = c.doc["Config"].clone();
     if config["Cmd"].is_null() {
@@ -961,11 +984,11 @@ async fn inspect(
             "Status": state,
             "Running": state == "running" || state == "paused",
             "Paused": state == "paused",
-            "Restarting": false,
+            "Restarting": state == "restarting",
             "OOMKilled": c.doc["OOMKilled"].as_bool().unwrap_or(false) && state == "exited",
             "Dead": false,
             "Pid": if state == "running" { t.pid } else { 0 },
-            "ExitCode": if state == "exited" { t.exit_status } else { 0 },
+            "ExitCode": if state == "exited" || state == "restarting" { t.exit_status } else { 0 },
             "Error": "",
             "StartedAt": c.doc["StartedAt"].as_str().unwrap_or("0001-01-01T00:00:00Z"),
             "FinishedAt": if t.exited_at.is_empty() { "0001-01-01T00:00:00Z".to_string() } else { t.exited_at.clone() },

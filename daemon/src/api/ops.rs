@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use berth_proto::manager as pb;
 
 use super::containers::{
-    all, delete_container, find, internal, restart_container, set_doc, state_name, status_err,
-    task, valid_name,
+    all, delete_container, find, internal, restart_container, state_name, status_err, task,
+    update_doc, valid_name,
 };
 use super::images::url_pairs;
 use super::{ApiError, State};
@@ -199,7 +199,7 @@ async fn rename(
             ),
         ));
     }
-    set_doc(&d, &c.id, Some(&new), None).await?;
+    update_doc(&d, &c.id, Some(&new), |_| {}).await?;
     crate::api::events::container(&d, &c, "rename");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -291,13 +291,15 @@ async fn update(
                 )
             })?;
     }
-    let mut doc = c.doc.clone();
-    doc["HostConfig"] = host;
-    if res.as_object().is_some_and(|o| !o.is_empty()) {
-        doc["ResourcesUpdated"] = true.into();
-    }
-    // Later starts generate the spec from the stored config.
-    set_doc(&d, &c.id, None, Some(&doc)).await?;
+    let changed = res.as_object().is_some_and(|o| !o.is_empty());
+    // Later starts apply the stored resources to the spec.
+    update_doc(&d, &c.id, None, |doc| {
+        doc["HostConfig"] = host;
+        if changed {
+            doc["ResourcesUpdated"] = true.into();
+        }
+    })
+    .await?;
     crate::api::events::container(&d, &c, "update");
     Ok(Json(serde_json::json!({ "Warnings": [] })))
 }

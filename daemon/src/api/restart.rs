@@ -10,7 +10,9 @@ use std::time::Duration;
 use berth_proto::manager as pb;
 use serde_json::Value;
 
-use super::containers::{all, delete_container, find, set_doc, start_container, state_name, task};
+use super::containers::{
+    all, delete_container, find, start_container, state_name, task, update_doc,
+};
 use super::{ApiError, State};
 
 /// Check a RestartPolicy as Docker does.
@@ -97,9 +99,9 @@ pub fn spawn_monitor(d: State) {
                     }
                     "/tasks/oom" => {
                         if let Ok(c) = find(&d, &e.id).await {
-                            let mut doc = c.doc.clone();
-                            doc["OOMKilled"] = true.into();
-                            let _ = set_doc(&d, &c.id, None, Some(&doc)).await;
+                            let _ =
+                                update_doc(&d, &c.id, None, |doc| doc["OOMKilled"] = true.into())
+                                    .await;
                             super::events::container(&d, &c, "oom");
                         }
                     }
@@ -151,24 +153,28 @@ async fn handle_exit(d: &State, id: &str) {
         }
         return;
     }
-    let mut doc = c.doc.clone();
-    doc["HandledExit"] = t.exited_at.clone().into();
-    let restart = should_restart(&doc, t.exit_status);
-    if !restart {
-        let _ = set_doc(d, &c.id, None, Some(&doc)).await;
-        return;
-    }
+    let restart = should_restart(&c.doc, t.exit_status);
     // Backoff: 100 ms doubling per quick restart, reset after 10 s of running.
-    let started = super::images::unix_time(doc["StartedAt"].as_str().unwrap_or(""));
+    let started = super::images::unix_time(c.doc["StartedAt"].as_str().unwrap_or(""));
     let ran = super::images::unix_time(&t.exited_at) - started;
     let streak = if ran >= 10 {
         0
     } else {
-        doc["RestartStreak"].as_u64().unwrap_or(0) + 1
+        c.doc["RestartStreak"].as_u64().unwrap_or(0) + 1
     };
-    doc["RestartStreak"] = streak.into();
-    doc["RestartCount"] = (doc["RestartCount"].as_i64().unwrap_or(0) + 1).into();
-    let _ = set_doc(d, &c.id, None, Some(&doc)).await;
+    let exited_at = t.exited_at.clone();
+    let _ = update_doc(d, &c.id, None, |doc| {
+        doc["HandledExit"] = exited_at.into();
+        if restart {
+            doc["RestartStreak"] = streak.into();
+            doc["RestartCount"] = (doc["RestartCount"].as_i64().unwrap_or(0) + 1).into();
+            doc["Restarting"] = true.into();
+        }
+    })
+    .await;
+    if !restart {
+        return;
+    }
     let delay = Duration::from_millis(100u64 << streak.min(9)).min(Duration::from_secs(60));
     let (d, id) = (d.clone(), c.id.clone());
     tokio::spawn(async move {
@@ -178,11 +184,15 @@ async fn handle_exit(d: &State, id: &str) {
         if c.doc["ManualStop"].as_bool().unwrap_or(false)
             || state_name(task(&d, &id).await.as_ref()) != "exited"
         {
+            let _ = update_doc(&d, &id, None, |doc| doc["Restarting"] = false.into()).await;
             return;
         }
         match start_container(&d, &c).await {
             Ok(_) => super::events::container(&d, &c, "restart"),
-            Err(e) => tracing::warn!(container = %id, "restart: {}", e.message),
+            Err(e) => {
+                tracing::warn!(container = %id, "restart: {}", e.message);
+                let _ = update_doc(&d, &id, None, |doc| doc["Restarting"] = false.into()).await;
+            }
         }
     });
 }
