@@ -1154,3 +1154,65 @@ fn live_restore_after_kill_9() {
     );
     ok(&s.docker(&["rm", "-f", "ticker", "ends", "retry"]));
 }
+
+/// docker-py through the SDK: exec_run (output, exit code, user, stream), put/get_archive,
+/// volumes, commit, diff, top, pause, logs, events.
+#[test]
+fn docker_py_exec_archive_volumes_commit() {
+    if !need_root("docker_py_exec_archive_volumes_commit") {
+        return;
+    }
+    let s = Stack::new("api-pymore");
+    s.import_busybox();
+    let script = format!(
+        r#"
+import docker, io, tarfile, time
+c = docker.DockerClient(base_url="unix://{sock}", version="auto")
+ctr = c.containers.run("busybox", ["sleep", "1000"], detach=True, name="py2")
+r = ctr.exec_run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+assert r.exit_code == 3 and b"out" in r.output and b"err" in r.output, r
+r = ctr.exec_run("id -u", user="nobody")
+assert r.output.strip() == b"65534", r
+r = ctr.exec_run(["sh", "-c", "echo $A"], environment={{"A": "b"}}, workdir="/tmp")
+assert r.output == b"b\n", r
+r = ctr.exec_run(["sh", "-c", "echo s1; echo s2"], stream=True)
+assert b"".join(r.output) == b"s1\ns2\n"
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as t:
+    data = b"from-py\n"
+    info = tarfile.TarInfo("py.txt"); info.size = len(data)
+    t.addfile(info, io.BytesIO(data))
+assert ctr.put_archive("/tmp", buf.getvalue())
+assert ctr.exec_run("cat /tmp/py.txt").output == b"from-py\n"
+bits, stat = ctr.get_archive("/tmp/py.txt")
+raw = b"".join(bits)
+with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+    assert t.extractfile("py.txt").read() == b"from-py\n"
+assert stat["name"] == "py.txt" and stat["size"] == 8, stat
+assert any(d["Path"] == "/tmp/py.txt" and d["Kind"] == 1 for d in ctr.diff())
+top = ctr.top()
+assert any("sleep" in " ".join(p) for p in top["Processes"]), top
+ctr.pause(); ctr.reload(); assert ctr.status == "paused"
+ctr.unpause(); ctr.reload(); assert ctr.status == "running"
+img = ctr.commit(repository="pycommit", tag="v1", changes=["CMD cat /tmp/py.txt"])
+assert c.containers.run("pycommit:v1", remove=True) == b"from-py\n"
+v = c.volumes.create("pyvol", labels={{"k": "v"}})
+assert c.volumes.get("pyvol").attrs["Labels"] == {{"k": "v"}}
+out = c.containers.run("busybox", ["sh", "-c", "echo v > /d/f; cat /d/f"], volumes={{"pyvol": {{"bind": "/d", "mode": "rw"}}}}, remove=True)
+assert out == b"v\n", out
+assert [x.name for x in c.volumes.list(filters={{"label": "k=v"}})] == ["pyvol"]
+v.remove()
+assert c.volumes.list() == []
+ctr.stop(timeout=1)
+ctr.remove()
+print("ok")
+"#,
+        sock = s.sock().display()
+    );
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_eq!(text(&o.stdout).trim(), "ok", "{}", text(&o.stderr));
+}
