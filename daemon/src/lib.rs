@@ -14,4 +14,5 @@ pub mod instructions;
 pub mod manager;
 pub mod reference;
 pub mod registry;
+pub mod supervise;
 pub mod volumes;

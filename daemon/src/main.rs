@@ -1,6 +1,7 @@
-//! berthd: today the image commands (`berthd image pull|push|ls|rm|tag|import|inspect|history|
-//! prune`), acting on the content store of the berth-manager at `--manager`. The Docker Engine
-//! API server comes with its own issue.
+//! berthd: the Docker Engine API daemon (no subcommand), and image commands (`berthd image
+//! pull|push|ls|rm|tag|import|inspect|history|prune|save|load`) acting on the manager's
+//! content store. Serving, it uses the berth-manager given by `--manager`, or its own
+//! (started and watched, see [`berth_daemon::supervise`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,12 +18,16 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "berthd",
     version,
-    about = "Berth's daemon: images (the Engine API comes next)"
+    about = "Berth's daemon: the Docker Engine API over berth-manager"
 )]
 struct Args {
-    /// berth-manager's socket.
-    #[arg(long, global = true, default_value = berth_manager::config::DEFAULT_ADDRESS)]
-    manager: PathBuf,
+    /// Use the berth-manager at this socket. Default: berthd's own, at EXEC_ROOT/manager.sock,
+    /// started (and restarted) by berthd when nothing answers there.
+    #[arg(long, global = true)]
+    manager: Option<PathBuf>,
+    /// Runtime state: the manager's socket and its shims' state.
+    #[arg(long, global = true, default_value = "/run/berth")]
+    exec_root: PathBuf,
     /// daemon.json (registry-mirrors, insecure-registries, registry-fallback, …).
     #[arg(long, global = true, default_value = "/etc/berth/daemon.json")]
     config_file: PathBuf,
@@ -140,7 +145,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Config::default()
     };
-    let mgr = Mgr::connect(&args.manager).await?;
+    let data_root = cfg.data_root.clone().unwrap_or(args.data_root.clone());
+    let own = berth_daemon::supervise::ManagerPaths {
+        socket: args.exec_root.join("manager.sock"),
+        root: data_root.join("manager"),
+        state: args.exec_root.join("m"),
+        log: data_root.join("manager.log"),
+    };
+    let serving = args.command.is_none();
+    let manager = match &args.manager {
+        Some(m) => m.clone(),
+        None => {
+            if serving {
+                std::fs::create_dir_all(&data_root)
+                    .with_context(|| format!("data root {}", data_root.display()))?;
+                berth_daemon::supervise::ensure(&own).await?;
+                berth_daemon::supervise::watch(own.clone());
+            }
+            own.socket.clone()
+        }
+    };
+    let mgr = Mgr::connect(&manager).await?;
     let reg = Arc::new(Registry::new(Arc::new(cfg), docker_credentials()));
     let images = Images::new(mgr.clone(), reg);
     images.reconcile().await?;
@@ -151,18 +176,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 args.host
             );
         };
-        std::fs::create_dir_all(&args.data_root)
-            .with_context(|| format!("data root {}", args.data_root.display()))?;
+        std::fs::create_dir_all(&data_root)
+            .with_context(|| format!("data root {}", data_root.display()))?;
         // Docker's data root is 0701 since CVE-2021-41091.
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&args.data_root, std::fs::Permissions::from_mode(0o701))?;
+        std::fs::set_permissions(&data_root, std::fs::Permissions::from_mode(0o701))?;
         if let Some(p) = &args.pidfile {
             std::fs::write(p, std::process::id().to_string())
                 .with_context(|| format!("pidfile {}", p.display()))?;
         }
         let state = Arc::new(berth_daemon::api::Daemon::new(
             images,
-            args.data_root.clone(),
+            data_root.clone(),
             args.cgroup_parent.clone(),
         ));
         let r = berth_daemon::api::serve(state, std::path::Path::new(sock)).await;

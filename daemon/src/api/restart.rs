@@ -124,6 +124,17 @@ async fn reconcile(d: &State, boot: bool) {
         let exited_at = t.as_ref().map(|t| t.exited_at.clone()).unwrap_or_default();
         if state == "exited" && c.doc["HandledExit"].as_str() != Some(&exited_at) {
             handle_exit(d, &c.id).await;
+        } else if state == "exited" && c.doc["Restarting"].as_bool().unwrap_or(false) {
+            // A restart was due when berthd stopped.
+            let manual = c.doc["ManualStop"].as_bool().unwrap_or(false);
+            let r = if manual {
+                update_doc(d, &c.id, None, |doc| doc["Restarting"] = false.into()).await
+            } else {
+                start_container(d, &c).await.map(|_| ())
+            };
+            if let Err(e) = r {
+                tracing::warn!(container = %c.id, "pending restart: {}", e.message);
+            }
         } else if boot && state == "exited" {
             let name = c.doc["HostConfig"]["RestartPolicy"]["Name"]
                 .as_str()

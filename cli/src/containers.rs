@@ -1,0 +1,915 @@
+//! Container commands: run, create, start, stop, restart, kill, rm, ps, logs, exec, attach,
+//! top, cp, export, commit, diff, wait, pause, unpause, rename.
+
+use hyper::Method;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+use crate::client::{self, ApiError, Client};
+use crate::{enc, filters_json, stream, table, term, Outcome, RunOpts};
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: None,
+        message: message.into(),
+    }
+}
+
+/// "64m" → bytes.
+pub fn parse_bytes(s: &str) -> Result<i64, ApiError> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.parse::<f64>()
+        .ok()
+        .filter(|n| *n >= 0.0)
+        .map(|n| (n * mult as f64) as i64)
+        .ok_or_else(|| bad(format!("invalid size: '{s}'")))
+}
+
+/// The container create body for `opts`.
+pub fn create_body(o: &RunOpts) -> Result<Value, ApiError> {
+    let mut host = json!({});
+    let mut cfg = json!({
+        "Image": o.image,
+        "Tty": o.tty,
+        "OpenStdin": o.interactive,
+        "StdinOnce": o.interactive,
+        "AttachStdin": o.interactive,
+        "AttachStdout": true,
+        "AttachStderr": true,
+        "Env": o.env,
+    });
+    if !o.command.is_empty() {
+        cfg["Cmd"] = json!(o.command);
+    }
+    if let Some(e) = &o.entrypoint {
+        cfg["Entrypoint"] = json!([e]);
+    }
+    if let Some(w) = &o.workdir {
+        cfg["WorkingDir"] = w.clone().into();
+    }
+    if let Some(u) = &o.user {
+        cfg["User"] = u.clone().into();
+    }
+    if let Some(h) = &o.hostname {
+        cfg["Hostname"] = h.clone().into();
+    }
+    if let Some(s) = &o.stop_signal {
+        cfg["StopSignal"] = s.clone().into();
+    }
+    let mut labels = serde_json::Map::new();
+    for l in &o.label {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.insert(k.into(), v.into());
+    }
+    cfg["Labels"] = labels.into();
+    // -v: a bare /path is an anonymous volume; anything else a bind or named volume.
+    let mut binds = Vec::new();
+    let mut volumes = serde_json::Map::new();
+    for v in &o.volume {
+        if v.starts_with('/') && !v.contains(':') {
+            volumes.insert(v.clone(), json!({}));
+        } else {
+            binds.push(v.clone());
+        }
+    }
+    if !volumes.is_empty() {
+        cfg["Volumes"] = volumes.into();
+    }
+    host["Binds"] = json!(binds);
+    let mut mounts = Vec::new();
+    for m in &o.mount {
+        let mut mj = json!({"Type": "volume"});
+        for kv in m.split(',') {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
+            match k {
+                "type" => mj["Type"] = v.into(),
+                "source" | "src" => mj["Source"] = v.into(),
+                "target" | "destination" | "dst" => mj["Target"] = v.into(),
+                "readonly" | "ro" => mj["ReadOnly"] = (v == "true" || v == "1").into(),
+                "volume-nocopy" => mj["VolumeOptions"] = json!({"NoCopy": v == "true"}),
+                "tmpfs-size" => mj["TmpfsOptions"]["SizeBytes"] = parse_bytes(v)?.into(),
+                other => return Err(bad(format!("invalid field '{other}' in --mount {m}"))),
+            }
+        }
+        mounts.push(mj);
+    }
+    host["Mounts"] = json!(mounts);
+    let mut ports = serde_json::Map::new();
+    let mut exposed = serde_json::Map::new();
+    for p in &o.publish {
+        // [ip:]host:container[/proto] or container[/proto]
+        let (spec, proto) = p.rsplit_once('/').unwrap_or((p, "tcp"));
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (ip, hp, cp) = match parts.as_slice() {
+            [c] => ("", "", *c),
+            [h, c] => ("", *h, *c),
+            [i, h, c] => (*i, *h, *c),
+            _ => return Err(bad(format!("invalid port specification: \"{p}\""))),
+        };
+        if cp.parse::<u16>().is_err() || (!hp.is_empty() && hp.parse::<u16>().is_err()) {
+            return Err(bad(format!("invalid port specification: \"{p}\"")));
+        }
+        let key = format!("{cp}/{proto}");
+        exposed.insert(key.clone(), json!({}));
+        ports.insert(key, json!([{"HostIp": ip, "HostPort": hp}]));
+    }
+    if !exposed.is_empty() {
+        cfg["ExposedPorts"] = exposed.into();
+    }
+    host["PortBindings"] = ports.into();
+    if let Some(r) = &o.restart {
+        let (name, n) = r.split_once(':').unwrap_or((r, "0"));
+        let n: i64 = n
+            .parse()
+            .map_err(|_| bad(format!("invalid restart policy {r}")))?;
+        host["RestartPolicy"] = json!({"Name": name, "MaximumRetryCount": n});
+    }
+    if let Some(m) = &o.memory {
+        host["Memory"] = parse_bytes(m)?.into();
+    }
+    if let Some(c) = o.cpus {
+        host["NanoCpus"] = ((c * 1e9) as i64).into();
+    }
+    if let Some(s) = o.cpu_shares {
+        host["CpuShares"] = s.into();
+    }
+    if let Some(p) = o.pids_limit {
+        host["PidsLimit"] = p.into();
+    }
+    host["CapAdd"] = json!(o.cap_add);
+    host["CapDrop"] = json!(o.cap_drop);
+    host["Privileged"] = o.privileged.into();
+    host["ReadonlyRootfs"] = o.read_only.into();
+    let mut tmpfs = serde_json::Map::new();
+    for t in &o.tmpfs {
+        let (p, opts) = t.split_once(':').unwrap_or((t, ""));
+        tmpfs.insert(p.into(), opts.into());
+    }
+    host["Tmpfs"] = tmpfs.into();
+    host["VolumesFrom"] = json!(o.volumes_from);
+    if let Some(n) = &o.network {
+        host["NetworkMode"] = n.clone().into();
+    }
+    let mut ulimits = Vec::new();
+    for u in &o.ulimit {
+        let (name, v) = u
+            .split_once('=')
+            .ok_or_else(|| bad(format!("invalid ulimit argument: {u}")))?;
+        let (soft, hard) = v.split_once(':').unwrap_or((v, v));
+        let num = |x: &str| {
+            x.parse::<i64>()
+                .map_err(|_| bad(format!("invalid ulimit argument: {u}")))
+        };
+        ulimits.push(json!({"Name": name, "Soft": num(soft)?, "Hard": num(hard)?}));
+    }
+    host["Ulimits"] = json!(ulimits);
+    cfg["HostConfig"] = host;
+    Ok(cfg)
+}
+
+/// Create, pulling the image first if the daemon does not have it (like docker).
+async fn create(c: &Client, o: &RunOpts, auto_remove: bool) -> Result<String, ApiError> {
+    let mut body = create_body(o)?;
+    body["HostConfig"]["AutoRemove"] = auto_remove.into();
+    let path = match &o.name {
+        Some(n) => format!("/containers/create?name={}", enc(n)),
+        None => "/containers/create".into(),
+    };
+    let r = match c.post(&path, Some(body.clone())).await {
+        Err(e) if e.status == Some(hyper::StatusCode::NOT_FOUND) => {
+            eprintln!("Unable to find image '{}' locally", o.image);
+            crate::images::pull_with_progress(c, &o.image, false).await?;
+            c.post(&path, Some(body)).await?
+        }
+        r => r?,
+    };
+    for w in r["Warnings"].as_array().cloned().unwrap_or_default() {
+        if let Some(w) = w.as_str() {
+            eprintln!("WARNING: {w}");
+        }
+    }
+    r["Id"]
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| bad("the daemon returned no container ID"))
+}
+
+pub async fn create_cmd(c: &Client, o: RunOpts) -> Outcome {
+    println!("{}", create(c, &o, false).await?);
+    Ok(0)
+}
+
+pub async fn run(c: &Client, o: RunOpts, detach: bool, rm: bool) -> Outcome {
+    let id = create(c, &o, rm).await?;
+    if detach {
+        c.post(&format!("/containers/{id}/start"), None).await?;
+        println!("{id}");
+        return Ok(0);
+    }
+    let io = c
+        .hijack(
+            &format!(
+                "/containers/{id}/attach?stream=1&stdout=1&stderr=1&stdin={}",
+                o.interactive as u8
+            ),
+            None,
+        )
+        .await?;
+    // The wait's headers arrive before the start, so no exit is missed.
+    let condition = if rm { "removed" } else { "next-exit" };
+    let wait = c
+        .call(
+            Method::POST,
+            &format!("/containers/{id}/wait?condition={condition}"),
+            client::empty(),
+        )
+        .await?;
+    c.post(&format!("/containers/{id}/start"), None).await?;
+    if o.tty {
+        stream::follow_resizes(c, format!("/containers/{id}/resize"));
+    }
+    if stream::session(io, o.tty, o.interactive).await? {
+        return Ok(0); // detached: the container runs on
+    }
+    let mut body = wait.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = client::next_chunk(&mut body).await {
+        bytes.extend_from_slice(&chunk?);
+    }
+    let st: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    Ok(st["StatusCode"].as_i64().unwrap_or(0) as i32)
+}
+
+pub async fn start(c: &Client, ids: &[String], attach: bool, interactive: bool) -> Outcome {
+    if attach || interactive {
+        let id = &ids[0];
+        let info = c.get(&format!("/containers/{}/json", enc(id))).await?;
+        let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+        let io = c
+            .hijack(
+                &format!(
+                    "/containers/{}/attach?stream=1&stdout=1&stderr=1&stdin={}",
+                    enc(id),
+                    interactive as u8
+                ),
+                None,
+            )
+            .await?;
+        c.post(&format!("/containers/{}/start", enc(id)), None)
+            .await?;
+        stream::session(io, tty, interactive).await?;
+        let st = c
+            .post(&format!("/containers/{}/wait", enc(id)), None)
+            .await?;
+        return Ok(st["StatusCode"].as_i64().unwrap_or(0) as i32);
+    }
+    each(c, ids, "start", None).await
+}
+
+/// POST /containers/{id}/{action} for each; print the names like docker.
+pub async fn each(c: &Client, ids: &[String], action: &str, t: Option<i64>) -> Outcome {
+    let mut code = 0;
+    for id in ids {
+        let q = t.map(|t| format!("?t={t}")).unwrap_or_default();
+        match c
+            .post(&format!("/containers/{}/{action}{q}", enc(id)), None)
+            .await
+        {
+            Ok(_) => println!("{id}"),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub async fn kill(c: &Client, ids: &[String], signal: &str) -> Outcome {
+    let mut code = 0;
+    for id in ids {
+        match c
+            .post(
+                &format!("/containers/{}/kill?signal={}", enc(id), enc(signal)),
+                None,
+            )
+            .await
+        {
+            Ok(_) => println!("{id}"),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub async fn rm(c: &Client, ids: &[String], force: bool, volumes: bool) -> Outcome {
+    let mut code = 0;
+    for id in ids {
+        let path = format!(
+            "/containers/{}?force={}&v={}",
+            enc(id),
+            force as u8,
+            volumes as u8
+        );
+        match c.json(Method::DELETE, &path, None).await {
+            Ok(_) => println!("{id}"),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn short(id: &str, no_trunc: bool) -> String {
+    let id = id.trim_start_matches("sha256:");
+    if no_trunc {
+        id.to_string()
+    } else {
+        id.chars().take(12).collect()
+    }
+}
+
+pub async fn ps(
+    c: &Client,
+    all: bool,
+    quiet: bool,
+    last: Option<usize>,
+    no_trunc: bool,
+    filters: &[String],
+    format: Option<&str>,
+) -> Outcome {
+    let mut q = format!("/containers/json?all={}", (all || last.is_some()) as u8);
+    if let Some(n) = last {
+        q.push_str(&format!("&limit={n}"));
+    }
+    if !filters.is_empty() {
+        q.push_str(&format!("&filters={}", enc(&filters_json(filters))));
+    }
+    let list = c.get(&q).await?;
+    let mut rows: Vec<Value> = list.as_array().cloned().unwrap_or_default();
+    // Filters the daemon may not apply itself.
+    for f in filters {
+        let (k, v) = f.split_once('=').unwrap_or((f, ""));
+        rows.retain(|r| match k {
+            "status" => r["State"] == v,
+            "name" => r["Names"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|x| x.as_str().unwrap_or("").contains(v))),
+            "id" => r["Id"].as_str().unwrap_or("").starts_with(v),
+            "label" => match v.split_once('=') {
+                Some((lk, lv)) => r["Labels"][lk] == lv,
+                None => !r["Labels"][v].is_null(),
+            },
+            "ancestor" => r["Image"] == v,
+            _ => true,
+        });
+    }
+    if quiet {
+        for r in &rows {
+            println!("{}", short(r["Id"].as_str().unwrap_or(""), no_trunc));
+        }
+        return Ok(0);
+    }
+    let view: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let cmd = r["Command"].as_str().unwrap_or("");
+            let cmd = if no_trunc || cmd.chars().count() <= 20 {
+                cmd.to_string()
+            } else {
+                format!("{}…", cmd.chars().take(19).collect::<String>())
+            };
+            json!({
+                "ID": short(r["Id"].as_str().unwrap_or(""), no_trunc),
+                "Image": r["Image"],
+                "Command": format!("\"{cmd}\""),
+                "CreatedAt": r["Created"],
+                "RunningFor": table::ago(r["Created"].as_i64().unwrap_or(0)),
+                "Status": r["Status"],
+                "State": r["State"],
+                "Ports": "",
+                "Names": r["Names"][0].as_str().unwrap_or("").trim_start_matches('/'),
+                "Labels": r["Labels"],
+            })
+        })
+        .collect();
+    if let Some(f) = format {
+        let header = json!({"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+            "RunningFor": "CREATED", "Status": "STATUS", "State": "STATE", "Ports": "PORTS", "Names": "NAMES"});
+        table::print_format(f, &header, &view);
+        return Ok(0);
+    }
+    let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    let rows: Vec<Vec<String>> = view
+        .iter()
+        .map(|v| {
+            vec![
+                s(v, "ID"),
+                s(v, "Image"),
+                s(v, "Command"),
+                s(v, "RunningFor"),
+                s(v, "Status"),
+                s(v, "Ports"),
+                s(v, "Names"),
+            ]
+        })
+        .collect();
+    table::print(
+        &[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ],
+        &rows,
+    );
+    Ok(0)
+}
+
+pub async fn logs(
+    c: &Client,
+    id: &str,
+    follow: bool,
+    tail: Option<&str>,
+    timestamps: bool,
+) -> Outcome {
+    let info = c.get(&format!("/containers/{}/json", enc(id))).await?;
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let mut q = format!(
+        "/containers/{}/logs?stdout=1&stderr=1&follow={}&timestamps={}",
+        enc(id),
+        follow as u8,
+        timestamps as u8
+    );
+    if let Some(t) = tail {
+        q.push_str(&format!("&tail={}", enc(t)));
+    }
+    let r = c.call(Method::GET, &q, client::empty()).await?;
+    let mut body = r.into_body();
+    let (tx, rx) = tokio::io::duplex(64 << 10);
+    let pump = tokio::spawn(async move {
+        let mut tx = tx;
+        while let Some(chunk) = client::next_chunk(&mut body).await {
+            let Ok(chunk) = chunk else { break };
+            if tx.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    stream::output(rx, tty)
+        .await
+        .map_err(|e| bad(format!("logs: {e}")))?;
+    let _ = pump.await;
+    Ok(0)
+}
+
+pub struct ExecOpts {
+    pub interactive: bool,
+    pub tty: bool,
+    pub detach: bool,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+}
+
+pub async fn exec(c: &Client, id: &str, cmd: Vec<String>, o: ExecOpts) -> Outcome {
+    let mut body = json!({
+        "Cmd": cmd, "Tty": o.tty, "AttachStdin": o.interactive && !o.detach,
+        "AttachStdout": !o.detach, "AttachStderr": !o.detach, "Env": o.env,
+    });
+    if let Some(u) = &o.user {
+        body["User"] = u.clone().into();
+    }
+    if let Some(w) = &o.workdir {
+        body["WorkingDir"] = w.clone().into();
+    }
+    let r = c
+        .post(&format!("/containers/{}/exec", enc(id)), Some(body))
+        .await?;
+    let exec_id = r["Id"].as_str().unwrap_or("").to_string();
+    if o.detach {
+        c.post(
+            &format!("/exec/{exec_id}/start"),
+            Some(json!({"Detach": true, "Tty": o.tty})),
+        )
+        .await?;
+        return Ok(0);
+    }
+    let io = c
+        .hijack(
+            &format!("/exec/{exec_id}/start"),
+            Some(json!({"Detach": false, "Tty": o.tty})),
+        )
+        .await?;
+    if o.tty {
+        stream::follow_resizes(c, format!("/exec/{exec_id}/resize"));
+    }
+    stream::session(io, o.tty, o.interactive).await?;
+    let st = c.get(&format!("/exec/{exec_id}/json")).await?;
+    Ok(st["ExitCode"].as_i64().unwrap_or(0) as i32)
+}
+
+pub async fn attach(c: &Client, id: &str, stdin: bool) -> Outcome {
+    let info = c.get(&format!("/containers/{}/json", enc(id))).await?;
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let stdin = stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let io = c
+        .hijack(
+            &format!(
+                "/containers/{}/attach?stream=1&stdout=1&stderr=1&stdin={}",
+                enc(id),
+                stdin as u8
+            ),
+            None,
+        )
+        .await?;
+    if tty {
+        stream::follow_resizes(c, format!("/containers/{}/resize", enc(id)));
+    }
+    if stream::session(io, tty, stdin).await? {
+        return Ok(0);
+    }
+    let now = c.get(&format!("/containers/{}/json", enc(id))).await?;
+    if now["State"]["Running"].as_bool().unwrap_or(false) {
+        return Ok(0); // detached
+    }
+    Ok(now["State"]["ExitCode"].as_i64().unwrap_or(0) as i32)
+}
+
+pub async fn top(c: &Client, id: &str, ps_args: &[String]) -> Outcome {
+    let mut q = format!("/containers/{}/top", enc(id));
+    if !ps_args.is_empty() {
+        q.push_str(&format!("?ps_args={}", enc(&ps_args.join(" "))));
+    }
+    let r = c.get(&q).await?;
+    let titles: Vec<String> = r["Titles"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let rows: Vec<Vec<String>> = r["Processes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    p.as_array()
+                        .map(|c| {
+                            c.iter()
+                                .map(|x| x.as_str().unwrap_or("").to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let head: Vec<&str> = titles.iter().map(String::as_str).collect();
+    table::print(&head, &rows);
+    Ok(0)
+}
+
+/// `CONTAINER:PATH` → (container, path).
+fn split_ref(s: &str) -> Option<(&str, &str)> {
+    if s.starts_with('/') || s.starts_with('.') || s == "-" {
+        return None;
+    }
+    s.split_once(':')
+}
+
+pub async fn cp(c: &Client, src: &str, dst: &str) -> Outcome {
+    match (split_ref(src), split_ref(dst)) {
+        (Some((ctr, path)), None) => cp_out(c, ctr, path, dst).await,
+        (None, Some((ctr, path))) => cp_in(c, src, ctr, path).await,
+        _ => Err(bad(
+            "copying between containers, or local to local, is not supported: one side must be CONTAINER:PATH",
+        )),
+    }
+}
+
+async fn cp_out(c: &Client, ctr: &str, path: &str, dst: &str) -> Outcome {
+    let r = c
+        .call(
+            Method::GET,
+            &format!("/containers/{}/archive?path={}", enc(ctr), enc(path)),
+            client::empty(),
+        )
+        .await?;
+    let stat: Value = r
+        .headers()
+        .get("X-Docker-Container-Path-Stat")
+        .and_then(|h| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(h.as_bytes())
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut body = r.into_body();
+    let mut tarball = Vec::new();
+    while let Some(chunk) = client::next_chunk(&mut body).await {
+        tarball.extend_from_slice(&chunk?);
+    }
+    if dst == "-" {
+        tokio::io::stdout()
+            .write_all(&tarball)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        return Ok(0);
+    }
+    let name = stat["name"].as_str().unwrap_or("");
+    // Into an existing directory under its own name, else as `dst`.
+    let dst_path = std::path::Path::new(dst);
+    let (dir, rename) = if dst_path.is_dir() {
+        (dst_path.to_path_buf(), None)
+    } else {
+        (
+            dst_path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| p.to_path_buf())
+                .unwrap_or_else(|| ".".into()),
+            dst_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned()),
+        )
+    };
+    let tmp = dir.join(format!(".berth-cp-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(|e| bad(format!("{}: {e}", tmp.display())))?;
+    let out = std::process::Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(&tmp)
+        .arg("--no-same-owner")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut ch| {
+            use std::io::Write;
+            ch.stdin.take().expect("stdin").write_all(&tarball)?;
+            ch.wait()
+        });
+    let r = match out {
+        Ok(st) if st.success() => {
+            let from = tmp.join(name);
+            let to = dir.join(rename.as_deref().unwrap_or(name));
+            if to.is_dir() && from.is_dir() {
+                let _ = std::fs::remove_dir_all(&to);
+            }
+            std::fs::rename(&from, &to).map_err(|e| bad(format!("{}: {e}", to.display())))
+        }
+        Ok(st) => Err(bad(format!("extracting the archive: tar {st}"))),
+        Err(e) => Err(bad(format!("extracting the archive: {e}"))),
+    };
+    let _ = std::fs::remove_dir_all(&tmp);
+    r.map(|()| 0)
+}
+
+async fn cp_in(c: &Client, src: &str, ctr: &str, path: &str) -> Outcome {
+    // Into an existing directory as itself, else under the new name in its parent.
+    let stat = c
+        .call(
+            Method::HEAD,
+            &format!("/containers/{}/archive?path={}", enc(ctr), enc(path)),
+            client::empty(),
+        )
+        .await;
+    let is_dir = stat
+        .as_ref()
+        .ok()
+        .and_then(|r| r.headers().get("X-Docker-Container-Path-Stat"))
+        .and_then(|h| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(h.as_bytes())
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .is_some_and(|v| v["mode"].as_u64().unwrap_or(0) & (1 << 31) != 0);
+    let src_path = std::path::Path::new(src);
+    let base = src_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| bad(format!("{src}: not a file or directory")))?;
+    let (target, name) = if is_dir {
+        (path.to_string(), base.clone())
+    } else {
+        let p = std::path::Path::new(path);
+        (
+            p.parent()
+                .map(|x| x.display().to_string())
+                .filter(|x| !x.is_empty())
+                .unwrap_or_else(|| "/".into()),
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(base.clone()),
+        )
+    };
+    let parent = src_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| ".".into());
+    let mut tar = std::process::Command::new("tar");
+    tar.arg("-c").arg("-C").arg(&parent);
+    if name != base {
+        tar.arg("--transform").arg(format!(
+            "s|^{}|{}|",
+            regex_escape(&base),
+            sed_replacement(&name)
+        ));
+    }
+    let out = tar
+        .arg(&base)
+        .output()
+        .map_err(|e| bad(format!("tar: {e}")))?;
+    if !out.status.success() {
+        return Err(bad(format!(
+            "archiving {src}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    c.call(
+        Method::PUT,
+        &format!("/containers/{}/archive?path={}", enc(ctr), enc(&target)),
+        http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(
+            http_body_util::Full::new(bytes::Bytes::from(out.stdout)),
+            |never| match never {},
+        )),
+    )
+    .await?;
+    Ok(0)
+}
+
+fn sed_replacement(s: &str) -> String {
+    let mut o = String::new();
+    for ch in s.chars() {
+        if "\\&|".contains(ch) {
+            o.push('\\');
+        }
+        o.push(ch);
+    }
+    o
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut o = String::new();
+    for ch in s.chars() {
+        if "\\^$.*[]|&".contains(ch) {
+            o.push('\\');
+        }
+        o.push(ch);
+    }
+    o
+}
+
+pub async fn export(c: &Client, id: &str, output: Option<&str>) -> Outcome {
+    let r = c
+        .call(
+            Method::GET,
+            &format!("/containers/{}/export", enc(id)),
+            client::empty(),
+        )
+        .await?;
+    let mut body = r.into_body();
+    let mut out: Box<dyn tokio::io::AsyncWrite + Unpin> = match output {
+        Some(p) => Box::new(
+            tokio::fs::File::create(p)
+                .await
+                .map_err(|e| bad(format!("{p}: {e}")))?,
+        ),
+        None => {
+            if term::is_tty(1) {
+                return Err(bad(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect",
+                ));
+            }
+            Box::new(tokio::io::stdout())
+        }
+    };
+    while let Some(chunk) = client::next_chunk(&mut body).await {
+        out.write_all(&chunk?)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    out.flush().await.map_err(|e| bad(e.to_string()))?;
+    Ok(0)
+}
+
+pub async fn commit(
+    c: &Client,
+    id: &str,
+    reference: Option<&str>,
+    changes: &[String],
+    message: Option<&str>,
+    author: Option<&str>,
+) -> Outcome {
+    let mut q = format!("/commit?container={}", enc(id));
+    if let Some(r) = reference {
+        let (repo, tag) = match r.rsplit_once(':') {
+            Some((a, b)) if !b.contains('/') => (a, Some(b)),
+            _ => (r, None),
+        };
+        q.push_str(&format!("&repo={}", enc(repo)));
+        if let Some(t) = tag {
+            q.push_str(&format!("&tag={}", enc(t)));
+        }
+    }
+    for ch in changes {
+        q.push_str(&format!("&changes={}", enc(ch)));
+    }
+    if let Some(m) = message {
+        q.push_str(&format!("&comment={}", enc(m)));
+    }
+    if let Some(a) = author {
+        q.push_str(&format!("&author={}", enc(a)));
+    }
+    let r = c.post(&q, None).await?;
+    println!("{}", r["Id"].as_str().unwrap_or(""));
+    Ok(0)
+}
+
+pub async fn diff(c: &Client, id: &str) -> Outcome {
+    let r = c.get(&format!("/containers/{}/changes", enc(id))).await?;
+    for ch in r.as_array().cloned().unwrap_or_default() {
+        let k = match ch["Kind"].as_u64() {
+            Some(1) => "A",
+            Some(2) => "D",
+            _ => "C",
+        };
+        println!("{k} {}", ch["Path"].as_str().unwrap_or(""));
+    }
+    Ok(0)
+}
+
+pub async fn wait(c: &Client, ids: &[String]) -> Outcome {
+    for id in ids {
+        let r = c
+            .post(&format!("/containers/{}/wait", enc(id)), None)
+            .await?;
+        println!("{}", r["StatusCode"].as_i64().unwrap_or(-1));
+    }
+    Ok(0)
+}
+
+pub async fn rename(c: &Client, id: &str, name: &str) -> Outcome {
+    c.post(
+        &format!("/containers/{}/rename?name={}", enc(id), enc(name)),
+        None,
+    )
+    .await?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_flags_become_the_create_body() {
+        let o = RunOpts {
+            image: "busybox".into(),
+            command: vec!["sh".into()],
+            volume: vec!["/anon".into(), "/h:/c:ro".into(), "named:/n".into()],
+            publish: vec!["8080:80".into(), "127.0.0.1:53:53/udp".into()],
+            memory: Some("64m".into()),
+            cpus: Some(1.5),
+            restart: Some("on-failure:3".into()),
+            ..Default::default()
+        };
+        let b = create_body(&o).unwrap();
+        assert_eq!(b["Volumes"], json!({"/anon": {}}));
+        assert_eq!(b["HostConfig"]["Binds"], json!(["/h:/c:ro", "named:/n"]));
+        assert_eq!(b["HostConfig"]["Memory"], 64 << 20);
+        assert_eq!(b["HostConfig"]["NanoCpus"], 1_500_000_000i64);
+        assert_eq!(
+            b["HostConfig"]["PortBindings"]["53/udp"],
+            json!([{"HostIp": "127.0.0.1", "HostPort": "53"}])
+        );
+        assert_eq!(b["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
+        let bad_port = RunOpts {
+            publish: vec!["80:http".into()],
+            ..o
+        };
+        assert!(create_body(&bad_port).is_err());
+        assert!(parse_bytes("12x").is_err());
+        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
+    }
+}
