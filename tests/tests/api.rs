@@ -1371,3 +1371,158 @@ impl Stack {
         text(&o.stdout)
     }
 }
+
+impl Stack {
+    /// A raw API call with curl: (status, body).
+    fn curl(&self, method: &str, path: &str, body: Option<&[u8]>) -> (u16, String) {
+        use std::io::Write;
+        let mut c = Command::new("curl")
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+            .arg("--unix-socket")
+            .arg(self.sock())
+            .args(["-H", "Content-Type: application/json"])
+            .args(if body.is_some() {
+                vec!["--data-binary", "@-"]
+            } else {
+                vec![]
+            })
+            .arg(format!("http://berth/v1.45{path}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        if let Some(b) = body {
+            let _ = stdin.write_all(b);
+        }
+        drop(stdin);
+        let o = c.wait_with_output().unwrap();
+        let out = text(&o.stdout);
+        let (b, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), b.to_string())
+    }
+}
+
+/// Bad input gets Docker's status codes and a message naming the problem, and leaves
+/// nothing behind: malformed JSON, wrong types, a huge body, bad names, bad ports, unknown
+/// objects, conflicts; a user outside root and the berth group cannot use the socket.
+#[test]
+fn api_bad_input() {
+    if !need_root("api_bad_input") {
+        return;
+    }
+    let s = Stack::new("api-bad");
+    s.import_busybox();
+    let create = |body: &str| s.curl("POST", "/containers/create", Some(body.as_bytes()));
+    let cases: Vec<(&str, u16, &str)> = vec![
+        ("{not json", 400, "invalid JSON"),
+        ("[1,2]", 400, "want an object"),
+        (r#"{"Image": 5}"#, 400, "Image"),
+        (r#"{"Image": "busybox", "Cmd": 7}"#, 400, "Cmd"),
+        (
+            r#"{"Image": "busybox", "HostConfig": "x"}"#,
+            400,
+            "HostConfig",
+        ),
+        (
+            r#"{"Image": "busybox", "HostConfig": {"PortBindings": {"http/tcp": []}}}"#,
+            400,
+            "invalid port specification",
+        ),
+        (
+            r#"{"Image": "busybox", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "x"}]}}}"#,
+            400,
+            "invalid port specification",
+        ),
+        (
+            r#"{"Image": "busybox", "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}"#,
+            400,
+            "restart policy",
+        ),
+        (
+            r#"{"Image": "busybox", "HostConfig": {"Binds": ["rel:ative:/x:zz"]}}"#,
+            400,
+            "invalid",
+        ),
+        (
+            r#"{"Image": "busybox", "HostConfig": {"Mounts": [{"Type": "bind", "Source": "/no/such/dir", "Target": "/x"}]}}"#,
+            400,
+            "does not exist",
+        ),
+        (r#"{"Image": "no-such-image:1"}"#, 404, "No such image"),
+    ];
+    for (body, status, msg) in cases {
+        let (code, out) = create(body);
+        assert_eq!(code, status, "{body} → {out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        assert!(
+            v["message"].as_str().unwrap_or("").contains(msg),
+            "{body} → {out}"
+        );
+    }
+    let huge = vec![b' '; 5 << 20];
+    assert_eq!(create(std::str::from_utf8(&huge).unwrap()).0, 413);
+    let (code, _) = s.curl(
+        "POST",
+        "/containers/create?name=bad%20name",
+        Some(br#"{"Image": "busybox"}"#),
+    );
+    assert_eq!(code, 400);
+    for (m, p, status) in [
+        ("GET", "/containers/nope/json", 404),
+        ("POST", "/containers/nope/start", 404),
+        ("GET", "/volumes/nope", 404),
+        ("DELETE", "/volumes/nope", 404),
+        ("GET", "/images/nope/json", 404),
+        ("GET", "/exec/nope/json", 404),
+        ("GET", "/containers/nope/archive?path=/", 404),
+        ("GET", "/no/such/endpoint", 404),
+        ("POST", "/volumes/create", 201),
+    ] {
+        let body: Option<&[u8]> = if m == "POST" { Some(b"{}") } else { None };
+        assert_eq!(s.curl(m, p, body).0, status, "{m} {p}");
+    }
+    let (code, out) = s.curl("POST", "/volumes/create", Some(br#"{"Name": "../x"}"#));
+    assert_eq!(code, 400, "{out}");
+    // Conflicts.
+    ok(&s.docker(&["create", "--name", "taken", "busybox", "true"]));
+    let (code, out) = s.curl(
+        "POST",
+        "/containers/create?name=taken",
+        Some(br#"{"Image": "busybox"}"#),
+    );
+    assert_eq!(code, 409, "{out}");
+    ok(&s.docker(&["volume", "create", "used"]));
+    ok(&s.docker(&[
+        "create", "--name", "user", "-v", "used:/u", "busybox", "true",
+    ]));
+    let (code, out) = s.curl("DELETE", "/volumes/used", None);
+    assert!(code == 409 && out.contains("in use"), "{code} {out}");
+    // Nothing half-created by the failures above.
+    let names = ok(&s.docker(&["ps", "-a", "--format", "{{.Names}}"]));
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, vec!["taken", "user"]);
+    ok(&s.docker(&["rm", "taken", "user"]));
+    // The socket: root and the berth group only.
+    let mode = std::fs::metadata(s.sock()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.permissions().mode() & 0o777, 0o660);
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "curl",
+            "-s",
+            "--unix-socket",
+        ])
+        .arg(s.sock())
+        .arg("http://berth/_ping")
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && text(&o.stdout) != "OK",
+        "nobody must not reach the API"
+    );
+}

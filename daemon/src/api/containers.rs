@@ -173,6 +173,43 @@ pub(super) fn state_name(t: Option<&pb::Task>) -> &'static str {
     }
 }
 
+/// PortBindings as Docker checks them: keys `port[-port][/tcp|udp|sctp]`, host ports
+/// numeric (or a range) or empty. They are stored for the networking issue.
+fn validate_ports(pb: &serde_json::Value) -> Result<(), ApiError> {
+    let Some(map) = pb.as_object() else {
+        return if pb.is_null() {
+            Ok(())
+        } else {
+            Err(ApiError::bad_request("PortBindings must be an object"))
+        };
+    };
+    let port_ok = |p: &str| {
+        let (a, b) = p.split_once('-').unwrap_or((p, p));
+        matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(x), Ok(y)) if x > 0 && x <= y)
+    };
+    for (k, v) in map {
+        let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+        if !port_ok(port) || !matches!(proto, "tcp" | "udp" | "sctp") {
+            return Err(ApiError::bad_request(format!(
+                "invalid port specification: \"{k}\""
+            )));
+        }
+        for b in v.as_array().cloned().unwrap_or_default() {
+            let hp = b["HostPort"].as_str().unwrap_or("");
+            if !hp.is_empty() && !port_ok(hp) {
+                return Err(ApiError::bad_request(format!(
+                    "invalid port specification: \"{hp}\""
+                )));
+            }
+            let ip = b["HostIp"].as_str().unwrap_or("");
+            if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(ApiError::bad_request(format!("invalid IP address: {ip}")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The state as Docker shows it: an exited container waiting for its restart policy's
 /// delay is "restarting".
 fn shown_state(c: &Ctr, t: Option<&pb::Task>) -> &'static str {
@@ -308,6 +345,10 @@ async fn create(
         ));
     }
     let host = cfg["HostConfig"].clone();
+    if !host.is_null() && !host.is_object() {
+        return Err(ApiError::bad_request("HostConfig must be an object"));
+    }
+    validate_ports(&host["PortBindings"])?;
     super::restart::validate(
         &host["RestartPolicy"],
         host["AutoRemove"].as_bool().unwrap_or(false),

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# bench/run.sh — `run --rm busybox true` end to end, and idle daemon memory:
+#   berth CLI → berthd, docker CLI → berthd, docker CLI → Debian's dockerd 20.10 (+containerd),
+#   podman (runc, no daemon).
+# Every daemon gets its own temporary data root and socket; the busybox image is imported into
+# each from Debian's busybox-static (no network, no registry); containers run without a
+# network (Berth's networking is another issue), so all peers use `--network none`.
+# The clients alternate every iteration so load changes hit all alike. Prints medians, then:
+#   ratio run_rm berth/dockerd = …      (berth CLI → berthd vs docker CLI → dockerd)
+#   ratio run_rm docker-cli-berthd/dockerd = …
+#   ratio run_rm berth/podman = …
+#   ratio idle_rss berth/dockerd = …    (berthd + berth-manager vs dockerd + containerd)
+# Needs root, docker.io, podman, runc, busybox-static, python3.
+# Usage: bench/run.sh [iterations]   (default 20)
+set -euo pipefail
+iters=${1:-20}
+here=$(cd "$(dirname "$0")/.." && pwd)
+[ "$(id -u)" = 0 ] || { echo "bench/run.sh: needs root" >&2; exit 1; }
+for b in dockerd containerd podman runc docker python3; do
+  command -v $b >/dev/null || { echo "bench/run.sh: $b not found (apt-get install docker.io podman runc)" >&2; exit 1; }
+done
+bin=$(dirname "$("$here/scripts/build-release.sh")")
+w=$(mktemp -d /tmp/brb.XXXXXX)
+pids=()
+cleanup() {
+  set +e
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  sleep 1
+  for p in $(pgrep -f "berth-manager --address $w/"); do kill "$p"; done
+  for p in $(pgrep -f "containerd --config $w/|containerd.*$w/docker-exec"); do kill "$p"; done
+  sleep 1
+  grep -o " $w[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l
+  rm -rf "$w"
+}
+trap cleanup EXIT
+
+"$here/examples/busybox/make-bundle.sh" "$w/bundle" >/dev/null
+tar -C "$w/bundle/rootfs" -cf "$w/rootfs.tar" .
+
+echo '{"registry-fallback": false}' > "$w/berthd.json"
+"$bin/berthd" --exec-root "$w/br" --data-root "$w/bd" -H "unix://$w/berth.sock" \
+  --config-file "$w/berthd.json" --cgroup-parent /berth-bench 2> "$w/berthd.log" &
+pids+=($!)
+dockerd -H "unix://$w/docker.sock" --data-root "$w/docker" --exec-root "$w/docker-exec" \
+  --pidfile "$w/docker.pid" --bridge=none --iptables=false --ip-masq=false \
+  --cgroup-parent /docker-bench > "$w/dockerd.log" 2>&1 &
+pids+=($!)
+for s in berth.sock docker.sock; do
+  for _ in $(seq 200); do [ -S "$w/$s" ] && break; sleep 0.1; done
+done
+sleep 2
+berth() { "$bin/berth" -H "unix://$w/berth.sock" "$@"; }
+dk() { docker -H "unix://$w/docker.sock" "$@"; }
+pm() { podman --root "$w/podman" --runroot "$w/podman-run" --runtime runc --cgroup-manager cgroupfs --events-backend none "$@"; }
+berth import "$w/rootfs.tar" busybox:latest >/dev/null
+dk import "$w/rootfs.tar" busybox:latest >/dev/null
+pm import "$w/rootfs.tar" busybox:latest >/dev/null
+echo "berth $("$bin/berth" --version | head -1); $(dockerd --version); $(podman --version); kernel $(uname -r), $(nproc) cpus, iterations $iters"
+
+# Idle memory first, before any container ran: the daemons as a user finds them.
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+berthd_pid=${pids[0]}
+mgr_pid=$(pgrep -f "berth-manager --address $w/br/manager.sock" | head -1)
+dockerd_pid=$(cat "$w/docker.pid")
+ctrd_pid=$(pgrep -P "$dockerd_pid" containerd | head -1)
+berth_rss=$(( $(rss "$berthd_pid") + $(rss "$mgr_pid") ))
+docker_rss=$(( $(rss "$dockerd_pid") + $(rss "$ctrd_pid") ))
+echo "idle RSS: berthd+berth-manager ${berth_rss} KiB, dockerd+containerd ${docker_rss} KiB"
+
+python3 - "$iters" "$bin/berth" "$w" <<'PY'
+import statistics, subprocess, sys, time
+iters, berth, w = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+pm = ["podman", "--root", f"{w}/podman", "--runroot", f"{w}/podman-run", "--runtime", "runc",
+      "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+cmds = {
+    "berth": [berth, "-H", f"unix://{w}/berth.sock", "run", "--rm", "busybox", "true"],
+    "docker-cli-berthd": ["docker", "-H", f"unix://{w}/berth.sock", "run", "--rm", "busybox", "true"],
+    "dockerd": ["docker", "-H", f"unix://{w}/docker.sock", "run", "--rm", "--network", "none", "busybox", "true"],
+    "podman": pm + ["run", "--rm", "--network", "none", "busybox", "true"],
+}
+times = {k: [] for k in cmds}
+for name, argv in cmds.items():  # warm up
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+for _ in range(iters):
+    for name, argv in cmds.items():
+        t = time.monotonic()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        times[name].append(time.monotonic() - t)
+med = {k: statistics.median(v) for k, v in times.items()}
+for k, v in med.items():
+    print(f"run --rm busybox true  {k:18} median {v*1000:8.1f} ms")
+print(f"ratio run_rm berth/dockerd = {med['berth']/med['dockerd']:.2f}")
+print(f"ratio run_rm docker-cli-berthd/dockerd = {med['docker-cli-berthd']/med['dockerd']:.2f}")
+print(f"ratio run_rm berth/podman = {med['berth']/med['podman']:.2f}")
+PY
+echo "ratio idle_rss berth/dockerd = $(python3 -c "print(f'{$berth_rss/$docker_rss:.2f}')")"
