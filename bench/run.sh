@@ -20,6 +20,7 @@ for b in dockerd containerd podman runc docker python3; do
   command -v $b >/dev/null || { echo "bench/run.sh: $b not found (apt-get install docker.io podman runc)" >&2; exit 1; }
 done
 bin=$(dirname "$("$here/scripts/build-release.sh")")
+export PATH="$bin:$PATH"
 w=$(mktemp -d /tmp/brb.XXXXXX)
 pids=()
 cleanup() {

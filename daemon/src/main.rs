@@ -31,13 +31,29 @@ struct Args {
     /// daemon.json (registry-mirrors, insecure-registries, registry-fallback, …).
     #[arg(long, global = true, default_value = "/etc/berth/daemon.json")]
     config_file: PathBuf,
-    /// Where to serve the Engine API (serving mode): unix:///path.
+    /// Where to serve the Engine API (serving mode): unix:///path or tcp://host:port (TLS).
     #[arg(
         short = 'H',
         long = "host",
         default_value = "unix:///run/berth/berth.sock"
     )]
     host: String,
+    /// Serve TLS on tcp:// (`--tls=false` forces plain TCP, which gives root to anyone who
+    /// reaches the port).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    tls: Option<bool>,
+    /// TLS, and require client certificates signed by --tlscacert.
+    #[arg(long)]
+    tlsverify: bool,
+    /// CA that signs the clients' certificates.
+    #[arg(long)]
+    tlscacert: Option<PathBuf>,
+    /// The server's certificate (PEM).
+    #[arg(long)]
+    tlscert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[arg(long)]
+    tlskey: Option<PathBuf>,
     /// Persistent state of the daemon (serving mode).
     #[arg(long, default_value = "/var/lib/berth")]
     data_root: PathBuf,
@@ -170,12 +186,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let images = Images::new(mgr.clone(), reg);
     images.reconcile().await?;
     let Some(Command::Image(cmd)) = args.command else {
-        let Some(sock) = args.host.strip_prefix("unix://") else {
-            anyhow::bail!(
-                "-H {}: only unix:// sockets are served yet (tcp:// needs TLS, which comes with the API issue)",
-                args.host
-            );
+        let tls = berth_daemon::api::tls::TlsOpts {
+            tls: args.tls,
+            verify: args.tlsverify,
+            ca: args.tlscacert.clone(),
+            cert: args.tlscert.clone(),
+            key: args.tlskey.clone(),
         };
+        if let Some(addr) = args.host.strip_prefix("tcp://") {
+            // Refuse a bad TLS setup before anything starts.
+            berth_daemon::api::tls::server_config(addr, &tls)?;
+        }
         std::fs::create_dir_all(&data_root)
             .with_context(|| format!("data root {}", data_root.display()))?;
         // Docker's data root is 0701 since CVE-2021-41091.
@@ -190,7 +211,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             data_root.clone(),
             args.cgroup_parent.clone(),
         ));
-        let r = berth_daemon::api::serve(state, std::path::Path::new(sock)).await;
+        let r = berth_daemon::api::serve(state, &args.host, &tls).await;
         if let Some(p) = &args.pidfile {
             let _ = std::fs::remove_file(p);
         }

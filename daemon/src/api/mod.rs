@@ -15,6 +15,7 @@ pub mod ops;
 pub mod restart;
 pub mod streams;
 pub mod system;
+pub mod tls;
 pub mod volumes;
 
 use std::sync::Arc;
@@ -186,8 +187,47 @@ pub fn router(state: State) -> Router {
         .with_state(state)
 }
 
-/// Serve on a unix socket until SIGINT/SIGTERM.
-pub async fn serve(state: State, socket: &std::path::Path) -> anyhow::Result<()> {
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("signal handler");
+    let mut int = signal(SignalKind::interrupt()).expect("signal handler");
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+}
+
+/// Serve `-H` (unix:///path or tcp://host:port) until SIGINT/SIGTERM.
+pub async fn serve(state: State, host: &str, tls: &tls::TlsOpts) -> anyhow::Result<()> {
+    restart::spawn_monitor(state.clone());
+    // The version prefix is stripped before routing, so the layer wraps the whole router.
+    let app = tower::Layer::layer(&axum::middleware::from_fn(versioned), router(state));
+    let svc = axum::ServiceExt::<Request>::into_make_service(app);
+    if let Some(addr) = host.strip_prefix("tcp://") {
+        let cfg = tls::server_config(addr, tls)?;
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("listen on tcp://{addr}: {e}"))?;
+        tracing::info!("API listening on tcp://{addr} (TLS: {})", cfg.is_some());
+        match cfg {
+            Some(cfg) => {
+                let l = tls::TlsListener {
+                    tcp,
+                    acceptor: tokio_rustls::TlsAcceptor::from(cfg),
+                };
+                axum::serve(l, svc)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await?;
+            }
+            None => {
+                axum::serve(tcp, svc)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await?;
+            }
+        }
+        return Ok(());
+    }
+    let Some(path) = host.strip_prefix("unix://") else {
+        anyhow::bail!("-H {host}: want unix:///path or tcp://host:port");
+    };
+    let socket = std::path::Path::new(path);
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -200,22 +240,10 @@ pub async fn serve(state: State, socket: &std::path::Path) -> anyhow::Result<()>
     if let Some(gid) = group_id("berth") {
         let _ = std::os::unix::fs::chown(socket, None, Some(gid));
     }
-    let shutdown = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("signal handler");
-        let mut int = signal(SignalKind::interrupt()).expect("signal handler");
-        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    };
     tracing::info!("API listening on {}", socket.display());
-    restart::spawn_monitor(state.clone());
-    // The version prefix is stripped before routing, so the layer wraps the whole router.
-    let app = tower::Layer::layer(&axum::middleware::from_fn(versioned), router(state));
-    axum::serve(
-        listener,
-        axum::ServiceExt::<Request>::into_make_service(app),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    axum::serve(listener, svc)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     let _ = std::fs::remove_file(socket);
     Ok(())
 }
