@@ -20,6 +20,13 @@ pub struct Config {
     pub max_concurrent_downloads: usize,
     pub max_concurrent_uploads: usize,
     pub debug: bool,
+    /// "json-file" (default) or "none".
+    pub log_driver: Option<String>,
+    /// json-file options: max-size ("10m"), max-file ("3").
+    pub log_opts: BTreeMap<String, String>,
+    /// Ulimits for containers that set none of that name: {"nofile": {"Name": "nofile",
+    /// "Soft": 1024, "Hard": 2048}}.
+    pub default_ulimits: BTreeMap<String, serde_json::Value>,
     /// Every other daemon.json key, kept (and ignored here) so a dockerd file loads.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -35,9 +42,25 @@ impl Default for Config {
             max_concurrent_downloads: 3,
             max_concurrent_uploads: 5,
             debug: false,
+            log_driver: None,
+            log_opts: BTreeMap::new(),
+            default_ulimits: BTreeMap::new(),
             other: BTreeMap::new(),
         }
     }
+}
+
+/// "10m" → bytes (k, m, g; base 1024).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (n, mult) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1u64 << 10),
+        'm' => (&t[..t.len() - 1], 1 << 20),
+        'g' => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    n.parse::<u64>().ok().map(|v| v * mult)
 }
 
 impl Config {
@@ -50,6 +73,22 @@ impl Config {
             if !(m.starts_with("http://") || m.starts_with("https://")) {
                 anyhow::bail!(
                     "config file {}: registry mirror {m:?} must be an http:// or https:// URL",
+                    path.display()
+                );
+            }
+        }
+        if let Some(d) = c.log_driver.as_deref() {
+            if d != "json-file" && d != "none" {
+                anyhow::bail!(
+                    "config file {}: log-driver {d:?} is not supported (json-file or none)",
+                    path.display()
+                );
+            }
+        }
+        if let Some(sz) = c.log_opts.get("max-size") {
+            if parse_size(sz).is_none() {
+                anyhow::bail!(
+                    "config file {}: log-opts max-size {sz:?}: want e.g. 10m",
                     path.display()
                 );
             }

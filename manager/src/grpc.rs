@@ -73,7 +73,7 @@ pub fn to_pb(c: ContainerRecord) -> pb::Container {
             path: c.log_path,
             max_size: c.log_max_size,
             max_files: c.log_max_files,
-            disabled: false,
+            disabled: c.log_disabled,
         }),
         image: c.image,
         snapshot_key: c.snapshot_key,
@@ -94,6 +94,7 @@ fn from_pb(c: pb::Container) -> Result<ContainerRecord, Status> {
         rootfs: c.rootfs,
         runtime: rt.name,
         runtime_root: rt.root,
+        log_disabled: log.disabled,
         log_path: if log.disabled {
             String::new()
         } else {

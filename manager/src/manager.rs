@@ -138,7 +138,7 @@ impl Manager {
                 c.id, c.rootfs
             )));
         }
-        if c.log_path.is_empty() {
+        if c.log_path.is_empty() && !c.log_disabled {
             c.log_path = self
                 .cfg
                 .root
@@ -377,7 +377,10 @@ impl Manager {
             path: cfg_path.display().to_string(),
             err: std::io::Error::other(e.to_string()),
         })?;
-        if let Some(logdir) = Path::new(&c.log_path).parent() {
+        if let Some(logdir) = Path::new(&c.log_path)
+            .parent()
+            .filter(|_| !c.log_path.is_empty())
+        {
             std::fs::create_dir_all(logdir)
                 .map_err(|e| Error::io("create log directory", logdir, e))?;
         }

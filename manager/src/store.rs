@@ -32,6 +32,9 @@ pub struct ContainerRecord {
     pub log_path: String,
     pub log_max_size: u64,
     pub log_max_files: u32,
+    /// No log at all (Docker's `--log-driver none`).
+    #[serde(default)]
+    pub log_disabled: bool,
     pub image: String,
     /// A snapshot mounted as the root filesystem for each task ("" for `rootfs`).
     #[serde(default)]

@@ -968,9 +968,35 @@ impl Shim for ShimService {
         &self,
         _: Request<pb::Empty>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let rx = self.0.events.subscribe();
+        let mut rx = self.0.events.subscribe();
+        let mut stop = self.0.shutdown.subscribe();
+        // The stream ends when the shim shuts down (after what was published before), so
+        // the subscriber's connection can close at once instead of holding the exit up.
+        let (tx, out) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    e = rx.recv() => match e {
+                        Ok(e) => {
+                            if tx.send(Ok(e)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return,
+                    },
+                    _ = async { drop(stop.wait_for(|s| *s).await) } => {
+                        while let Ok(e) = rx.try_recv() {
+                            let _ = tx.send(Ok(e)).await;
+                        }
+                        return;
+                    }
+                }
+            }
+        });
         Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|e| e.ok().map(Ok)),
+            tokio_stream::wrappers::ReceiverStream::new(out),
         )))
     }
 }

@@ -31,6 +31,11 @@ struct Stack {
 
 impl Stack {
     fn new(tag: &str) -> Stack {
+        Self::with_config(tag, r#"{"registry-fallback": false}"#)
+    }
+
+    /// A stack whose berthd reads `daemon_json`.
+    fn with_config(tag: &str, daemon_json: &str) -> Stack {
         let dir = TempDir::new(tag);
         let d = dir.path().to_path_buf();
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -41,7 +46,7 @@ impl Stack {
         )));
         let reg = Registry::start(&d, None);
         let registry = reg.port;
-        std::fs::write(d.join("daemon.json"), r#"{"registry-fallback": false}"#).unwrap();
+        std::fs::write(d.join("daemon.json"), daemon_json).unwrap();
         std::fs::create_dir_all(d.join("docker-config")).unwrap();
         let mut s = Stack {
             dir,
@@ -1023,8 +1028,13 @@ fn docker_cli_commit_volumes_events() {
         actions.contains(&"create") && actions.contains(&"restart"),
         "{ev}"
     );
-    ok(&s.docker(&["rm", "-f", "flaky", "always"]));
-    ok(&s.docker(&["container", "prune", "-f"]));
+    assert_eq!(
+        ok(&s.docker(&["info", "-f", "{{.Containers}} {{.ContainersRunning}}"])).trim(),
+        "2 1"
+    );
+    ok(&s.docker(&["rm", "-f", "always"]));
+    let pruned = ok(&s.docker(&["system", "prune", "-f"]));
+    assert!(pruned.contains("Deleted Containers"), "{pruned}");
     assert_eq!(ok(&s.docker(&["ps", "-aq"])).trim(), "");
 }
 
@@ -1107,6 +1117,17 @@ fn live_restore_after_kill_9() {
         ok(&s.docker(&["exec", "ticker", "echo", "alive"])),
         "alive\n"
     );
+    // ps filters and logs --since are applied by the daemon.
+    assert_eq!(
+        ok(&s.docker(&["ps", "--filter", "name=tick", "--format", "{{.Names}}"])).trim(),
+        "ticker"
+    );
+    s.until("the exit recorded", || {
+        ok(&s.docker(&["ps", "-a", "--filter", "exited=9", "--format", "{{.Names}}"])).trim()
+            == "ends"
+    });
+    let future = (now_secs() + 3600).to_string();
+    assert_eq!(ok(&s.docker(&["logs", "--since", &future, "ticker"])), "");
     s.until("the --rm container removed", || {
         !ok(&s.docker(&["ps", "-a", "--format", "{{.Names}}"])).contains("gone")
     });
@@ -1625,4 +1646,86 @@ fn tcp_needs_tls() {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// daemon.json's log-opts (json-file rotation) and default-ulimits apply to new containers;
+/// a container's own --log-opt / --ulimit / --log-driver none win.
+#[test]
+fn daemon_json_log_opts_and_ulimits() {
+    if !need_root("daemon_json_log_opts_and_ulimits") {
+        return;
+    }
+    let s = Stack::with_config(
+        "api-logopts",
+        r#"{"registry-fallback": false, "log-opts": {"max-size": "2k", "max-file": "2"},
+            "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1111, "Hard": 2222}}}"#,
+    );
+    s.import_busybox();
+    assert_eq!(
+        ok(&s.docker(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "ulimit -n; ulimit -Hn"
+        ])),
+        "1111\n2222\n"
+    );
+    assert_eq!(
+        ok(&s.docker(&[
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=300:400",
+            "busybox",
+            "sh",
+            "-c",
+            "ulimit -n"
+        ])),
+        "300\n"
+    );
+    ok(&s.docker(&[
+        "run",
+        "--name",
+        "chatty",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 300 ]; do echo line-$i-padding-padding-padding; i=$((i+1)); done",
+    ]));
+    let log = ok(&s.docker(&["inspect", "-f", "{{.LogPath}}", "chatty"]));
+    let dir = Path::new(log.trim()).parent().unwrap().to_path_buf();
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
+    assert!(files.len() <= 2, "max-file 2: {files:?}");
+    for f in &files {
+        assert!(
+            f.metadata().unwrap().len() < 4096,
+            "max-size 2k: {:?}",
+            f.path()
+        );
+    }
+    let logs = ok(&s.docker(&["logs", "chatty"]));
+    assert!(
+        logs.ends_with("line-299-padding-padding-padding\n"),
+        "the newest lines are kept"
+    );
+    assert!(!logs.contains("line-0-"), "the oldest were rotated away");
+    ok(&s.docker(&[
+        "run",
+        "--name",
+        "quiet",
+        "--log-driver",
+        "none",
+        "busybox",
+        "echo",
+        "x",
+    ]));
+    assert_eq!(ok(&s.docker(&["logs", "quiet"])), "");
+    let o = s.docker(&["run", "--rm", "--log-driver", "syslog", "busybox", "true"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("not supported"));
+    ok(&s.docker(&["rm", "chatty", "quiet"]));
 }

@@ -202,6 +202,7 @@ async fn commit(
     };
     let _ = tokio::fs::remove_file(&tmp).await;
     let r = r?;
+    super::events::container_with(&d, &c, "commit", &[("imageID", r.id().to_string())]);
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "Id": r.id() })),

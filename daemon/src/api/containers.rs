@@ -298,6 +298,65 @@ fn options(
     Ok(o)
 }
 
+/// The daemon's default-ulimits for names the container did not set.
+fn default_ulimits(d: &State, o: &mut berth_manager::oci::Options) {
+    for (name, u) in &d.images.reg.cfg.default_ulimits {
+        if !o.ulimits.iter().any(|x| &x.name == name) {
+            o.ulimits.push(berth_manager::oci::Ulimit {
+                name: name.clone(),
+                soft: u["Soft"].as_u64().unwrap_or(0),
+                hard: u["Hard"].as_u64().unwrap_or(0),
+            });
+        }
+    }
+}
+
+/// HostConfig.LogConfig over daemon.json's log-driver/log-opts: json-file with rotation
+/// (max-size, max-file) or none.
+fn log_config(
+    d: &State,
+    host: &serde_json::Value,
+    path: &std::path::Path,
+) -> Result<pb::LogConfig, ApiError> {
+    let cfg = &d.images.reg.cfg;
+    let lc = &host["LogConfig"];
+    let driver = lc["Type"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .or(cfg.log_driver.as_deref())
+        .unwrap_or("json-file");
+    if driver != "json-file" && driver != "none" {
+        return Err(ApiError::bad_request(format!(
+            "logging driver {driver:?} is not supported (json-file or none)"
+        )));
+    }
+    let opt = |k: &str| -> Option<String> {
+        lc["Config"][k]
+            .as_str()
+            .map(String::from)
+            .or_else(|| cfg.log_opts.get(k).cloned())
+    };
+    let max_size = match opt("max-size") {
+        Some(s) => crate::config::parse_size(&s)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid log-opt max-size {s:?}")))?,
+        None => 0,
+    };
+    let max_files = match opt("max-file") {
+        Some(n) => n
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid log-opt max-file {n:?}")))?,
+        None => 1,
+    };
+    Ok(pb::LogConfig {
+        path: path.display().to_string(),
+        max_size,
+        max_files,
+        disabled: driver == "none",
+    })
+}
+
 async fn create(
     AxState(d): AxState<State>,
     RawQuery(q): RawQuery,
@@ -354,6 +413,13 @@ async fn create(
         host["AutoRemove"].as_bool().unwrap_or(false),
     )?;
     let mut opts = options(&cfg, &host)?;
+    default_ulimits(&d, &mut opts);
+    let log_path = d
+        .data_root
+        .join("containers")
+        .join(&id)
+        .join(format!("{id}-json.log"));
+    let log = log_config(&d, &host, &log_path)?;
     let parent = host["CgroupParent"]
         .as_str()
         .filter(|p| !p.is_empty())
@@ -441,11 +507,6 @@ async fn create(
         "Path": spec["process"]["args"][0],
         "Args": spec["process"]["args"].as_array().map(|a| a[1..].to_vec()).unwrap_or_default(),
     });
-    let log_path = d
-        .data_root
-        .join("containers")
-        .join(&id)
-        .join(format!("{id}-json.log"));
     let labels = [
         (NAME.to_string(), name.clone()),
         (CONFIG.to_string(), doc.to_string()),
@@ -460,12 +521,7 @@ async fn create(
                 id: id.clone(),
                 labels,
                 spec: serde_json::to_vec(&spec).expect("json"),
-                log: Some(pb::LogConfig {
-                    path: log_path.display().to_string(),
-                    max_size: 0,
-                    max_files: 1,
-                    disabled: false,
-                }),
+                log: Some(log),
                 image: img.name.clone(),
                 snapshot_key: id.clone(),
                 ..Default::default()
@@ -925,12 +981,71 @@ pub(super) async fn list(
     RawQuery(q): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let query = q.as_deref().map(url_pairs).unwrap_or_default();
-    let show_all = is_true(&query, "all");
+    let filters: serde_json::Map<String, serde_json::Value> =
+        match query.get("filters").filter(|f| !f.is_empty()) {
+            Some(f) => serde_json::from_str(f)
+                .map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?,
+            None => Default::default(),
+        };
+    let want = |k: &str| -> Vec<String> {
+        match filters.get(k) {
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
+            Some(serde_json::Value::Object(o)) => o.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    };
+    for k in filters.keys() {
+        if !matches!(
+            k.as_str(),
+            "status" | "name" | "id" | "label" | "ancestor" | "exited" | "volume"
+        ) {
+            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
+        }
+    }
+    // A status filter shows stopped containers too, as with --all.
+    let show_all = is_true(&query, "all") || !want("status").is_empty();
     let mut rows = Vec::new();
     for c in all(&d).await? {
         let t = task(&d, &c.id).await;
         let state = shown_state(&c, t.as_ref());
         if !show_all && state != "running" && state != "paused" {
+            continue;
+        }
+        let any = |k: &str, f: &dyn Fn(&str) -> bool| {
+            let w = want(k);
+            w.is_empty() || w.iter().any(|x| f(x))
+        };
+        let labels = &c.doc["Config"]["Labels"];
+        let keep = any("status", &|w| w == state)
+            && any("name", &|w| {
+                c.name
+                    .trim_start_matches('/')
+                    .contains(w.trim_start_matches('/'))
+            })
+            && any("id", &|w| c.id.starts_with(w))
+            && any("ancestor", &|w| {
+                c.doc["ImageName"].as_str() == Some(w)
+                    || c.doc["Image"].as_str().is_some_and(|i| {
+                        i.trim_start_matches("sha256:")
+                            .starts_with(w.trim_start_matches("sha256:"))
+                    })
+            })
+            && any("exited", &|w| {
+                state == "exited" && t.as_ref().is_some_and(|t| t.exit_status.to_string() == w)
+            })
+            && any("volume", &|w| {
+                c.doc["Mounts"]
+                    .as_array()
+                    .is_some_and(|ms| ms.iter().any(|m| m["Name"] == w || m["Destination"] == w))
+            })
+            && want("label").iter().all(|l| match l.split_once('=') {
+                Some((k, v)) => labels[k].as_str() == Some(v),
+                None => !labels[l.as_str()].is_null(),
+            });
+        if !keep {
             continue;
         }
         let created = unix_time(c.doc["Created"].as_str().unwrap_or(""));

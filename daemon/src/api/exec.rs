@@ -111,6 +111,12 @@ async fn create(
         detach_keys(k)?;
     }
     let id = new_id();
+    super::events::container_with(
+        &d,
+        &c,
+        &format!("exec_create: {}", cmd.join(" ")),
+        &[("execID", id.clone())],
+    );
     d.execs.0.lock().unwrap().insert(
         id.clone(),
         Exec {
@@ -332,6 +338,14 @@ async fn reap(d: State, container: String, id: String) {
         x.running = false;
         x.exit_code = Some(code);
     });
+    if let Ok(c) = super::containers::find(&d, &r.container_id).await {
+        super::events::container_with(
+            &d,
+            &c,
+            "exec_die",
+            &[("execID", id.clone()), ("exitCode", code.to_string())],
+        );
+    }
     let _ = d.images.mgr.tasks.clone().delete(r).await;
 }
 

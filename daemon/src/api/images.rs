@@ -168,6 +168,7 @@ async fn create(
     };
     let r = Reference::parse(&reference)?;
     let images = with_auth(&d, &headers);
+    let events = d.clone();
     Ok(stream_response(move |tx| async move {
         let _ = tx.send(serde_json::json!({
             "status": format!("Pulling from {}", r.familiar_repository()),
@@ -179,6 +180,12 @@ async fn create(
         });
         match images.pull(&reference, progress).await {
             Ok(_) => {
+                events.events.publish(
+                    "image",
+                    "pull",
+                    &r.familiar(),
+                    serde_json::json!({"name": r.familiar()}),
+                );
                 let _ = tx.send(serde_json::json!({
                     "status": format!("Status: Downloaded newer image for {}", r.familiar()),
                 }));
@@ -243,6 +250,12 @@ async fn import(
         .await;
     let _ = std::fs::remove_file(&tmp);
     let r = r?;
+    d.events.publish(
+        "image",
+        "import",
+        r.id(),
+        serde_json::json!({"name": name.clone().unwrap_or_default()}),
+    );
     Ok(Json(serde_json::json!({ "status": r.id() })).into_response())
 }
 
@@ -454,6 +467,8 @@ async fn by_name(
                 None => repo.clone(),
             };
             d.images.tag(name, &target).await?;
+            d.events
+                .publish("image", "tag", name, serde_json::json!({"name": target}));
             Ok(StatusCode::CREATED.into_response())
         }
         (Method::POST, "push") => {
@@ -614,6 +629,7 @@ async fn load(AxState(d): AxState<State>, body: Body) -> Result<Response, ApiErr
     let r = crate::archive::load(&d.images, &tmp).await;
     let _ = std::fs::remove_file(&tmp);
     let lines = r?;
+    d.events.publish("image", "load", "", serde_json::json!({}));
     let text: String = lines
         .iter()
         .map(|l| format!("{}\r\n", serde_json::json!({ "stream": format!("{l}\n") })))

@@ -356,11 +356,25 @@ pub async fn logs(
     let tail: Option<usize> = query.get("tail").and_then(|t| t.parse().ok());
     let tty = c.doc["Config"]["Tty"].as_bool().unwrap_or(false);
     let path = std::path::PathBuf::from(&c.log_path);
+    // since/until: seconds since the epoch (fractions ignored); 0 is unset.
+    let secs = |k: &str| -> i64 {
+        query
+            .get(k)
+            .and_then(|v| v.split('.').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let (since, until) = (secs("since"), secs("until"));
     let render = move |line: &str| -> Option<Vec<u8>> {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
         let stream = v["stream"].as_str()?;
         if (stream == "stdout" && !stdout) || (stream == "stderr" && !stderr) {
             return None;
+        }
+        if since > 0 || until > 0 {
+            let t = super::images::unix_time(v["time"].as_str().unwrap_or(""));
+            if t < since || (until > 0 && t > until) {
+                return None;
+            }
         }
         let mut data = String::new();
         if timestamps {
@@ -374,8 +388,17 @@ pub async fn logs(
             frame(if stream == "stderr" { 2 } else { 1 }, data.as_bytes())
         })
     };
+    // Rotated files first (log.N … log.1, oldest first), then the current one.
+    let mut old = String::new();
+    for n in (1..64).rev() {
+        let mut p = path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        if let Ok(t) = std::fs::read_to_string(&p) {
+            old.push_str(&t);
+        }
+    }
     let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut lines: Vec<&str> = text.lines().collect();
+    let mut lines: Vec<&str> = old.lines().chain(text.lines()).collect();
     if let Some(n) = tail {
         lines = lines.split_off(lines.len().saturating_sub(n));
     }
@@ -402,6 +425,10 @@ pub async fn logs(
             );
             if let Ok(mut f) = tokio::fs::File::open(&path).await {
                 use tokio::io::AsyncSeekExt;
+                // Rotated since the last read: the new file starts from the beginning.
+                if f.metadata().await.is_ok_and(|m| m.len() < offset as u64) {
+                    offset = 0;
+                }
                 if f.seek(std::io::SeekFrom::Start(offset as u64))
                     .await
                     .is_ok()

@@ -14,6 +14,19 @@ pub fn routes() -> Router<State> {
         .route("/version", get(version))
         .route("/info", get(info))
         .route("/system/df", get(df))
+        // No networks or build cache exist yet (their issues): the truthful empty answers
+        // that `docker system prune` and `docker network ls` expect.
+        .route("/networks", get(|| async { Json(serde_json::json!([])) }))
+        .route(
+            "/networks/prune",
+            axum::routing::post(|| async { Json(serde_json::json!({"NetworksDeleted": []})) }),
+        )
+        .route(
+            "/build/prune",
+            axum::routing::post(|| async {
+                Json(serde_json::json!({"CachesDeleted": [], "SpaceReclaimed": 0}))
+            }),
+        )
 }
 
 async fn ping() -> Response {
@@ -88,9 +101,18 @@ async fn info(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, Api
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
+    let Json(ctrs) = super::containers::list(
+        AxState(d.clone()),
+        axum::extract::RawQuery(Some("all=1".into())),
+    )
+    .await?;
+    let ctrs = ctrs.as_array().cloned().unwrap_or_default();
+    let count = |s: &str| ctrs.iter().filter(|c| c["State"] == s).count();
+    let (running, paused) = (count("running"), count("paused"));
     Ok(Json(serde_json::json!({
         "ID": "",
-        "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+        "Containers": ctrs.len(), "ContainersRunning": running, "ContainersPaused": paused,
+        "ContainersStopped": ctrs.len() - running - paused,
         "Images": ids.len(),
         "Driver": "overlayfs",
         "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]],
