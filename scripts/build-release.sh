@@ -14,5 +14,5 @@ cargo build --release -p berth-runtime -p berth-shim -p berth-manager --target "
 # reliably): dynamic, in target/release; berthd finds the static manager via PATH or beside
 # itself, so both sets land in the same directory.
 (unset RUSTFLAGS; cargo build --release -p berth-daemon -p berth-cli >&2)
-cp target/release/berthd target/release/berth "target/$host/release/"
+install -m 0755 target/release/berthd target/release/berth "target/$host/release/"
 echo "$PWD/target/$host/release/berth-runtime"

@@ -828,11 +828,19 @@ async fn wait(
             Err(s) => (-1, Some(s.message().to_string())),
         };
         if condition == "removed" {
-            for _ in 0..400 {
-                if find(&d, &c.id).await.is_err() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
+            // Woken by the container's "destroy" event; checked again every 250 ms (and
+            // first, as it may be gone already).
+            let mut events = d.events.subscribe();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while find(&d, &c.id).await.is_ok() && tokio::time::Instant::now() < deadline {
+                let _ = tokio::time::timeout(Duration::from_millis(250), async {
+                    while let Ok(e) = events.recv().await {
+                        if e["Action"] == "destroy" && e["Actor"]["ID"] == c.id.as_str() {
+                            return;
+                        }
+                    }
+                })
+                .await;
             }
         }
         let v = serde_json::json!({

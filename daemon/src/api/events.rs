@@ -34,6 +34,11 @@ impl Default for Events {
 }
 
 impl Events {
+    /// Every event published from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Value> {
+        self.tx.subscribe()
+    }
+
     pub fn publish(&self, kind: &str, action: &str, id: &str, attrs: Value) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
