@@ -2,7 +2,7 @@
 # Install the Debian packages Berth needs to build, run and test (idempotent; root).
 set -euo pipefail
 pkgs=(busybox-static runc crun containerd podman jq file procps iproute2 python3 time ca-certificates
-  docker-registry apache2-utils curl openssl)
+  docker-registry apache2-utils curl openssl python3-yaml)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -18,6 +18,11 @@ if ! python3 -c 'import jsonschema' 2>/dev/null; then
   python3 -m pip install -q jsonschema 2>/dev/null ||
     python3 -m pip install -q --break-system-packages jsonschema 2>/dev/null ||
     { apt-get update -qq && apt-get install -y -qq python3-jsonschema >/dev/null; }
+fi
+# The API schema test reads the Engine API's Swagger YAML.
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  python3 -m pip install -q pyyaml 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages pyyaml 2>/dev/null || true
 fi
 # The API tests drive berthd with docker-py (the Docker SDK for Python).
 if ! python3 -c 'import docker' 2>/dev/null; then

@@ -219,6 +219,53 @@ fn shown_state(c: &Ctr, t: Option<&pb::Task>) -> &'static str {
     }
 }
 
+/// The container's config over its image's (Env merged by key, Labels merged), with every
+/// list Docker's schema declares present.
+async fn effective_config(d: &State, c: &Ctr) -> serde_json::Value {
+    let mut cfg = c.doc["Config"].clone();
+    if !cfg.is_object() {
+        cfg = serde_json::json!({});
+    }
+    let image = match d.images.find(c.doc["Image"].as_str().unwrap_or("")).await {
+        Ok(img) => d.images.resolve_record(&img).await.ok(),
+        Err(_) => None,
+    };
+    let mut run = image
+        .and_then(|r| r.config.config.clone())
+        .unwrap_or_default();
+    crate::instructions::overlay(&mut run, &cfg);
+    let merged = serde_json::to_value(&run).unwrap_or_default();
+    for (k, v) in [
+        ("Env", "Env"),
+        ("Cmd", "Cmd"),
+        ("Entrypoint", "Entrypoint"),
+        ("WorkingDir", "WorkingDir"),
+        ("User", "User"),
+        ("Labels", "Labels"),
+        ("ExposedPorts", "ExposedPorts"),
+        ("Volumes", "Volumes"),
+        ("StopSignal", "StopSignal"),
+    ] {
+        if !merged[v].is_null() {
+            cfg[k] = merged[v].clone();
+        }
+    }
+    for k in ["Env", "Entrypoint", "Shell", "OnBuild"] {
+        if cfg[k].is_null() {
+            cfg.as_object_mut().map(|o| o.remove(k));
+        }
+    }
+    for (k, v) in [("WorkingDir", ""), ("User", "")] {
+        if cfg[k].is_null() {
+            cfg[k] = v.into();
+        }
+    }
+    if cfg["Labels"].is_null() {
+        cfg["Labels"] = serde_json::json!({});
+    }
+    cfg
+}
+
 /// A container's mounts as inspect shows them.
 fn shown_mounts(m: &serde_json::Value) -> serde_json::Value {
     let mut list = m.as_array().cloned().unwrap_or_default();
@@ -1110,7 +1157,8 @@ async fn inspect(
     let t = task(&d, &c.id).await;
     let state = shown_state(&c, t.as_ref());
     let t = t.unwrap_or_default();
-    let mut config = c.doc["Config"].clone();
+    // The effective config, as Docker shows it: the image's, then the container's.
+    let mut config = effective_config(&d, &c).await;
     if config["Cmd"].is_null() {
         config["Cmd"] = c.doc["Args"].clone();
     }
@@ -1118,6 +1166,33 @@ async fn inspect(
     let mut host = c.doc["HostConfig"].clone();
     if !host.is_object() {
         host = serde_json::json!({});
+    }
+    // Lists come back as lists (clients send null for "none").
+    for k in [
+        "Binds", "CapAdd", "CapDrop", "DeviceCgroupRules", "DeviceRequests", "Devices", "Dns",
+        "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd", "Links", "MaskedPaths",
+        "ReadonlyPaths", "SecurityOpt", "VolumesFrom", "Mounts", "Ulimits",
+        "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
+        "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "ConsoleSize",
+    ] {
+        if host[k].is_null() {
+            host[k] = serde_json::json!([]);
+        }
+    }
+    if host["ConsoleSize"].as_array().is_some_and(|a| a.len() != 2) {
+        host["ConsoleSize"] = serde_json::json!([0, 0]);
+    }
+    // -1 ("the default") is not a swappiness: left out.
+    if host["MemorySwappiness"]
+        .as_i64()
+        .is_none_or(|v| !(0..=100).contains(&v))
+    {
+        host.as_object_mut().map(|o| o.remove("MemorySwappiness"));
+    }
+    if !matches!(host["CgroupnsMode"].as_str(), Some("private" | "host")) {
+        // Docker's defaults: a private cgroup namespace on v2 hosts, the host's on v1.
+        let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        host["CgroupnsMode"] = if v2 { "private" } else { "host" }.into();
     }
     for (k, v) in [
         (

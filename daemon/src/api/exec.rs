@@ -375,7 +375,8 @@ async fn inspect(
         "ID": e.id,
         "ContainerID": e.container,
         "Running": e.running,
-        "ExitCode": e.exit_code,
+        // Docker's schema: an integer (0 until the process has exited).
+        "ExitCode": e.exit_code.unwrap_or(0),
         "Pid": e.pid,
         "OpenStdin": c["AttachStdin"].as_bool().unwrap_or(false),
         "OpenStdout": c["AttachStdout"].as_bool().unwrap_or(false),

@@ -383,7 +383,7 @@ fn inspect_json(r: &Resolved, tags: Vec<String>, digests: Vec<String>) -> serde_
         "Variant": if r.config.variant.is_empty() { None } else { Some(&r.config.variant) },
         "Os": r.config.os,
         "Size": size_of(r),
-        "GraphDriver": {"Name": "overlayfs", "Data": null},
+        "GraphDriver": {"Name": "overlayfs", "Data": {}},
         "RootFS": {"Type": r.config.rootfs.kind, "Layers": r.config.rootfs.diff_ids},
         "Metadata": {"LastTagTime": r.record.updated_at},
         "Descriptor": r.record.target.as_ref().map(|t| serde_json::json!({
