@@ -506,6 +506,39 @@ pub fn mounts_containing(needle: &str) -> Vec<String> {
 
 /// Remove a cgroup directory tree named `name` (relative to each hierarchy root), children
 /// first; cgroup files cannot be unlinked, only the directories removed.
+/// SIGKILL every process in cgroup `name` (and below) in every hierarchy: the last resort
+/// of a test's cleanup, for containers a failed test left running.
+pub fn kill_cgroup_tree(name: &str) {
+    fn walk(p: &Path) {
+        if let Ok(procs) = std::fs::read_to_string(p.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&e.path());
+                }
+            }
+        }
+    }
+    let root = Path::new("/sys/fs/cgroup");
+    let mut roots = vec![root.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(root) {
+        roots.extend(rd.flatten().map(|e| e.path()));
+    }
+    for r in roots {
+        let p = r.join(name);
+        if p.is_dir() {
+            walk(&p);
+        }
+    }
+}
+
 pub fn remove_cgroup_tree(name: &str) {
     fn rm(p: &Path) {
         if let Ok(rd) = std::fs::read_dir(p) {

@@ -162,7 +162,8 @@ impl Drop for Stack {
             let _ = c.wait();
         }
         kill_task_processes(&self.state.path().join("tasks"), None);
-        std::thread::sleep(Duration::from_millis(100));
+        kill_cgroup_tree(&self.cg);
+        std::thread::sleep(Duration::from_millis(200));
         remove_cgroup_tree(&self.cg);
     }
 }

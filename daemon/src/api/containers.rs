@@ -1169,11 +1169,30 @@ async fn inspect(
     }
     // Lists come back as lists (clients send null for "none").
     for k in [
-        "Binds", "CapAdd", "CapDrop", "DeviceCgroupRules", "DeviceRequests", "Devices", "Dns",
-        "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd", "Links", "MaskedPaths",
-        "ReadonlyPaths", "SecurityOpt", "VolumesFrom", "Mounts", "Ulimits",
-        "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
-        "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "ConsoleSize",
+        "Binds",
+        "CapAdd",
+        "CapDrop",
+        "DeviceCgroupRules",
+        "DeviceRequests",
+        "Devices",
+        "Dns",
+        "DnsOptions",
+        "DnsSearch",
+        "ExtraHosts",
+        "GroupAdd",
+        "Links",
+        "MaskedPaths",
+        "ReadonlyPaths",
+        "SecurityOpt",
+        "VolumesFrom",
+        "Mounts",
+        "Ulimits",
+        "BlkioWeightDevice",
+        "BlkioDeviceReadBps",
+        "BlkioDeviceWriteBps",
+        "BlkioDeviceReadIOps",
+        "BlkioDeviceWriteIOps",
+        "ConsoleSize",
     ] {
         if host[k].is_null() {
             host[k] = serde_json::json!([]);
