@@ -113,6 +113,9 @@ pub struct Cgroup {
 
 /// Resolve a spec `cgroupsPath` (absolute, or relative to our own cgroup) for a container.
 fn relative_path(cgroups_path: Option<&Path>, id: &str, own: &str) -> PathBuf {
+    // An empty cgroupsPath is no cgroupsPath: the default, never our own cgroup (whose
+    // processes a `delete --force` would then kill).
+    let cgroups_path = cgroups_path.filter(|p| !p.as_os_str().is_empty());
     match cgroups_path {
         Some(p) if p.is_absolute() => p.strip_prefix("/").unwrap_or(p).to_path_buf(),
         Some(p) => Path::new(own.trim_start_matches('/')).join(p),
@@ -143,6 +146,21 @@ fn own_cgroups() -> BTreeMap<String, String> {
 }
 
 impl Cgroup {
+    /// Whether `cgroups_path` resolves to a hierarchy's root (a container there would
+    /// share its cgroup with every process of the host).
+    pub fn at_root(layout: &Layout, cgroups_path: Option<&Path>, id: &str) -> bool {
+        let own = own_cgroups();
+        let keys: Vec<&str> = match layout {
+            Layout::V2(_) => vec![""],
+            Layout::V1 { controllers, .. } => controllers.keys().map(String::as_str).collect(),
+        };
+        keys.iter().any(|k| {
+            relative_path(cgroups_path, id, own.get(*k).map_or("/", |s| s))
+                .as_os_str()
+                .is_empty()
+        })
+    }
+
     /// Where a container's cgroups are (not created).
     pub fn locate(layout: &Layout, cgroups_path: Option<&Path>, id: &str) -> Cgroup {
         let own = own_cgroups();

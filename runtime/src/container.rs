@@ -153,6 +153,15 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
     };
 
     let linux = spec.linux().clone().unwrap_or_default();
+    if Cgroup::at_root(&layout, linux.cgroups_path().as_deref(), &opts.id) {
+        return Err(Error::config(
+            opts.bundle.join("config.json"),
+            format!(
+                "linux.cgroupsPath {:?} is a cgroup root: refusing to put a container there (it would share the cgroup with every process of the host)",
+                linux.cgroups_path().clone().unwrap_or_default()
+            ),
+        ));
+    }
     let cg = Cgroup::locate(&layout, linux.cgroups_path().as_deref(), &opts.id);
     st.cgroup_paths = cg.paths();
     dir.save(&st)?;

@@ -154,6 +154,13 @@ fn malformed_and_invalid_configs() {
             }),
             "swappiness",
         ),
+        (
+            // The root cgroup: a `delete --force` there would kill every process in it.
+            Box::new(|b: &mut Bundle| {
+                b.set("/linux/cgroupsPath", json!("/"));
+            }),
+            "is a cgroup root",
+        ),
     ];
     for (i, (edit, want)) in cases.into_iter().enumerate() {
         let mut b = Bundle::new(&["true"]);
@@ -379,5 +386,31 @@ fn start_killed_after_releasing_the_init_reads_as_running() {
     ok(&c.verb("kill", &[], &["KILL"]));
     c.wait_status("stopped");
     ok(&c.verb("delete", &[], &[]));
+    assert_nothing_left(&c);
+}
+
+/// An empty cgroupsPath means the default (`/<id>`), never the caller's own cgroup: a
+/// forced delete then kills the container, not its caller.
+#[test]
+fn empty_cgroups_path_is_the_default() {
+    if !need_root("empty_cgroups_path_is_the_default") {
+        return;
+    }
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.set("/linux/cgroupsPath", json!(""));
+    let c = Ctr::new(Runtime::Berth, "emptycg");
+    assert!(c.create(&b).success());
+    let st: Value = serde_json::from_str(
+        &std::fs::read_to_string(c.root.path().join(&c.id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    for p in st["cgroup_paths"].as_array().unwrap() {
+        assert!(
+            p.as_str().unwrap().trim_end_matches('/').ends_with(&c.id),
+            "{p} is not the container's own cgroup"
+        );
+    }
+    let o = c.cmd().args(["delete", "--force", &c.id]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
     assert_nothing_left(&c);
 }
