@@ -318,9 +318,11 @@ impl Cgroup {
                 match fs::remove_dir(dir) {
                     Ok(()) => break,
                     Err(e) if e.kind() == ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                    // Busy until the last exiting process has left: usually well under a
+                    // millisecond, so poll finely (up to a second in all).
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 2000 => {
                         tries += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        std::thread::sleep(std::time::Duration::from_micros(500));
                     }
                     Err(e) => return Err(Error::cgroup(dir, "remove", Some(e))),
                 }
