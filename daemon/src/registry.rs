@@ -233,6 +233,40 @@ impl Registry {
         unreachable!("the loop returns on its second pass")
     }
 
+    /// The repositories a registry lists (`GET /v2/_catalog`), following its pages.
+    pub async fn catalog(&self, ep: &Endpoint) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        let mut url = format!("{}/v2/_catalog?n=1000", ep.base);
+        for _ in 0..100 {
+            let resp = self
+                .send(ep, "registry:catalog:*", Method::GET, &url, |rb| rb)
+                .await?;
+            let resp = check(resp, "GET", &url).await?;
+            let next = resp
+                .headers()
+                .get("Link")
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| Some(l.split('<').nth(1)?.split('>').next()?.to_string()));
+            let v: serde_json::Value = resp.json().await.map_err(|err| Error::Http {
+                method: "GET".into(),
+                url: url.clone(),
+                err,
+            })?;
+            out.extend(
+                v["repositories"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.as_str().map(String::from)),
+            );
+            match next {
+                Some(n) if n.starts_with('/') => url = format!("{}{n}", ep.base),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
     /// The Authorization header value answering `challenge`.
     async fn authorize(
         &self,

@@ -201,6 +201,22 @@ fn docker_cli_image_commands() {
     ok(&s.docker(&["tag", &name, "mybox:latest"]));
     let push = ok(&s.docker(&["push", &name]));
     assert!(push.contains("digest: sha256:"), "{push}");
+    // search lists the registry's catalog entries that contain the term.
+    let found = ok(&s.docker(&[
+        "search",
+        "--format",
+        "{{.Name}}",
+        &format!("127.0.0.1:{}/busy", s.registry),
+    ]));
+    assert_eq!(
+        found.trim(),
+        format!("127.0.0.1:{}/cli/busybox", s.registry)
+    );
+    let none = ok(&s.docker(&[
+        "search",
+        &format!("127.0.0.1:{}/nothing-like-it", s.registry),
+    ]));
+    assert_eq!(none.lines().count(), 1, "only the header: {none}");
     let rmi = ok(&s.docker(&["rmi", &name, "mybox"]));
     assert!(
         rmi.contains("Untagged: mybox:latest") && rmi.contains(&format!("Deleted: {id}")),

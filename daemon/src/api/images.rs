@@ -26,6 +26,7 @@ pub fn routes() -> Router<State> {
         .route("/images/get", get(save_many))
         .route("/images/load", post(load))
         .route("/images/prune", post(prune))
+        .route("/images/search", get(search))
         .route("/images/{*rest}", any(by_name))
 }
 
@@ -666,4 +667,94 @@ mod tests {
         assert_eq!(q["tag"], "v1");
         assert_eq!(decode("a%2Fb+c%zz"), "a/b c%zz");
     }
+}
+
+/// `GET /images/search?term=&limit=`: registries keep no search index offline, so this
+/// lists repositories from registry catalogs (`/v2/_catalog`) whose name contains the term:
+/// the registry named by the term (`127.0.0.1:5000/busy`), or the mirrors for Docker Hub
+/// names. Docker Hub's own search service is not used.
+async fn search(
+    AxState(d): AxState<State>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let term = query
+        .get("term")
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("search: term is required"))?;
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(25);
+    let (first, rest) = term.split_once('/').unwrap_or(("", term.as_str()));
+    let is_host = first.contains('.') || first.contains(':') || first == "localhost";
+    let (endpoints, prefix, needle) = if is_host {
+        let r = Reference::parse(&format!("{first}/x"))?;
+        let eps = d
+            .images
+            .reg
+            .endpoints(&r)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        (eps, format!("{first}/"), rest.to_string())
+    } else {
+        let eps: Vec<_> = d
+            .images
+            .reg
+            .cfg
+            .registry_mirrors
+            .iter()
+            .map(|m| {
+                let base = m.trim_end_matches('/').to_string();
+                let host = base.split("://").nth(1).unwrap_or(&base).to_string();
+                crate::registry::Endpoint {
+                    base,
+                    host,
+                    mirror: true,
+                }
+            })
+            .collect();
+        if eps.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("search {term:?}: no registry mirror to search (Docker Hub's search service is not used)"),
+            ));
+        }
+        (eps, String::new(), term.clone())
+    };
+    let mut names = std::collections::BTreeSet::new();
+    let mut last_err = None;
+    for ep in &endpoints {
+        match d.images.reg.catalog(ep).await {
+            Ok(list) => {
+                for r in list {
+                    let shown = r.strip_prefix("library/").unwrap_or(&r).to_string();
+                    if shown.contains(&needle) {
+                        names.insert(format!("{prefix}{shown}"));
+                    }
+                }
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    if names.is_empty() {
+        if let Some(e) = last_err {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("search {term:?}: {:#}", anyhow::Error::new(e)),
+            ));
+        }
+    }
+    let rows: Vec<serde_json::Value> = names
+        .into_iter()
+        .take(limit)
+        .map(|n| {
+            serde_json::json!({
+                "name": n, "description": "", "star_count": 0,
+                "is_official": false, "is_automated": false,
+            })
+        })
+        .collect();
+    Ok(Json(rows.into()))
 }
