@@ -653,22 +653,6 @@ async fn prune(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, Ap
     })))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_and_queries() {
-        assert_eq!(unix_time("1970-01-01T00:00:00Z"), 0);
-        assert_eq!(unix_time("2026-11-30T01:02:03.5Z"), 1796000523);
-        assert_eq!(unix_time("garbage"), 0);
-        let q = url_pairs("repo=127.0.0.1%3A5000%2Fx&tag=v1&force=1");
-        assert_eq!(q["repo"], "127.0.0.1:5000/x");
-        assert_eq!(q["tag"], "v1");
-        assert_eq!(decode("a%2Fb+c%zz"), "a/b c%zz");
-    }
-}
-
 /// `GET /images/search?term=&limit=`: registries keep no search index offline, so this
 /// lists repositories from registry catalogs (`/v2/_catalog`) whose name contains the term:
 /// the registry named by the term (`127.0.0.1:5000/busy`), or the mirrors for Docker Hub
@@ -758,3 +742,20 @@ async fn search(
         .collect();
     Ok(Json(rows.into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_queries() {
+        assert_eq!(unix_time("1970-01-01T00:00:00Z"), 0);
+        assert_eq!(unix_time("2026-11-30T01:02:03.5Z"), 1796000523);
+        assert_eq!(unix_time("garbage"), 0);
+        let q = url_pairs("repo=127.0.0.1%3A5000%2Fx&tag=v1&force=1");
+        assert_eq!(q["repo"], "127.0.0.1:5000/x");
+        assert_eq!(q["tag"], "v1");
+        assert_eq!(decode("a%2Fb+c%zz"), "a/b c%zz");
+    }
+}
+
