@@ -758,4 +758,3 @@ mod tests {
         assert_eq!(decode("a%2Fb+c%zz"), "a/b c%zz");
     }
 }
-
