@@ -32,6 +32,10 @@ cleanup() {
   sleep 1
   grep -o " $w[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l
   rm -rf "$w"
+  for d in $(find /sys/fs/cgroup -maxdepth 3 -type d \( -name berth-bench -o -name docker-bench \)); do
+    find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  true
 }
 trap cleanup EXIT
 
