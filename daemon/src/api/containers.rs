@@ -696,23 +696,25 @@ pub(super) async fn start_container(d: &State, c: &Ctr) -> Result<bool, ApiError
         Some(_) => {}
         None => create_task(d, &c.id, &c.doc["Config"]).await?,
     }
-    // Recorded before the start: an init that exits at once is handled with these.
-    update_doc(d, &c.id, None, |doc| {
+    // The document is updated while the task starts (a store write is not on the start's
+    // critical path). `update_doc` takes the document lock at its first poll, before the
+    // start request leaves, and the exit handler takes that lock before reading: an init
+    // that exits at once is handled with these values.
+    let record = update_doc(d, &c.id, None, |doc| {
         doc["StartedAt"] = crate::images::now_rfc3339().into();
         doc["OOMKilled"] = false.into();
         doc["ManualStop"] = false.into();
         doc["ResourcesUpdated"] = false.into();
         doc["Restarting"] = false.into();
-    })
-    .await?;
-    tasks
-        .clone()
-        .start(pb::ProcessRef {
-            container_id: c.id.clone(),
-            exec_id: String::new(),
-        })
-        .await
-        .map_err(status_err)?;
+    });
+    let mut tasks = tasks.clone();
+    let start = tasks.start(pb::ProcessRef {
+        container_id: c.id.clone(),
+        exec_id: String::new(),
+    });
+    let (recorded, started) = tokio::join!(record, start);
+    recorded?;
+    started.map_err(status_err)?;
     super::events::container(d, c, "start");
     Ok(true)
 }

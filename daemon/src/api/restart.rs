@@ -151,6 +151,8 @@ async fn reconcile(d: &State, boot: bool) {
 
 async fn handle_exit(d: &State, id: &str) {
     let _g = d.exit_lock.lock().await;
+    // A start's document update in flight lands first (see start_container).
+    drop(d.doc_lock.lock().await);
     let Ok(c) = find(d, id).await else { return };
     let Some(t) = task(d, id).await else { return };
     if state_name(Some(&t)) != "exited" || c.doc["HandledExit"].as_str() == Some(&t.exited_at) {
