@@ -533,15 +533,21 @@ print("\nexit=%d" % os.waitstatus_to_exitcode(st))
 impl Stack {
     /// The docker CLI on a terminal, fed `input` (see PTY_DRIVER).
     fn docker_tty(&self, input: &str, args: &[&str]) -> String {
+        self.on_tty(input, Path::new("docker"), args)
+    }
+
+    /// `program` (docker or berth, pointed at this stack) on a terminal, fed `input`.
+    fn on_tty(&self, input: &str, program: &Path, args: &[&str]) -> String {
         let o = Command::new("timeout")
             .arg("60")
             .arg("python3")
             .arg("-c")
             .arg(PTY_DRIVER)
             .arg(input)
-            .arg("docker")
+            .arg(program)
             .args(args)
             .env("DOCKER_HOST", format!("unix://{}", self.sock().display()))
+            .env("BERTH_HOST", format!("unix://{}", self.sock().display()))
             .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
             .stdin(Stdio::null())
             .output()
@@ -1394,19 +1400,7 @@ fn berth_cli_through_the_stack() {
 
 impl Stack {
     fn berth_tty(&self, input: &str, args: &[&str]) -> String {
-        let o = Command::new("timeout")
-            .arg("60")
-            .arg("python3")
-            .arg("-c")
-            .arg(PTY_DRIVER)
-            .arg(input)
-            .arg(bin_dir().join("berth"))
-            .args(args)
-            .env("BERTH_HOST", format!("unix://{}", self.sock().display()))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        text(&o.stdout)
+        self.on_tty(input, &bin_dir().join("berth"), args)
     }
 }
 

@@ -1038,22 +1038,8 @@ pub(super) async fn list(
     RawQuery(q): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let query = q.as_deref().map(url_pairs).unwrap_or_default();
-    let filters: serde_json::Map<String, serde_json::Value> =
-        match query.get("filters").filter(|f| !f.is_empty()) {
-            Some(f) => serde_json::from_str(f)
-                .map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?,
-            None => Default::default(),
-        };
-    let want = |k: &str| -> Vec<String> {
-        match filters.get(k) {
-            Some(serde_json::Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect(),
-            Some(serde_json::Value::Object(o)) => o.keys().cloned().collect(),
-            _ => Vec::new(),
-        }
-    };
+    let filters = super::Filters::parse(&query)?;
+    let want = |k: &str| filters.get(k);
     for k in filters.keys() {
         if !matches!(
             k.as_str(),

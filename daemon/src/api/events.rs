@@ -113,17 +113,8 @@ fn when(s: &str) -> Option<u128> {
 }
 
 /// Docker's event filters: type, event/action, container, image, volume, label, name.
-fn matches(e: &Value, filters: &serde_json::Map<String, Value>) -> bool {
-    let get = |k: &str| -> Vec<String> {
-        match &filters.get(k) {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect(),
-            Some(Value::Object(o)) => o.keys().cloned().collect(),
-            _ => Vec::new(),
-        }
-    };
+fn matches(e: &Value, filters: &super::Filters) -> bool {
+    let get = |k: &str| filters.get(k);
     let kind = e["Type"].as_str().unwrap_or("");
     let id = e["Actor"]["ID"].as_str().unwrap_or("");
     let attrs = &e["Actor"]["Attributes"];
@@ -161,12 +152,7 @@ async fn events(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<Res
         }
         None => None,
     };
-    let filters: serde_json::Map<String, Value> =
-        match query.get("filters").filter(|f| !f.is_empty()) {
-            Some(f) => serde_json::from_str(f)
-                .map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?,
-            None => Default::default(),
-        };
+    let filters = super::Filters::parse(&query)?;
     let mut rx = d.events.tx.subscribe();
     let past: Vec<Value> = match since {
         Some(s) => d
@@ -232,7 +218,7 @@ mod tests {
         assert_eq!(when("10"), Some(10_000_000_000));
         assert_eq!(when("10.5"), Some(10_500_000_000));
         let e = json!({"Type": "container", "Action": "start", "Actor": {"ID": "abc123", "Attributes": {"name": "web", "image": "busybox", "tier": "front"}}});
-        let f = |s: &str| serde_json::from_str::<serde_json::Map<String, Value>>(s).unwrap();
+        let f = |s: &str| super::super::Filters::from_json(s).unwrap();
         assert!(matches(
             &e,
             &f(r#"{"type":["container"],"event":["start"]}"#)

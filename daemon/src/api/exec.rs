@@ -295,16 +295,7 @@ async fn start(
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
             tokio::spawn(async move {
                 while let Ok(Some(o)) = out.message().await {
-                    let b = if tty {
-                        o.data
-                    } else {
-                        let kind = if o.stream == pb::StreamKind::StreamStderr as i32 {
-                            2
-                        } else {
-                            1
-                        };
-                        super::streams::frame(kind, &o.data)
-                    };
+                    let b = super::streams::encode(o, tty);
                     if tx.send(Ok(b)).await.is_err() {
                         break;
                     }

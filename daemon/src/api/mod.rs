@@ -123,6 +123,42 @@ impl From<crate::reference::Error> for ApiError {
     }
 }
 
+/// Docker's `filters` query parameter: `{"key": ["value", …]}` or `{"key": {"value": true}}`.
+#[derive(Debug, Default)]
+pub struct Filters(serde_json::Map<String, serde_json::Value>);
+
+impl Filters {
+    /// From a request's query pairs ("" or absent: no filters).
+    pub fn parse(query: &std::collections::BTreeMap<String, String>) -> Result<Filters, ApiError> {
+        match query.get("filters").filter(|f| !f.is_empty()) {
+            Some(f) => Self::from_json(f),
+            None => Ok(Filters::default()),
+        }
+    }
+
+    pub fn from_json(f: &str) -> Result<Filters, ApiError> {
+        serde_json::from_str(f)
+            .map(Filters)
+            .map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))
+    }
+
+    /// The values given for `key` (none: no constraint).
+    pub fn get(&self, key: &str) -> Vec<String> {
+        match self.0.get(key) {
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
+            Some(serde_json::Value::Object(o)) => o.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+}
+
 /// Strip `/vX.Y` (refusing versions below the minimum) and add dockerd's headers.
 async fn versioned(mut req: Request, next: axum::middleware::Next) -> Response {
     let path = req.uri().path().to_string();

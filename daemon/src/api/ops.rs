@@ -127,43 +127,39 @@ async fn pause(
     AxState(d): AxState<State>,
     AxPath(what): AxPath<String>,
 ) -> Result<Response, ApiError> {
-    let (c, t) = running(&d, &what).await?;
-    if t.status == pb::Status::Paused as i32 {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("Container {} is already paused", c.id),
-        ));
-    }
-    d.images
-        .mgr
-        .tasks
-        .clone()
-        .pause(pb::ContainerRef { id: c.id.clone() })
-        .await
-        .map_err(status_err)?;
-    crate::api::events::container(&d, &c, "pause");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    set_paused(&d, &what, true).await
 }
 
 async fn unpause(
     AxState(d): AxState<State>,
     AxPath(what): AxPath<String>,
 ) -> Result<Response, ApiError> {
-    let (c, t) = running(&d, &what).await?;
-    if t.status != pb::Status::Paused as i32 {
+    set_paused(&d, &what, false).await
+}
+
+/// Freeze or thaw a running container, refusing (409) when it already is so.
+async fn set_paused(d: &State, what: &str, pause: bool) -> Result<Response, ApiError> {
+    let (c, t) = running(d, what).await?;
+    if (t.status == pb::Status::Paused as i32) == pause {
+        let now = if pause {
+            "already paused"
+        } else {
+            "not paused"
+        };
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!("Container {} is not paused", c.id),
+            format!("Container {} is {now}", c.id),
         ));
     }
-    d.images
-        .mgr
-        .tasks
-        .clone()
-        .resume(pb::ContainerRef { id: c.id.clone() })
-        .await
-        .map_err(status_err)?;
-    crate::api::events::container(&d, &c, "unpause");
+    let tasks = d.images.mgr.tasks.clone();
+    let r = pb::ContainerRef { id: c.id.clone() };
+    if pause {
+        tasks.clone().pause(r).await
+    } else {
+        tasks.clone().resume(r).await
+    }
+    .map_err(status_err)?;
+    crate::api::events::container(d, &c, if pause { "pause" } else { "unpause" });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -28,6 +28,20 @@ pub fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A chunk of process output as the client receives it: raw with a terminal, else framed
+/// with its stream (1 stdout, 2 stderr).
+pub fn encode(o: pb::AttachOutput, tty: bool) -> Vec<u8> {
+    if tty {
+        return o.data;
+    }
+    let kind = if o.stream == pb::StreamKind::StreamStderr as i32 {
+        2
+    } else {
+        1
+    };
+    frame(kind, &o.data)
+}
+
 pub fn content_type(tty: bool) -> &'static str {
     if tty {
         "application/vnd.docker.raw-stream"
@@ -189,16 +203,7 @@ impl Session {
             };
             let output = async {
                 while let Ok(Some(o)) = out.message().await {
-                    let bytes = if tty {
-                        o.data
-                    } else {
-                        let kind = if o.stream == pb::StreamKind::StreamStderr as i32 {
-                            2
-                        } else {
-                            1
-                        };
-                        frame(kind, &o.data)
-                    };
+                    let bytes = encode(o, tty);
                     if wr.write_all(&bytes).await.is_err() {
                         return false;
                     }

@@ -104,22 +104,8 @@ async fn create(AxState(d): AxState<State>, body: axum::body::Bytes) -> Result<R
 
 async fn list(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let query = q.as_deref().map(url_pairs).unwrap_or_default();
-    let filters: serde_json::Map<String, Value> =
-        match query.get("filters").filter(|f| !f.is_empty()) {
-            Some(f) => serde_json::from_str(f)
-                .map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?,
-            None => Default::default(),
-        };
-    let get = |k: &str| -> Vec<String> {
-        match filters.get(k) {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect(),
-            Some(Value::Object(o)) => o.keys().cloned().collect(),
-            _ => Vec::new(),
-        }
-    };
+    let filters = super::Filters::parse(&query)?;
+    let get = |k: &str| filters.get(k);
     let used = users(&d).await?;
     let mut out = Vec::new();
     for v in d.volumes.list() {
@@ -167,16 +153,10 @@ async fn remove(
 async fn prune(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let query = q.as_deref().map(url_pairs).unwrap_or_default();
     // Since API 1.42 only anonymous volumes, unless the `all` filter says otherwise.
-    let all_too = query
-        .get("filters")
-        .and_then(|f| serde_json::from_str::<Value>(f).ok())
-        .is_some_and(|f| {
-            let a = &f["all"];
-            a.as_array()
-                .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"))
-                || a["true"].as_bool().unwrap_or(false)
-                || a["1"].as_bool().unwrap_or(false)
-        });
+    let all_too = super::Filters::parse(&query)?
+        .get("all")
+        .iter()
+        .any(|v| v == "true" || v == "1");
     let used = users(&d).await?;
     let (mut deleted, mut space) = (Vec::new(), 0u64);
     for v in d.volumes.list() {
