@@ -295,6 +295,16 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Add `pid` to the hierarchies `which` selects (by controller name, "" = unified).
+    pub fn add_where(&self, pid: i32, which: impl Fn(&str) -> bool) -> Result<()> {
+        for (ctl, dir) in &self.dirs {
+            if which(ctl) {
+                write(dir, "cgroup.procs", &pid.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Pids in the container (from the first hierarchy that lists any).
     pub fn pids(&self) -> Result<Vec<i32>> {
         let mut best = Vec::new();
@@ -841,6 +851,20 @@ fn controller_of(p: &Path) -> String {
 fn read(dir: &Path, file: &str) -> Result<String> {
     let p = dir.join(file);
     fs::read_to_string(&p).map_err(|e| Error::cgroup(p, "read", Some(e)))
+}
+
+/// Move the calling thread into the legacy (v1) hierarchies among `dirs` by writing "0" to
+/// their `tasks` files. A thread moving itself is the one migration the kernel does without
+/// write-locking its global threadgroup semaphore, whose first write-lock waits an RCU grace
+/// period: `cgroup.procs` written with another process's pid cost 3–25 ms here, this costs
+/// microseconds. Only right for a single-threaded caller (its one thread is the process).
+pub fn join_self_v1(dirs: &[(String, PathBuf)]) -> Result<()> {
+    for (ctl, dir) in dirs {
+        if !ctl.is_empty() {
+            write(dir, "tasks", "0")?;
+        }
+    }
+    Ok(())
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<()> {

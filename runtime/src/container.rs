@@ -220,17 +220,20 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
         ));
     }
     let (parent_chan, child_chan) = channel::pair()?;
-    let cgroup_fd = if cg.v2 {
-        cg.unified_dir()
-            .and_then(|d| open_path(d, OFlag::O_DIRECTORY | OFlag::O_RDONLY).ok())
-    } else {
-        None
-    };
+    // The unified hierarchy (pure v2, or hybrid): the init is born in its cgroup there
+    // (CLONE_INTO_CGROUP).
+    let cgroup_fd = cg
+        .unified_dir()
+        .and_then(|d| open_path(d, OFlag::O_DIRECTORY | OFlag::O_RDONLY).ok());
     let restore = enter_namespaces(&joins)?;
     let slow = join_user.is_some();
+    let into_unified = cgroup_fd.is_some() && flags & libc::CLONE_NEWUSER as u64 == 0;
+    // Legacy hierarchies: the init moves itself first thing (cheap, see
+    // cgroups::join_self_v1); with a user namespace to enter, the runtime moves it.
+    let self_join_v1 = !cg.v2 && !slow && flags & libc::CLONE_NEWUSER as u64 == 0;
     // The cgroup namespace must be rooted at the container's cgroup: unless the child is born
-    // in it (CLONE_INTO_CGROUP), the init unshares it after being moved there.
-    let into_cgroup = cgroup_fd.is_some() && flags & libc::CLONE_NEWUSER as u64 == 0;
+    // in all of it (CLONE_INTO_CGROUP on a pure v2 host), the init unshares it once moved.
+    let into_cgroup = into_unified && cg.v2;
     let late_cgroup_ns = flags & libc::CLONE_NEWCGROUP as u64 != 0 && !into_cgroup;
     let clone_flags = if slow {
         0
@@ -277,6 +280,7 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
                 join_user: join_user.as_ref(),
                 unshare_flags: flags,
                 late_cgroup_ns,
+                self_join_v1,
                 seccomp: seccomp.as_ref(),
             })
         }
@@ -300,7 +304,7 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
                 spec,
                 &linux,
                 &cg,
-                into_cgroup,
+                (into_unified, self_join_v1),
                 pid,
                 &parent_chan,
             )?;
@@ -338,7 +342,7 @@ fn finish_create(
     spec: &Spec,
     linux: &oci_spec::runtime::Linux,
     cg: &Cgroup,
-    born_in_cgroup: bool,
+    (born_in_unified, self_joined_v1): (bool, bool),
     pid: i32,
     chan: &Channel,
 ) -> Result<()> {
@@ -360,9 +364,13 @@ fn finish_create(
             linux.gid_mappings().as_deref().unwrap_or(&[]),
         )?;
     }
-    if !born_in_cgroup {
-        cg.add(pid)?;
-    }
+    cg.add_where(pid, |ctl| {
+        if ctl.is_empty() {
+            !born_in_unified
+        } else {
+            !self_joined_v1
+        }
+    })?;
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         let p = format!("/proc/{pid}/oom_score_adj");
         std::fs::write(&p, adj.to_string()).ctx("write", p)?;
@@ -370,7 +378,8 @@ fn finish_create(
     st.pid = pid;
     st.pid_start = state::proc_start(pid).map(|s| s.0).unwrap_or(0);
     dir.save(st)?;
-    chan.send(b"go")?;
+    // An init that failed already (say, joining its cgroups) has left its error to read below.
+    let _ = chan.send(b"go");
     loop {
         let Some(msg) = chan.recv()? else {
             return Err(Error::Init {

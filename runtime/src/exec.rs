@@ -94,13 +94,20 @@ pub fn exec(root: &Path, opts: &ExecOpts) -> Result<i32> {
     if !opts.detach {
         mask.thread_block().sys(|| "block signals".into())?;
     }
-    let forked = sys::fork();
+    // Cgroups as for the init (see container::create): born in the unified hierarchy's
+    // cgroup, moving itself into the legacy ones.
+    let cg = Cgroup::from_paths(&st.cgroup_paths);
+    let unified_fd = cg
+        .unified_dir()
+        .and_then(|d| sys::open(d, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).ok());
+    let forked = sys::clone3(0, unified_fd.as_ref().map(|f| f.as_raw_fd()));
     container::leave_namespaces(restore);
     let forked = forked.sys(|| "fork the exec process".into())?;
     match forked {
         sys::Forked::Child => {
             drop(pchan);
             let r = exec_child(
+                &cg,
                 seccomp.as_ref(),
                 opts,
                 &nses,
@@ -122,9 +129,11 @@ pub fn exec(root: &Path, opts: &ExecOpts) -> Result<i32> {
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
                 e
             };
-            let cg = Cgroup::from_paths(&st.cgroup_paths);
-            cg.add(pid).map_err(fail)?;
-            pchan.send(b"go").map_err(fail)?;
+            if unified_fd.is_none() {
+                cg.add_where(pid, str::is_empty).map_err(fail)?;
+            }
+            // A child that failed already has left its error to read below.
+            let _ = pchan.send(b"go");
             // EOF means the child reached execve (the channel is close-on-exec).
             if let Some(msg) = pchan.recv().map_err(fail)? {
                 let text = String::from_utf8_lossy(&msg);
@@ -158,6 +167,7 @@ pub fn exec(root: &Path, opts: &ExecOpts) -> Result<i32> {
 }
 
 fn exec_child(
+    cg: &Cgroup,
     seccomp: Option<&crate::seccomp::Compiled>,
     opts: &ExecOpts,
     nses: &[(LinuxNamespaceType, OwnedFd)],
@@ -165,6 +175,8 @@ fn exec_child(
     chan: &channel::Channel,
 ) -> Result<std::convert::Infallible> {
     sys::set_parent_death_signal(libc::SIGKILL).sys(|| "set parent death signal".into())?;
+    // Before any namespace: the host's cgroup mounts are ours to write here.
+    crate::cgroups::join_self_v1(&cg.dirs)?;
     let order = [
         LinuxNamespaceType::User,
         LinuxNamespaceType::Ipc,
@@ -180,7 +192,7 @@ fn exec_child(
                 .sys(|| format!("join {name} namespace of {}", opts.id))?;
         }
     }
-    // The parent moves us into the container's cgroups, then says go.
+    // The parent has finished with our cgroups when it says go.
     chan.expect(b"go")?;
     let p = &opts.process;
     if p.terminal() == Some(true) {

@@ -39,6 +39,8 @@ pub struct InitCtx<'a> {
     pub unshare_flags: u64,
     /// Unshare the cgroup namespace after `go` (once we sit in the container's cgroup).
     pub late_cgroup_ns: bool,
+    /// Move ourselves into the legacy (v1) hierarchies first (see cgroups::join_self_v1).
+    pub self_join_v1: bool,
     /// The seccomp filters, compiled by the runtime before the clone.
     pub seccomp: Option<&'a crate::seccomp::Compiled>,
 }
@@ -67,6 +69,10 @@ fn setup(ctx: &InitCtx) -> Result<std::convert::Infallible> {
         .as_ref()
         .ok_or_else(|| Error::config("config.json", "process: missing"))?;
     sys::set_parent_death_signal(libc::SIGKILL).sys(|| "set parent death signal".into())?;
+    if ctx.self_join_v1 {
+        // Single-threaded here: we were cloned from the runtime's only thread.
+        crate::cgroups::join_self_v1(ctx.cgroup_dirs)?;
+    }
 
     if let Some(user) = ctx.join_user {
         nix::sched::setns(user, nix::sched::CloneFlags::CLONE_NEWUSER)

@@ -1735,7 +1735,22 @@ fn daemon_json_log_opts_and_ulimits() {
         "echo",
         "x",
     ]));
-    assert_eq!(ok(&s.docker(&["logs", "quiet"])), "");
+    // Like dockerd: nothing was kept, and logs says so instead of printing nothing.
+    let o = s.docker(&["logs", "quiet"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("does not support reading"),
+        "logs of a --log-driver none container: {}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        ok(&s.docker(&["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "quiet"])).trim(),
+        "none"
+    );
+    assert_eq!(
+        ok(&s.docker(&["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "chatty"])).trim(),
+        "json-file",
+        "the driver in effect is shown, the daemon's default included"
+    );
     let o = s.docker(&["run", "--rm", "--log-driver", "syslog", "busybox", "true"]);
     assert!(!o.status.success() && text(&o.stderr).contains("not supported"));
     ok(&s.docker(&["rm", "chatty", "quiet"]));

@@ -450,7 +450,7 @@ async fn create(
             "config: Cmd must be a list of strings",
         ));
     }
-    let host = cfg["HostConfig"].clone();
+    let mut host = cfg["HostConfig"].clone();
     if !host.is_null() && !host.is_object() {
         return Err(ApiError::bad_request("HostConfig must be an object"));
     }
@@ -467,6 +467,14 @@ async fn create(
         .join(&id)
         .join(format!("{id}-json.log"));
     let log = log_config(&d, &host, &log_path)?;
+    // Inspect (and logs) show the driver in effect, the daemon's default included.
+    if host.is_null() {
+        host = serde_json::json!({});
+    }
+    host["LogConfig"]["Type"] = if log.disabled { "none" } else { "json-file" }.into();
+    if !host["LogConfig"]["Config"].is_object() {
+        host["LogConfig"]["Config"] = serde_json::json!({});
+    }
     let parent = host["CgroupParent"]
         .as_str()
         .filter(|p| !p.is_empty())

@@ -350,6 +350,12 @@ pub async fn logs(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let c = find(&d, &what).await?;
+    if c.doc["HostConfig"]["LogConfig"]["Type"].as_str() == Some("none") {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "configured logging driver does not support reading",
+        ));
+    }
     let query = q.as_deref().map(url_pairs).unwrap_or_default();
     let flag = |k: &str| is_true(&query, k);
     let (stdout, stderr, follow, timestamps) = (
