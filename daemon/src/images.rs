@@ -101,6 +101,7 @@ fn sha256_of(data: &[u8]) -> String {
 }
 
 /// What one image is, resolved locally.
+#[derive(Clone)]
 pub struct Resolved {
     pub record: pb::Image,
     pub manifest_digest: String,
@@ -773,7 +774,7 @@ impl Images {
         let now = now_rfc3339();
         self.create_image(NewImage {
             base: None,
-            layer: tarball,
+            layer: Some(tarball),
             run: manifest::RunConfig {
                 env: Some(vec![
                     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
@@ -815,7 +816,45 @@ impl Images {
         target: Option<&Reference>,
         lease: &str,
     ) -> Result<Resolved, Error> {
-        let path = n.layer.to_path_buf();
+        let p = n.platform.clone().unwrap_or_else(|| self.platform.clone());
+        let (mut layers, mut diff_ids, mut history) = match n.base {
+            Some(b) => (
+                b.manifest.layers.clone(),
+                b.config.rootfs.diff_ids.clone(),
+                b.config.history.clone(),
+            ),
+            None => Default::default(),
+        };
+        let mut hist = n.history;
+        match n.layer {
+            Some(path) => {
+                let (layer, diff_id) = self.store_layer(path, lease).await?;
+                layers.push(layer);
+                diff_ids.push(diff_id);
+            }
+            // A configuration-only step (ENV, CMD, … in a build).
+            None => hist.empty_layer = true,
+        }
+        let created = hist.created.clone();
+        history.push(hist);
+        self.finish_image(
+            p,
+            n.author,
+            n.run,
+            (created, layers, diff_ids, history),
+            target,
+            lease,
+        )
+        .await
+    }
+
+    /// Store a layer tar (plain or compressed) as a gzip blob: (descriptor, diff id).
+    async fn store_layer(
+        &self,
+        layer: &std::path::Path,
+        lease: &str,
+    ) -> Result<(Descriptor, String), Error> {
+        let path = layer.to_path_buf();
         // Compress (gzip) while hashing both forms, on a blocking thread.
         let (gz, diff_id) =
             tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, String), Error> {
@@ -851,26 +890,31 @@ impl Images {
             size: gz.len() as u64,
         };
         write_stream(&self.mgr, &layer, lease, gz).await?;
-        let p = n.platform.unwrap_or_else(|| self.platform.clone());
-        let (mut layers, mut diff_ids, mut history) = match n.base {
-            Some(b) => (
-                b.manifest.layers.clone(),
-                b.config.rootfs.diff_ids.clone(),
-                b.config.history.clone(),
-            ),
-            None => Default::default(),
-        };
-        layers.push(layer);
-        diff_ids.push(diff_id);
-        let created = n.history.created.clone();
-        history.push(n.history);
+        Ok((layer, diff_id))
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn finish_image(
+        &self,
+        p: Platform,
+        author: String,
+        run: manifest::RunConfig,
+        (created, layers, diff_ids, history): (
+            String,
+            Vec<Descriptor>,
+            Vec<String>,
+            Vec<manifest::History>,
+        ),
+        target: Option<&Reference>,
+        lease: &str,
+    ) -> Result<Resolved, Error> {
         let config = manifest::ImageConfig {
             created,
-            author: n.author,
+            author,
             architecture: p.architecture.clone(),
             os: p.os.clone(),
             variant: p.variant.clone(),
-            config: Some(n.run),
+            config: Some(run),
             rootfs: manifest::RootFs {
                 kind: "layers".into(),
                 diff_ids,
@@ -923,7 +967,8 @@ impl Images {
 /// What [`Images::create_image`] makes an image of.
 pub struct NewImage<'a> {
     pub base: Option<&'a Resolved>,
-    pub layer: &'a std::path::Path,
+    /// The new layer; None for a configuration-only image (an `empty_layer` history entry).
+    pub layer: Option<&'a std::path::Path>,
     pub run: manifest::RunConfig,
     pub history: manifest::History,
     pub author: String,

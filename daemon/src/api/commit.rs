@@ -183,7 +183,7 @@ async fn commit(
             d.images
                 .create_image(crate::images::NewImage {
                     base: Some(&base),
-                    layer: &tmp,
+                    layer: Some(&tmp),
                     run,
                     history: berth_manager::images::manifest::History {
                         created: crate::images::now_rfc3339(),
@@ -210,7 +210,11 @@ async fn commit(
         .into_response())
 }
 
-async fn write_diff(d: &State, id: &str, path: &std::path::Path) -> Result<(), ApiError> {
+pub(super) async fn write_diff(
+    d: &State,
+    id: &str,
+    path: &std::path::Path,
+) -> Result<(), ApiError> {
     if let Some(dir) = path.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(internal)?;
     }

@@ -292,7 +292,14 @@ fn options(
 ) -> Result<berth_manager::oci::Options, ApiError> {
     let mut o = berth_manager::oci::Options {
         args: strs(&cfg["Cmd"]).filter(|c| !c.is_empty()),
-        entrypoint: strs(&cfg["Entrypoint"]).filter(|c| !c.is_empty()),
+        // `--entrypoint ""` (sent as [""]) resets the image's entrypoint to none.
+        entrypoint: strs(&cfg["Entrypoint"]).filter(|c| !c.is_empty()).map(|c| {
+            if c == [""] {
+                Vec::new()
+            } else {
+                c
+            }
+        }),
         env: strs(&cfg["Env"]).unwrap_or_default(),
         tty: cfg["Tty"].as_bool().unwrap_or(false),
         user: cfg["User"]
@@ -404,7 +411,7 @@ fn log_config(
     })
 }
 
-async fn create(
+pub(super) async fn create(
     AxState(d): AxState<State>,
     RawQuery(q): RawQuery,
     body: axum::body::Bytes,

@@ -236,7 +236,7 @@ async fn import(
         .images
         .create_image(crate::images::NewImage {
             base: None,
-            layer: &tmp,
+            layer: Some(&tmp),
             run,
             history: berth_manager::images::manifest::History {
                 created: crate::images::now_rfc3339(),

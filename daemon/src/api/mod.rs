@@ -5,6 +5,7 @@
 //! Docker's status codes ([`ApiError`]). This first part serves the system and image
 //! endpoints; containers, exec, volumes come with the rest of the daemon issue.
 
+pub mod build;
 pub mod commit;
 pub mod containers;
 pub mod cp;
@@ -215,6 +216,7 @@ pub fn router(state: State) -> Router {
         .merge(containers::routes())
         .merge(exec::routes())
         .merge(commit::routes())
+        .merge(build::routes())
         .merge(ops::routes())
         .merge(cp::routes())
         .merge(volumes::routes())

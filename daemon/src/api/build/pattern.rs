@@ -1,0 +1,170 @@
+//! Path patterns: Go's `filepath.Match` rules (`*`, `?`, `[a-z]`, `[^x]`, `\` escapes), used
+//! for COPY/ADD sources, plus `.dockerignore` files (`**` for any number of directories,
+//! `!` exceptions, the last matching line wins, a matched directory covers what it holds).
+
+/// Does one path segment match one pattern segment?
+pub fn segment_matches(pat: &str, name: &str) -> bool {
+    let p: Vec<char> = pat.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    seg(&p, &n)
+}
+
+fn seg(p: &[char], n: &[char]) -> bool {
+    match p.first() {
+        None => n.is_empty(),
+        Some('*') => (0..=n.len()).any(|k| seg(&p[1..], &n[k..])),
+        Some('?') => !n.is_empty() && seg(&p[1..], &n[1..]),
+        Some('[') => {
+            let Some(c) = n.first() else { return false };
+            let Some((ok, used)) = class(&p[1..], *c) else {
+                return false;
+            };
+            ok && seg(&p[1 + used..], &n[1..])
+        }
+        Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && seg(&p[2..], &n[1..]),
+        Some(c) => n.first() == Some(c) && seg(&p[1..], &n[1..]),
+    }
+}
+
+/// Match `c` against the class starting after '['. Returns (matched, chars used incl. ']').
+fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+    let mut i = 0;
+    let negate = matches!(p.first(), Some('^') | Some('!'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    while i < p.len() {
+        if p[i] == ']' && !first {
+            return Some((matched != negate, i + 1));
+        }
+        first = false;
+        let mut lo = p[i];
+        if lo == '\\' && i + 1 < p.len() {
+            i += 1;
+            lo = p[i];
+        }
+        let mut hi = lo;
+        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
+            hi = p[i + 2];
+            i += 2;
+        }
+        if lo <= c && c <= hi {
+            matched = true;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Does the whole slash-separated `path` match `pattern` (segments, `**` allowed)?
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    let p: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+    let n: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    segs(&p, &n)
+}
+
+fn segs(p: &[&str], n: &[&str]) -> bool {
+    match p.first() {
+        None => n.is_empty(),
+        Some(&"**") => (0..=n.len()).any(|k| segs(&p[1..], &n[k..])),
+        Some(s) => !n.is_empty() && segment_matches(s, n[0]) && segs(&p[1..], &n[1..]),
+    }
+}
+
+/// A parsed `.dockerignore`.
+#[derive(Clone, Debug, Default)]
+pub struct Ignore {
+    rules: Vec<(bool, String)>, // (exception, cleaned pattern)
+}
+
+impl Ignore {
+    pub fn parse(text: &str) -> Ignore {
+        let mut rules = Vec::new();
+        for l in text.lines() {
+            let l = l.trim();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            let (exc, p) = match l.strip_prefix('!') {
+                Some(p) => (true, p.trim()),
+                None => (false, l),
+            };
+            let cleaned = clean(p);
+            if cleaned.is_empty() {
+                continue;
+            }
+            rules.push((exc, cleaned));
+        }
+        Ignore { rules }
+    }
+
+    /// Is `path` (relative to the context root) excluded?
+    pub fn excludes(&self, path: &str) -> bool {
+        let path = clean(path);
+        let parts: Vec<&str> = path.split('/').collect();
+        let mut excluded = false;
+        for (exc, pat) in &self.rules {
+            // The path itself or one of the directories holding it.
+            let hit = (1..=parts.len()).any(|k| path_matches(pat, &parts[..k].join("/")));
+            if hit {
+                excluded = !exc;
+            }
+        }
+        excluded
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// Like Go's `filepath.Clean` for relative slash paths, leading `/` dropped.
+pub fn clean(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for s in p.split('/') {
+        match s {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    out.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_match_rules() {
+        assert!(segment_matches("*.txt", "a.txt"));
+        assert!(!segment_matches("*.txt", "a.txt.bak"));
+        assert!(segment_matches("a?c", "abc"));
+        assert!(segment_matches("[a-c]x", "bx"));
+        assert!(!segment_matches("[^a-c]x", "bx"));
+        assert!(segment_matches("\\*", "*"));
+        assert!(path_matches("src/*.rs", "src/main.rs"));
+        assert!(!path_matches("src/*.rs", "src/a/main.rs"));
+        assert!(path_matches("**/*.rs", "src/a/main.rs"));
+        assert!(path_matches("**/*.rs", "main.rs"));
+    }
+
+    #[test]
+    fn dockerignore_rules() {
+        let i = Ignore::parse("# comment\n*.log\n!keep.log\nbuild/\n/secret\n**/tmp\n");
+        assert!(i.excludes("a.log"));
+        assert!(!i.excludes("keep.log"));
+        assert!(
+            i.excludes("build/out/x.o"),
+            "a matched directory covers its files"
+        );
+        assert!(i.excludes("secret"));
+        assert!(i.excludes("a/b/tmp/f"));
+        assert!(!i.excludes("src/main.rs"));
+        assert!(!i.excludes("sub/a.log"), "*.log is for the top level only");
+    }
+}
