@@ -320,6 +320,16 @@ fn options(
         cap_drop: strs(&host["CapDrop"]).unwrap_or_default(),
         ..Default::default()
     };
+    // Networks are issue 6's; until then the host's stack or a private one (loopback only).
+    match host["NetworkMode"].as_str().unwrap_or("") {
+        "host" => o.network = berth_manager::oci::NsMode::Host,
+        "" | "default" | "bridge" | "none" => {}
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "network mode {other:?} is not supported yet (host, none, default)"
+            )))
+        }
+    }
     if let Some(m) = host["Memory"].as_i64().filter(|m| *m > 0) {
         o.memory = Some(m);
         o.memory_swap = host["MemorySwap"].as_i64().filter(|s| *s != 0);

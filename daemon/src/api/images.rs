@@ -341,11 +341,22 @@ pub(super) async fn list(
     AxState(d): AxState<State>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let dangling_only = q.as_deref().is_some_and(|q| q.contains("dangling"));
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let f = super::Filters::parse(&query)?;
+    let dangling = f.get("dangling").first().map(|v| v == "true" || v == "1");
+    let refs = f.get("reference");
+    let want_labels = f.get("label");
     let mut rows = Vec::new();
-    for (r, tags, digests) in by_id(&d.images).await? {
-        if dangling_only && !tags.is_empty() {
+    for (r, mut tags, digests) in by_id(&d.images).await? {
+        if dangling.is_some_and(|dg| dg != tags.is_empty()) {
             continue;
+        }
+        if !refs.is_empty() {
+            // Only the tags that match are shown (`docker images busybox:1`).
+            tags.retain(|t| refs.iter().any(|p| reference_matches(p, t)));
+            if tags.is_empty() {
+                continue;
+            }
         }
         let labels = r
             .config
@@ -353,6 +364,13 @@ pub(super) async fn list(
             .as_ref()
             .and_then(|c| c.labels.clone())
             .unwrap_or_default();
+        let has_label = |want: &String| match want.split_once('=') {
+            Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+            None => labels.contains_key(want),
+        };
+        if !want_labels.iter().all(has_label) {
+            continue;
+        }
         rows.push(serde_json::json!({
             "Id": r.id(),
             "ParentId": "",
@@ -367,6 +385,18 @@ pub(super) async fn list(
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r["Created"].as_i64().unwrap_or(0)));
     Ok(Json(rows.into()))
+}
+
+/// Docker's `reference` filter: a path pattern over `name:tag`, or over the name alone when
+/// the pattern has no tag.
+fn reference_matches(pattern: &str, tag: &str) -> bool {
+    let has_tag = pattern.rsplit('/').next().is_some_and(|l| l.contains(':'));
+    let subject = if has_tag {
+        tag
+    } else {
+        tag.rsplit_once(':').map_or(tag, |(n, _)| n)
+    };
+    super::build::pattern::path_matches(pattern, subject)
 }
 
 fn inspect_json(r: &Resolved, tags: Vec<String>, digests: Vec<String>) -> serde_json::Value {
