@@ -3,6 +3,7 @@
 //! like docker's; exit codes follow docker's (125 for daemon errors, the container's own
 //! code for `run`, `start -a` and `exec`).
 
+pub mod build;
 pub mod client;
 pub mod containers;
 pub mod images;
@@ -267,6 +268,44 @@ pub enum Cmd {
         change: Vec<String>,
         file: String,
         reference: Option<String>,
+    },
+    /// Build an image from a Dockerfile and a context directory.
+    Build {
+        /// Name and optionally a tag (name:tag); repeatable.
+        #[arg(short, long)]
+        tag: Vec<String>,
+        /// The Dockerfile (default: PATH/Dockerfile).
+        #[arg(short, long)]
+        file: Option<String>,
+        /// Build-time variables (KEY=VALUE, or KEY to take it from the environment).
+        #[arg(long = "build-arg")]
+        build_arg: Vec<String>,
+        /// Do not use the cache.
+        #[arg(long)]
+        no_cache: bool,
+        /// Always pull the base images.
+        #[arg(long)]
+        pull: bool,
+        /// Remove intermediate containers after a successful build.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        rm: bool,
+        /// Always remove intermediate containers.
+        #[arg(long)]
+        force_rm: bool,
+        /// The build stage to stop at.
+        #[arg(long)]
+        target: Option<String>,
+        /// Metadata for the image (KEY=VALUE).
+        #[arg(long)]
+        label: Vec<String>,
+        /// Networking for RUN: default (the host's), host or none.
+        #[arg(long)]
+        network: Option<String>,
+        /// Print only the image ID.
+        #[arg(short, long)]
+        quiet: bool,
+        /// The context directory.
+        path: String,
     },
     /// Create a new image from a container's changes.
     Commit {
@@ -572,6 +611,35 @@ async fn dispatch(c: &client::Client, cmd: Cmd) -> Outcome {
                 author.as_deref(),
             )
             .await
+        }
+        Cmd::Build {
+            tag,
+            file,
+            build_arg,
+            no_cache,
+            pull,
+            rm,
+            force_rm,
+            target,
+            label,
+            network,
+            quiet,
+            path,
+        } => {
+            let o = build::BuildOpts {
+                tags: tag,
+                file,
+                build_args: build_arg,
+                no_cache,
+                pull,
+                rm,
+                force_rm,
+                target,
+                labels: label,
+                network,
+                quiet,
+            };
+            build::build(c, &path, o).await
         }
         Cmd::Diff { container } => k::diff(c, &container).await,
         Cmd::Wait { containers } => k::wait(c, &containers).await,

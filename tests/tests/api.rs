@@ -2013,6 +2013,15 @@ fn docker_build_classic_builder_and_cache() {
     // --no-cache runs everything.
     let out = ok(&s.build(&ctx, &["--no-cache", "-q", "--build-arg", "VER=2.5"]));
     assert!(out.trim().starts_with("sha256:"), "-q prints the ID: {out}");
+    // `docker builder prune`: the cache is gone, tagged images stay.
+    let pruned = ok(&s.docker(&["builder", "prune", "-f"]));
+    assert!(pruned.contains("sha256:"), "{pruned}");
+    let out = ok(&s.build(&ctx, &["-t", "seed:4", "--build-arg", "VER=2.5"]));
+    assert_eq!(out.matches("Using cache").count(), 0, "{out}");
+    assert_eq!(
+        ok(&s.docker(&["run", "--rm", "seed:1"])),
+        "built 2.5 in prod mode\nhello\n"
+    );
 }
 
 /// Multi-stage builds, --target, COPY --from with --chown/--chmod, ONBUILD, SHELL,
@@ -2041,6 +2050,8 @@ fn docker_build_multi_stage_and_services() {
                  FROM builder AS child\n\
                  RUN test -f /trigger\n\
                  FROM busybox AS final\n\
+                 MAINTAINER Berth Tests <tests@berth>\n\
+                 WORKDIR /srv/www\n\
                  SHELL [\"/bin/sh\", \"-ec\"]\n\
                  COPY --from=builder --chown=65534:65534 --chmod=640 /out/app /app/bin\n\
                  RUN test \"$(stat -c '%u:%g %a' /app/bin)\" = '65534:65534 640'\n\
@@ -2057,6 +2068,17 @@ fn docker_build_multi_stage_and_services() {
     let out = ok(&s.build(&ctx, &["-t", "svc", "--target", "final"]));
     assert!(out.contains("# Executing 1 build trigger"), "{out}");
     assert!(!out.contains("never"), "--target stops at its stage: {out}");
+    assert_eq!(
+        ok(&s.docker(&["inspect", "-f", "{{.Author}}", "svc"])).trim(),
+        "Berth Tests <tests@berth>"
+    );
+    // WORKDIR made the directory in the image (no later step created it).
+    assert_eq!(ok(&s.docker(&["run", "--rm", "svc", "pwd"])), "/srv/www\n");
+    // And `docker run -w` of a missing directory creates it, as dockerd does.
+    assert_eq!(
+        ok(&s.docker(&["run", "--rm", "-w", "/made/by/run", "busybox", "pwd"])),
+        "/made/by/run\n"
+    );
     let hc = ok(&s.docker(&["inspect", "-f", "{{json .Config.Healthcheck}}", "svc"]));
     let hc: serde_json::Value = serde_json::from_str(&hc).unwrap();
     assert_eq!(hc["Test"][0], "CMD-SHELL");
@@ -2180,4 +2202,56 @@ print("ok")
         .output()
         .unwrap();
     assert_eq!(text(&o.stdout).trim(), "ok", "{}", text(&o.stderr));
+}
+
+/// `berth build`: tags, build args, a Dockerfile outside the context, --target, -q.
+#[test]
+fn berth_cli_build() {
+    if !need_root("berth_cli_build") {
+        return;
+    }
+    let s = Stack::new("api-bbuild");
+    s.import_busybox();
+    let ctx = context(&s, "bctx", &[("data.txt", "payload\n")]);
+    let df = s.dir.path().join("Other.dockerfile");
+    std::fs::write(
+        &df,
+        "FROM busybox AS one\nARG GREETING=hi\nCOPY data.txt /data.txt\nRUN echo \"$GREETING\" >> /data.txt\nCMD [\"cat\", \"/data.txt\"]\nFROM one AS two\nRUN false\n",
+    )
+    .unwrap();
+    let out = ok(&s.berth(&[
+        "build",
+        "-t",
+        "cli:1",
+        "-t",
+        "cli:2",
+        "-f",
+        df.to_str().unwrap(),
+        "--build-arg",
+        "GREETING=hello",
+        "--target",
+        "one",
+        ctx.to_str().unwrap(),
+    ]));
+    assert!(out.contains("Step 1/5 : FROM busybox AS one"), "{out}");
+    assert!(out.contains("Successfully tagged cli:2"), "{out}");
+    assert_eq!(ok(&s.berth(&["run", "--rm", "cli:2"])), "payload\nhello\n");
+    let q = ok(&s.berth(&[
+        "build",
+        "-q",
+        "-f",
+        df.to_str().unwrap(),
+        "--target",
+        "one",
+        ctx.to_str().unwrap(),
+    ]));
+    assert!(q.trim().starts_with("sha256:"), "{q}");
+    // A failing step: non-zero exit and the daemon's message.
+    let o = s.berth(&["build", "-f", df.to_str().unwrap(), ctx.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("returned a non-zero code: 1"),
+        "{}",
+        text(&o.stderr)
+    );
 }

@@ -184,7 +184,10 @@ fn containerd_runs_with_berth_runtime_as_runc() {
     let rootfs_s = rootfs.path().to_str().unwrap();
     let id = unique_id("ctd");
 
-    // Foreground run: output and exit code come back through the shim.
+    // Foreground run: output and exit code come back through the shim. (The short sleep:
+    // ctr opens its stdout FIFO in a goroutine that task.Delete cancels if it has not opened
+    // it yet, so on a loaded machine a process that exits at once can lose its output in
+    // ctr itself, whatever the runtime.)
     let o = ctd.ctr(&[
         "run",
         "--rm",
@@ -195,7 +198,7 @@ fn containerd_runs_with_berth_runtime_as_runc() {
         &id,
         "sh",
         "-c",
-        "echo hello from containerd; exit 7",
+        "sleep 0.3; echo hello from containerd; exit 7",
     ]);
     assert_eq!(o.status.code(), Some(7), "stderr: {}", text(&o.stderr));
     assert_eq!(text(&o.stdout).trim(), "hello from containerd");

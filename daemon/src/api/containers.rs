@@ -553,8 +553,16 @@ pub(super) async fn create(
             crate::volumes::seed(root, target, std::path::Path::new(data))
                 .map_err(|e| internal(format!("copy the image's {target} into its volume: {e}")))?;
         }
-        berth_manager::oci::generate(&id, root, &image_cfg, &opts)
-            .map_err(|e| ApiError::bad_request(e.to_string()))
+        let spec = berth_manager::oci::generate(&id, root, &image_cfg, &opts)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        // Like dockerd: a working directory the image lacks is created (owned by root).
+        if let Some(cwd) = spec["process"]["cwd"].as_str().filter(|c| *c != "/") {
+            let rootfd: std::os::fd::OwnedFd = std::fs::File::open(root).map_err(internal)?.into();
+            super::build::files::mkdir_p(&rootfd, cwd, None).map_err(|e| {
+                ApiError::bad_request(format!("create the working directory {cwd}: {e}"))
+            })?;
+        }
+        Ok(spec)
     })
     .map_err(internal)
     .and_then(|r| r);

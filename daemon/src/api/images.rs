@@ -292,7 +292,9 @@ pub(crate) async fn spool(d: &State, body: Body) -> Result<std::path::PathBuf, A
 }
 
 /// Group the store's names by image ID.
-async fn by_id(images: &Images) -> Result<Vec<(Resolved, Vec<String>, Vec<String>)>, ApiError> {
+pub(super) async fn by_id(
+    images: &Images,
+) -> Result<Vec<(Resolved, Vec<String>, Vec<String>)>, ApiError> {
     let mut out: Vec<(Resolved, Vec<String>, Vec<String>)> = Vec::new();
     for img in images
         .mgr

@@ -14,18 +14,12 @@ pub fn routes() -> Router<State> {
         .route("/version", get(version))
         .route("/info", get(info))
         .route("/system/df", get(df))
-        // No networks or build cache exist yet (their issues): the truthful empty answers
-        // that `docker system prune` and `docker network ls` expect.
+        // No networks exist yet (their issue): the truthful empty answers that
+        // `docker system prune` and `docker network ls` expect.
         .route("/networks", get(|| async { Json(serde_json::json!([])) }))
         .route(
             "/networks/prune",
             axum::routing::post(|| async { Json(serde_json::json!({"NetworksDeleted": []})) }),
-        )
-        .route(
-            "/build/prune",
-            axum::routing::post(|| async {
-                Json(serde_json::json!({"CachesDeleted": [], "SpaceReclaimed": 0}))
-            }),
         )
 }
 

@@ -377,7 +377,11 @@ fn owner(root: &Path, spec: &str) -> Result<(u64, u64), String> {
 }
 
 /// Create `path` and missing parents inside the root fd (owned by `own`); an fd of it.
-fn mkdir_p(root: &OwnedFd, path: &str, own: Option<(u64, u64)>) -> Result<OwnedFd, String> {
+pub(crate) fn mkdir_p(
+    root: &OwnedFd,
+    path: &str,
+    own: Option<(u64, u64)>,
+) -> Result<OwnedFd, String> {
     let mut cur = String::new();
     for comp in path.split('/').filter(|c| !c.is_empty()) {
         let parent = if cur.is_empty() {

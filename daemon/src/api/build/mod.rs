@@ -11,15 +11,16 @@
 //! JSON stream (`{"stream":"Step 1/3 : FROM busybox\n"}` … `Successfully built <id>`).
 
 pub mod dockerfile;
-mod files;
+pub(super) mod files;
 pub mod pattern;
 
 use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State as AxState};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -34,7 +35,9 @@ use super::{ApiError, State};
 use crate::images::Resolved;
 
 pub fn routes() -> Router<State> {
-    Router::new().route("/build", post(build))
+    Router::new()
+        .route("/build", post(build))
+        .route("/build/prune", post(prune))
 }
 
 /// What the request asks for (query parameters of `POST /build`).
@@ -121,24 +124,10 @@ impl Options {
 async fn build(
     AxState(d): AxState<State>,
     RawQuery(q): RawQuery,
-    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let opts = Options::from_query(q.as_deref().unwrap_or(""))?;
-    if let Some(ct) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        if !matches!(
-            ct,
-            "application/x-tar" | "application/tar" | "application/octet-stream"
-        ) && !ct.starts_with("application/x-")
-        {
-            return Err(ApiError::bad_request(format!(
-                "build context: content type {ct:?} is not a tar archive"
-            )));
-        }
-    }
+    // The body is the context whatever its Content-Type: a tar, plain or compressed.
     let work = d
         .data_root
         .join("tmp")
@@ -200,6 +189,31 @@ async fn build(
         .into_response())
 }
 
+/// `POST /build/prune` (`docker builder prune`): forget the step cache and remove the
+/// intermediate images it kept (untagged, unused by containers; tagged ones stay).
+async fn prune(AxState(d): AxState<State>) -> Result<Response, ApiError> {
+    let cache = Cache::load(&d.data_root);
+    let _ = std::fs::remove_file(Cache::path(&d.data_root));
+    let ids: std::collections::BTreeSet<String> = cache.map.values().cloned().collect();
+    let listed = super::images::by_id(&d.images).await?;
+    let mut deleted = Vec::new();
+    for id in ids {
+        let tagged = listed
+            .iter()
+            .any(|(r, tags, _)| r.id() == id && !tags.is_empty());
+        if tagged {
+            continue;
+        }
+        if d.images.remove(&id, false).await.is_ok() {
+            deleted.push(id);
+        }
+    }
+    Ok(
+        axum::Json(serde_json::json!({"CachesDeleted": deleted, "SpaceReclaimed": 0}))
+            .into_response(),
+    )
+}
+
 /// Step results remembered across builds: cache key → image ID.
 #[derive(Default)]
 struct Cache {
@@ -246,6 +260,8 @@ struct Stage {
     config: RunConfig,
     /// ARGs declared in this stage, with their values.
     args: Vars,
+    /// The image's author (MAINTAINER).
+    author: String,
 }
 
 impl Stage {
@@ -507,6 +523,7 @@ impl Builder {
                 self.from(i, meta).await
             }
             "RUN" => self.run_step(i).await,
+            "WORKDIR" => self.workdir_step(i).await,
             "COPY" | "ADD" => self.copy_step(i).await,
             "ONBUILD" => {
                 let inner = i.rest.trim();
@@ -547,9 +564,12 @@ impl Builder {
                 Ok(())
             }
             _ => {
-                let st = self.cur(i.line)?.clone();
+                let mut st = self.cur(i.line)?.clone();
+                if i.cmd == "MAINTAINER" {
+                    st.author = dockerfile::expand(i.rest.trim(), &st.vars(), self.escape)
+                        .map_err(line_err)?;
+                }
                 let cfg = self.config_change(&st, i).map_err(line_err)?;
-                let mut st = st;
                 self.config_step(&mut st, cfg, &i.original).await?;
                 *self.cur(i.line)? = st;
                 Ok(())
@@ -734,11 +754,7 @@ impl Builder {
                     created_by,
                     ..Default::default()
                 },
-                author: st
-                    .image
-                    .as_ref()
-                    .map(|i| i.config.author.clone())
-                    .unwrap_or_default(),
+                author: st.author.clone(),
                 target: None,
                 platform: None,
             })
@@ -796,11 +812,16 @@ impl Builder {
         let triggers: Vec<String> = config.on_build.clone().unwrap_or_default();
         let mut config = config;
         config.on_build = None;
+        let author = image
+            .as_ref()
+            .map(|i| i.config.author.clone())
+            .unwrap_or_default();
         self.stages.push(Stage {
             name: alias,
             image,
             config,
             args: Vars::new(),
+            author,
         });
         if !triggers.is_empty() {
             self.say(&format!(
@@ -1146,7 +1167,7 @@ impl Builder {
                 if let Some((key, dir)) = &view {
                     self.drop_view(key, dir).await;
                 }
-                return Err(line_err(m));
+                return Err(m);
             }
         };
         let key = self.key(
@@ -1170,34 +1191,19 @@ impl Builder {
             return Ok(());
         }
         // Write into a snapshot of the current image, then commit its diff.
-        let snap = format!("build-{}", crate::images::unique());
-        let mounts = self.prepare(st.image.as_ref(), &snap).await?;
-        let mnt = self.work.join(format!("{snap}-root"));
-        let (m2, mnt2, dest2) = (mounts.clone(), mnt.clone(), dest.clone());
-        let written = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            berth_manager::images::snapshots::with_mounted(&m2, &mnt2, |root| {
+        let (dest2, plan) = (dest.clone(), plan);
+        let tmp = self
+            .in_snapshot(&st, move |root| {
                 files::write(root, &plan, &dest2, dest_dir_hint, chown.as_deref(), chmod)
             })
-            .map_err(|e| e.to_string())?
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+            .await;
         if let Some((k, dir)) = &view {
             self.drop_view(k, dir).await;
         }
-        let tmp = self.work.join(format!("layer-{}", crate::images::unique()));
-        let r = match written {
-            Ok(()) => self.snapshot_diff(&snap, &tmp).await,
-            Err(e) => Err(line_err(e)),
+        let (r, tmp) = match tmp {
+            Ok(t) => (Ok(()), t),
+            Err(e) => (Err(e), PathBuf::new()),
         };
-        let _ = self
-            .d
-            .images
-            .mgr
-            .snapshots
-            .clone()
-            .remove(pb::SnapshotRef { key: snap.clone() })
-            .await;
         let img = match r {
             Ok(()) => {
                 self.commit(
@@ -1215,6 +1221,90 @@ impl Builder {
         self.remember(&key, &img);
         self.say(&format!(" ---> {}\n", short(img.id())));
         self.cur(i.line)?.image = Some(img);
+        Ok(())
+    }
+
+    /// Run `f` on a mounted writable snapshot of the stage's image; the diff it made, as a
+    /// layer tar in the work directory (the snapshot is removed).
+    async fn in_snapshot(
+        &self,
+        st: &Stage,
+        f: impl FnOnce(&Path) -> Result<(), String> + Send + 'static,
+    ) -> Result<PathBuf, String> {
+        let snap = format!("build-{}", crate::images::unique());
+        let mounts = self.prepare(st.image.as_ref(), &snap).await?;
+        let mnt = self.work.join(format!("{snap}-root"));
+        let written = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            berth_manager::images::snapshots::with_mounted(&mounts, &mnt, f)
+                .map_err(|e| e.to_string())?
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let tmp = self.work.join(format!("layer-{}", crate::images::unique()));
+        let r = match written {
+            Ok(()) => self.snapshot_diff(&snap, &tmp).await,
+            Err(e) => Err(e),
+        };
+        let _ = self
+            .d
+            .images
+            .mgr
+            .snapshots
+            .clone()
+            .remove(pb::SnapshotRef { key: snap })
+            .await;
+        if r.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        r.map(|()| tmp)
+    }
+
+    /// WORKDIR: the new working directory, created (owned by root) in a layer like
+    /// dockerd's builder does.
+    async fn workdir_step(&mut self, i: &Instruction) -> Result<(), String> {
+        let st = self.cur(i.line)?.clone();
+        let cfg = self
+            .config_change(&st, i)
+            .map_err(|e| dockerfile::err(i.line, e))?;
+        let dir = cfg.working_dir.clone();
+        let key = self.key(
+            &st,
+            &format!(
+                "workdir {dir} {}",
+                serde_json::to_string(&cfg).expect("json")
+            ),
+        );
+        let mut st = st;
+        if let Some(img) = self.cached(&key).await {
+            self.say(" ---> Using cache\n");
+            self.say(&format!(" ---> {}\n", short(img.id())));
+            st.config = cfg;
+            st.image = Some(img);
+            *self.cur(i.line)? = st;
+            return Ok(());
+        }
+        let d2 = dir.clone();
+        let tmp = self
+            .in_snapshot(&st, move |root| {
+                let rootfd: OwnedFd = std::fs::File::open(root).map_err(|e| e.to_string())?.into();
+                files::mkdir_p(&rootfd, &d2, None).map(|_| ())
+            })
+            .await?;
+        let img = self
+            .commit(
+                &st,
+                Some(&tmp),
+                cfg.clone(),
+                format!("/bin/sh -c #(nop) WORKDIR {dir}"),
+            )
+            .await;
+        let _ = std::fs::remove_file(&tmp);
+        let img = img?;
+        self.remember(&key, &img);
+        self.say(&format!(" ---> {}\n", short(img.id())));
+        st.config = cfg;
+        st.image = Some(img);
+        *self.cur(i.line)? = st;
         Ok(())
     }
 

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# bench/build.sh — `DOCKER_BUILDKIT=0 docker build` of one context and Dockerfile against
+# berthd and against Debian's dockerd 20.10 (its legacy builder), side by side in one run:
+#   cold     --no-cache (every step runs: COPY of 200 files, two RUNs, metadata steps)
+#   cached   the same build again (every step from the cache)
+# The busybox base image is imported into each daemon from Debian's busybox-static (no
+# network); dockerd runs without a bridge, and builds use `--network none` on both.
+# Daemons alternate every iteration. Prints medians, then one line per comparison:
+#   ratio build_cold berth/dockerd = …
+#   ratio build_cached berth/dockerd = …
+# Needs root, docker.io, busybox-static, python3. Usage: bench/build.sh [iterations] (default 5)
+set -euo pipefail
+iters=${1:-5}
+here=$(cd "$(dirname "$0")/.." && pwd)
+[ "$(id -u)" = 0 ] || { echo "bench/build.sh: needs root" >&2; exit 1; }
+for b in dockerd docker python3; do
+  command -v $b >/dev/null || { echo "bench/build.sh: $b not found (apt-get install docker.io)" >&2; exit 1; }
+done
+bin=$(dirname "$("$here/scripts/build-release.sh")")
+export PATH="$bin:$PATH"
+w=$(mktemp -d /tmp/bbb.XXXXXX)
+pids=()
+cleanup() {
+  set +e
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  sleep 1
+  for p in $(pgrep -f "berth-manager --address $w/"); do kill "$p"; done
+  for p in $(pgrep -f "containerd --config $w/|containerd.*$w/docker-exec"); do kill "$p"; done
+  sleep 1
+  grep -o " $w[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l
+  rm -rf "$w"
+  for d in $(find /sys/fs/cgroup -maxdepth 3 -type d \( -name berth-bbench -o -name docker-bbench \)); do
+    find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  true
+}
+trap cleanup EXIT
+
+"$here/examples/busybox/make-bundle.sh" "$w/bundle" >/dev/null
+tar -C "$w/bundle/rootfs" -cf "$w/rootfs.tar" .
+echo '{"registry-fallback": false}' > "$w/berthd.json"
+"$bin/berthd" --exec-root "$w/br" --data-root "$w/bd" -H "unix://$w/berth.sock" \
+  --config-file "$w/berthd.json" --cgroup-parent /berth-bbench 2> "$w/berthd.log" &
+pids+=($!)
+dockerd -H "unix://$w/docker.sock" --data-root "$w/docker" --exec-root "$w/docker-exec" \
+  --pidfile "$w/docker.pid" --bridge=none --iptables=false --ip-masq=false \
+  --cgroup-parent /docker-bbench > "$w/dockerd.log" 2>&1 &
+pids+=($!)
+for s in berth.sock docker.sock; do
+  for _ in $(seq 200); do [ -S "$w/$s" ] && break; sleep 0.1; done
+done
+sleep 2
+for s in berth docker; do
+  docker -H "unix://$w/$s.sock" import --change 'CMD ["sh"]' "$w/rootfs.tar" busybox:latest >/dev/null
+done
+
+# The context: 200 small files and a Dockerfile like the seeds' (WORKDIR, COPY, RUN, CMD).
+ctx="$w/ctx"
+mkdir -p "$ctx/src"
+for i in $(seq 200); do printf 'file %s\n' "$i" > "$ctx/src/f$i.txt"; done
+cat > "$ctx/Dockerfile" <<'DF'
+FROM busybox
+ENV APP=/app
+WORKDIR /app
+COPY src/ ./src/
+RUN cat src/*.txt | wc -l > count && mkdir -p /data
+RUN echo "built" > /app/built
+LABEL bench=yes
+EXPOSE 8080
+CMD ["cat", "/app/count"]
+DF
+echo "berth $("$bin/berth" --version | head -1); $(dockerd --version); kernel $(uname -r), $(nproc) cpus, iterations $iters"
+
+python3 - "$iters" "$w" "$ctx" <<'PY'
+import os, statistics, subprocess, sys, time
+iters, w, ctx = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+env = dict(os.environ, DOCKER_BUILDKIT="0")
+def build(sock, *extra):
+    argv = ["docker", "-H", f"unix://{w}/{sock}.sock", "build", "-q", "--network", "none", *extra, "-t", "bench:1", ctx]
+    t = time.monotonic()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.monotonic() - t
+times = {(k, m): [] for k in ("berth", "docker") for m in ("cold", "cached")}
+for k in ("berth", "docker"):  # warm up
+    build(k, "--no-cache")
+for _ in range(iters):
+    for k in ("berth", "docker"):
+        times[(k, "cold")].append(build(k, "--no-cache"))
+        times[(k, "cached")].append(build(k))
+med = {k: statistics.median(v) for k, v in times.items()}
+for (k, m), v in med.items():
+    print(f"docker build {m:6} {'berthd' if k == 'berth' else 'dockerd':8} median {v*1000:8.1f} ms")
+for m in ("cold", "cached"):
+    print(f"ratio build_{m} berth/dockerd = {med[('berth', m)]/med[('docker', m)]:.2f}")
+PY
