@@ -455,6 +455,12 @@ impl Images {
             }
         }
         let hex = what.trim_start_matches("sha256:");
+        // Images made here (imports, commits, build steps) have a record named by their ID.
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if let Some(i) = self.mgr.image(&format!("sha256:{hex}")).await? {
+                return Ok(i);
+            }
+        }
         if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             let mut found = None;
             for img in self.mgr.images().await? {

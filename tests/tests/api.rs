@@ -2255,3 +2255,66 @@ fn berth_cli_build() {
         text(&o.stderr)
     );
 }
+
+/// kill -9 of the daemons in the middle of a build: the next berthd removes what the build
+/// had (its tmpfs context mount and work directory); the step's container is an ordinary
+/// container that can be removed (dockerd leaves it too).
+#[test]
+fn build_interrupted_by_kill9_leaves_nothing_mounted() {
+    if !need_root("build_interrupted_by_kill9_leaves_nothing_mounted") {
+        return;
+    }
+    let mut s = Stack::new("api-build-k9");
+    s.import_busybox();
+    let ctx = context(
+        &s,
+        "k9",
+        &[
+            ("f", "x\n"),
+            ("Dockerfile", "FROM busybox\nCOPY f /f\nRUN sleep 30\n"),
+        ],
+    );
+    let mut build = Command::new("docker")
+        .args(["build", ctx.to_str().unwrap()])
+        .env("DOCKER_BUILDKIT", "0")
+        .env("DOCKER_HOST", format!("unix://{}", s.sock().display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    s.until("the RUN step's container runs", || {
+        !text(&s.docker(&["ps", "-q"]).stdout).trim().is_empty()
+    });
+    let data = s.dir.path().join("data");
+    let mounted = || {
+        std::fs::read_to_string("/proc/mounts")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(data.to_str().unwrap()) && l.contains("/build-"))
+            .count()
+    };
+    assert_eq!(mounted(), 1, "the context is on a tmpfs while building");
+    s.kill9_daemons();
+    let _ = build.wait();
+    s.start_manager();
+    s.start_berthd();
+    assert_eq!(
+        mounted(),
+        0,
+        "the new berthd unmounted the old build's context"
+    );
+    let left: Vec<_> = std::fs::read_dir(data.join("tmp"))
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("build-")),
+        "{left:?}"
+    );
+    let ids = ok(&s.docker(&["ps", "-aq"]));
+    for id in ids.split_whitespace() {
+        ok(&s.docker(&["rm", "-f", id]));
+    }
+}

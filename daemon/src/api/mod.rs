@@ -234,6 +234,7 @@ async fn shutdown_signal() {
 
 /// Serve `-H` (unix:///path or tcp://host:port) until SIGINT/SIGTERM.
 pub async fn serve(state: State, host: &str, tls: &tls::TlsOpts) -> anyhow::Result<()> {
+    build::clean_leftovers(&state.data_root);
     restart::spawn_monitor(state.clone());
     // The version prefix is stripped before routing, so the layer wraps the whole router.
     let app = tower::Layer::layer(&axum::middleware::from_fn(versioned), router(state));
