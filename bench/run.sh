@@ -4,7 +4,7 @@
 #   podman (runc, no daemon).
 # Every daemon gets its own temporary data root and socket; the busybox image is imported into
 # each from Debian's busybox-static (no network, no registry); containers run without a
-# network (Berth's networking is another issue), so all peers use `--network none`.
+# network (bridge setup is measured by bench/network.sh), so all peers use `--network none`.
 # The clients alternate every iteration so load changes hit all alike. Prints medians, then:
 #   ratio run_rm berth/dockerd = …      (berth CLI → berthd vs docker CLI → dockerd)
 #   ratio run_rm docker-cli-berthd/dockerd = …
@@ -78,8 +78,8 @@ iters, berth, w = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 pm = ["podman", "--root", f"{w}/podman", "--runroot", f"{w}/podman-run", "--runtime", "runc",
       "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
 cmds = {
-    "berth": [berth, "-H", f"unix://{w}/berth.sock", "run", "--rm", "busybox", "true"],
-    "docker-cli-berthd": ["docker", "-H", f"unix://{w}/berth.sock", "run", "--rm", "busybox", "true"],
+    "berth": [berth, "-H", f"unix://{w}/berth.sock", "run", "--rm", "--network", "none", "busybox", "true"],
+    "docker-cli-berthd": ["docker", "-H", f"unix://{w}/berth.sock", "run", "--rm", "--network", "none", "busybox", "true"],
     "dockerd": ["docker", "-H", f"unix://{w}/docker.sock", "run", "--rm", "--network", "none", "busybox", "true"],
     # This host refuses rlimits above its hard limits (podman asks for more by default).
     "podman": pm + ["run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096", "busybox", "true"],

@@ -10,7 +10,16 @@ cd "$here"
 # The end-to-end tests drive the built binaries: build them first.
 cargo build --workspace
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The host's network state before the tests: links (veths come and go with other
+# software, so they are left out), addresses and nftables tables; diffed at the end.
+netstate() {
+  ip -o link | awk -F': ' '{print $2}' | grep -v '^veth' | sed 's/@.*//' | sort
+  ip -o addr | awk '{print $2, $4}' | grep -v '^veth' | sort
+  nft list tables 2>/dev/null | sort
+}
+before=$(mktemp)
+netstate > "$before"
+trap 'rm -f "$log" "$before"' EXIT
 export BERTH_E2E=${BERTH_E2E:-1}
 threads=${BERTH_TEST_THREADS:-4}
 set +e
@@ -24,6 +33,11 @@ if [ "$rc" = 0 ]; then
   rc=${PIPESTATUS[0]}
 fi
 set -e
+if ! diff -u "$before" <(netstate) > /dev/null; then
+  echo "tests: the host's network state changed during the tests:"
+  diff -u "$before" <(netstate) || true
+  [ "$rc" = 0 ] && rc=1
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$rc"

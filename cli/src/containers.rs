@@ -118,12 +118,27 @@ pub fn create_body(o: &RunOpts) -> Result<Value, ApiError> {
         }
         let key = format!("{cp}/{proto}");
         exposed.insert(key.clone(), json!({}));
-        ports.insert(key, json!([{"HostIp": ip, "HostPort": hp}]));
+        ports
+            .entry(key)
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .expect("array")
+            .push(json!({"HostIp": ip, "HostPort": hp}));
+    }
+    for e in &o.expose {
+        let (p, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        if p.parse::<u16>().is_err() {
+            return Err(bad(format!("invalid range format for --expose: {e}")));
+        }
+        exposed.insert(format!("{p}/{proto}"), json!({}));
     }
     if !exposed.is_empty() {
         cfg["ExposedPorts"] = exposed.into();
     }
     host["PortBindings"] = ports.into();
+    host["PublishAllPorts"] = o.publish_all.into();
+    host["ExtraHosts"] = json!(o.add_host);
+    host["Dns"] = json!(o.dns);
     if let Some(r) = &o.restart {
         let (name, n) = r.split_once(':').unwrap_or((r, "0"));
         let n: i64 = n
@@ -843,6 +858,48 @@ pub async fn commit(
     }
     let r = c.post(&q, None).await?;
     println!("{}", r["Id"].as_str().unwrap_or(""));
+    Ok(0)
+}
+
+/// `port CONTAINER [PRIVATE]`: the published ports, as docker prints them.
+pub async fn port(c: &Client, container: &str, private: Option<&str>) -> Outcome {
+    let v = c
+        .get(&format!("/containers/{}/json", enc(container)))
+        .await?;
+    let want = private.map(|p| {
+        if p.contains('/') {
+            p.to_string()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut found = false;
+    for (k, list) in v["NetworkSettings"]["Ports"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+    {
+        if want.as_ref().is_some_and(|w| *w != k) {
+            continue;
+        }
+        for b in list.as_array().cloned().unwrap_or_default() {
+            found = true;
+            let addr = format!(
+                "{}:{}",
+                b["HostIp"].as_str().unwrap_or(""),
+                b["HostPort"].as_str().unwrap_or("")
+            );
+            match &want {
+                Some(_) => println!("{addr}"),
+                None => println!("{k} -> {addr}"),
+            }
+        }
+    }
+    if let (Some(p), false) = (private, found) {
+        return Err(bad(format!(
+            "Error: No public port '{p}' published for {container}"
+        )));
+    }
     Ok(0)
 }
 

@@ -54,9 +54,21 @@ pub struct RunOpts {
     /// Attach a filesystem mount (type=bind|volume|tmpfs,source=…,target=…[,readonly]).
     #[arg(long)]
     pub mount: Vec<String>,
-    /// Publish a container's port(s) (stored for the networking issue).
+    /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto]).
     #[arg(short, long = "publish")]
     pub publish: Vec<String>,
+    /// Publish all exposed ports to random host ports.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports.
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip).
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// Set custom DNS servers.
+    #[arg(long)]
+    pub dns: Vec<String>,
     /// Working directory inside the container.
     #[arg(short, long)]
     pub workdir: Option<String>,
@@ -108,7 +120,7 @@ pub struct RunOpts {
     /// Signal to stop the container.
     #[arg(long)]
     pub stop_signal: Option<String>,
-    /// Connect a container to a network (stored for the networking issue).
+    /// Connect a container to a network (default bridge, none, host, container:NAME).
     #[arg(long)]
     pub network: Option<String>,
     /// Ulimit options (name=soft[:hard]).
@@ -306,6 +318,12 @@ pub enum Cmd {
         quiet: bool,
         /// The context directory.
         path: String,
+    },
+    /// List port mappings of a container.
+    Port {
+        container: String,
+        /// A private port (PORT[/PROTO]) to show.
+        private: Option<String>,
     },
     /// Create a new image from a container's changes.
     Commit {
@@ -641,6 +659,7 @@ async fn dispatch(c: &client::Client, cmd: Cmd) -> Outcome {
             };
             build::build(c, &path, o).await
         }
+        Cmd::Port { container, private } => k::port(c, &container, private.as_deref()).await,
         Cmd::Diff { container } => k::diff(c, &container).await,
         Cmd::Wait { containers } => k::wait(c, &containers).await,
         Cmd::Pause { containers } => k::each(c, &containers, "pause", None).await,

@@ -27,6 +27,10 @@ pub struct Config {
     /// Ulimits for containers that set none of that name: {"nofile": {"Name": "nofile",
     /// "Soft": 1024, "Hard": 2048}}.
     pub default_ulimits: BTreeMap<String, serde_json::Value>,
+    /// The default bridge's address and prefix ("172.17.0.1/16" when unset).
+    pub bip: Option<String>,
+    /// The default bridge's interface name ("berth0" when unset).
+    pub bridge: Option<String>,
     /// Every other daemon.json key, kept (and ignored here) so a dockerd file loads.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -43,6 +47,8 @@ impl Default for Config {
             max_concurrent_uploads: 5,
             debug: false,
             log_driver: None,
+            bip: None,
+            bridge: None,
             log_opts: BTreeMap::new(),
             default_ulimits: BTreeMap::new(),
             other: BTreeMap::new(),

@@ -12,6 +12,7 @@ pub mod config;
 pub mod images;
 pub mod instructions;
 pub mod manager;
+pub mod network;
 pub mod reference;
 pub mod registry;
 pub mod supervise;

@@ -209,6 +209,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let state = Arc::new(berth_daemon::api::Daemon::new(
             images,
             data_root.clone(),
+            &args.exec_root,
             args.cgroup_parent.clone(),
         ));
         let r = berth_daemon::api::serve(state, &args.host, &tls).await;

@@ -46,7 +46,18 @@ impl Stack {
         )));
         let reg = Registry::start(&d, None);
         let registry = reg.port;
-        std::fs::write(d.join("daemon.json"), daemon_json).unwrap();
+        // Every stack has its own default bridge and subnet: stacks run side by side.
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut cfg: serde_json::Value = serde_json::from_str(daemon_json).unwrap();
+        let bridge = format!("bt{}x{seq}", std::process::id() % 100_000);
+        if cfg["bridge"].is_null() {
+            cfg["bridge"] = bridge.clone().into();
+        }
+        if cfg["bip"].is_null() {
+            let n = (std::process::id() as usize * 7 + seq) % 250;
+            cfg["bip"] = format!("10.{}.{}.1/24", 200 + n % 50, n).into();
+        }
+        std::fs::write(d.join("daemon.json"), cfg.to_string()).unwrap();
         std::fs::create_dir_all(d.join("docker-config")).unwrap();
         let mut s = Stack {
             dir,
@@ -102,6 +113,8 @@ impl Stack {
                 .arg(format!("unix://{}", d.join("berth.sock").display()))
                 .arg("--data-root")
                 .arg(d.join("data"))
+                .arg("--exec-root")
+                .arg(d.join("exec"))
                 .arg("--cgroup-parent")
                 .arg(format!("/{}", self.cg))
                 .stdout(Stdio::null())
@@ -165,6 +178,37 @@ impl Drop for Stack {
         kill_cgroup_tree(&self.cg);
         std::thread::sleep(Duration::from_millis(200));
         remove_cgroup_tree(&self.cg);
+        self.remove_network();
+    }
+}
+
+impl Stack {
+    /// The stack's default bridge (from its daemon.json).
+    fn bridge(&self) -> String {
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.dir.path().join("daemon.json")).unwrap())
+                .unwrap();
+        cfg["bridge"].as_str().unwrap().to_string()
+    }
+
+    /// What berthd leaves on the host on purpose (like docker0 and Docker's rules): the
+    /// bridge and Berth's nftables table. The namespaces go with their mounts.
+    fn remove_network(&self) {
+        if let Ok(rd) = std::fs::read_dir(self.dir.path().join("exec").join("netns")) {
+            for e in rd.flatten() {
+                let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let b = self.bridge();
+        let _ = Command::new("ip")
+            .args(["link", "del", &b])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &format!("berth_{b}")])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -1710,6 +1754,7 @@ fn daemon_json_log_opts_and_ulimits() {
     let files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("-json.log"))
         .collect();
     assert!(files.len() <= 2, "max-file 2: {files:?}");
     for f in &files {
@@ -2317,4 +2362,308 @@ fn build_interrupted_by_kill9_leaves_nothing_mounted() {
     for id in ids.split_whitespace() {
         ok(&s.docker(&["rm", "-f", id]));
     }
+}
+
+// ---- Networking: the default bridge, none, host, container:, published ports ----
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    c.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// The seeds' networking with the docker CLI: each container on the default bridge has its
+/// own stack (eth0 in the bridge's subnet, /etc/hosts and resolv.conf); `-p ip:port:port`,
+/// `-P` and udp reach it from the host's loopback; `docker port`; `--network none` has only
+/// lo, `host` the host's interfaces, `container:` shares a stack; a port in use is refused
+/// with nothing half-made; published ports survive a berthd restart (live restore); and
+/// removing the containers removes their interfaces, namespaces and rules.
+#[test]
+fn docker_cli_networking() {
+    if !need_root("docker_cli_networking") {
+        return;
+    }
+    let mut s = Stack::new("api-net");
+    s.import_busybox();
+    let bridge = s.bridge();
+    let (p1, p3) = (free_port(), free_port());
+    let web = "mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 80 -h /www";
+    ok(&s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--hostname",
+        "webhost",
+        "--add-host",
+        "db.example:10.9.9.9",
+        "-p",
+        &format!("127.0.0.1:{p1}:80"),
+        "--expose",
+        "8080",
+        "-P",
+        "busybox",
+        "sh",
+        "-c",
+        web,
+    ]));
+    s.until("httpd answers on the published port", || {
+        http_get(p1).is_some_and(|r| r.contains("hello-web"))
+    });
+    // The container's own stack, on the stack's bridge subnet.
+    let ip = ok(&s.docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]));
+    let ip = ip.trim().to_string();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.dir.path().join("daemon.json")).unwrap()).unwrap();
+    let prefix = cfg["bip"]
+        .as_str()
+        .unwrap()
+        .rsplit_once('.')
+        .unwrap()
+        .0
+        .to_string();
+    assert!(
+        ip.starts_with(&format!("{prefix}.")),
+        "{ip} in {prefix}.0/24"
+    );
+    let addr = ok(&s.docker(&["exec", "web", "ip", "-o", "-4", "addr", "show", "eth0"]));
+    assert!(addr.contains(&format!("{ip}/24")), "{addr}");
+    let hosts = ok(&s.docker(&["exec", "web", "cat", "/etc/hosts", "/etc/hostname"]));
+    assert!(hosts.contains(&format!("{ip}\twebhost")), "{hosts}");
+    assert!(hosts.contains("10.9.9.9\tdb.example"), "{hosts}");
+    assert!(hosts.ends_with("webhost\n"), "{hosts}");
+    let resolv = ok(&s.docker(&["exec", "web", "cat", "/etc/resolv.conf"]));
+    assert!(
+        !resolv.contains("nameserver 127."),
+        "loopback resolvers are dropped: {resolv}"
+    );
+    // -P published the exposed 8080 on a random port; docker port shows both.
+    let ports = ok(&s.docker(&["port", "web"]));
+    assert!(
+        ports.contains(&format!("80/tcp -> 127.0.0.1:{p1}")),
+        "{ports}"
+    );
+    assert!(ports.contains("8080/tcp -> 0.0.0.0:"), "{ports}");
+    let ps = ok(&s.docker(&["ps", "--format", "{{.Ports}}"]));
+    assert!(ps.contains(&format!("127.0.0.1:{p1}->80/tcp")), "{ps}");
+    // The NAT rules are in Berth's own table.
+    let table = ok(&Command::new("nft")
+        .args(["list", "table", "ip", &format!("berth_{bridge}")])
+        .output()
+        .unwrap());
+    assert!(
+        table.contains(&format!("tcp dport {p1} dnat to {ip}:80")),
+        "{table}"
+    );
+
+    // udp: an echo server in the container's namespace, reached through the published port.
+    ok(&s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "udp",
+        "-p",
+        &format!("127.0.0.1:{p3}:7/udp"),
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let pid = ok(&s.docker(&["inspect", "-f", "{{.State.Pid}}", "udp"]));
+    let mut echo = Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", pid.trim()))
+        .args(["python3", "-c", "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',7))\nd,a=s.recvfrom(100)\ns.sendto(d.upper(),a)"])
+        .spawn()
+        .unwrap();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut got = String::new();
+    for _ in 0..20 {
+        sock.send_to(b"ping-udp", ("127.0.0.1", p3)).unwrap();
+        let mut b = [0u8; 64];
+        if let Ok((n, _)) = sock.recv_from(&mut b) {
+            got = String::from_utf8_lossy(&b[..n]).into_owned();
+            break;
+        }
+    }
+    let _ = echo.kill();
+    let _ = echo.wait();
+    assert_eq!(got, "PING-UDP");
+
+    // none: only lo (and it is up); host: the host's interfaces; container: shares web's.
+    let none = ok(&s.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]));
+    assert_eq!(none.lines().count(), 1, "{none}");
+    assert!(none.contains("lo:") && none.contains("UP"), "{none}");
+    let host_links = text(
+        &Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let hl = ok(&s.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]));
+    assert!(
+        hl.contains(&format!(": {bridge}:")),
+        "the host's bridge is visible: {hl}"
+    );
+    assert!(host_links.lines().count() >= 2);
+    assert_eq!(
+        ok(&s.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "container:web",
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            "http://127.0.0.1/"
+        ])),
+        "hello-web\n"
+    );
+    // From one container to another over the bridge.
+    assert_eq!(
+        ok(&s.docker(&[
+            "run",
+            "--rm",
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            &format!("http://{ip}/")
+        ])),
+        "hello-web\n"
+    );
+
+    // A port in use: a clear error, the container stays created, nothing bound or ruled.
+    let o = s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "clash",
+        "-p",
+        &format!("127.0.0.1:{p1}:80"),
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("port is already allocated"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        ok(&s.docker(&["inspect", "-f", "{{.State.Status}}", "clash"])).trim(),
+        "created"
+    );
+    ok(&s.docker(&["rm", "clash"]));
+    assert!(
+        http_get(p1).is_some_and(|r| r.contains("hello-web")),
+        "web still serves"
+    );
+
+    // Live restore: berthd and the manager killed and started again; the port still answers.
+    s.kill9_daemons();
+    s.start_manager();
+    s.start_berthd();
+    s.until("the published port answers again", || {
+        http_get(p1).is_some_and(|r| r.contains("hello-web"))
+    });
+
+    // Removal: proxies closed, rules, veths and namespaces gone.
+    ok(&s.docker(&["rm", "-f", "web", "udp"]));
+    assert!(http_get(p1).is_none(), "the port is closed after rm");
+    let table = text(
+        &Command::new("nft")
+            .args(["list", "table", "ip", &format!("berth_{bridge}")])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(!table.contains("dnat"), "no DNAT rule left: {table}");
+    let left = text(
+        &Command::new("ip")
+            .args(["-o", "link", "show", "master", &bridge])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert_eq!(left.trim(), "", "no veth left on {bridge}");
+    let ns = std::fs::read_dir(s.dir.path().join("exec").join("netns"))
+        .map(|r| r.count())
+        .unwrap_or(0);
+    assert_eq!(ns, 0, "no namespace left");
+}
+
+/// `berth run -p/-P/--expose/--add-host` and `berth port`.
+#[test]
+fn berth_cli_ports() {
+    if !need_root("berth_cli_ports") {
+        return;
+    }
+    let s = Stack::new("api-bports");
+    s.import_busybox();
+    let p = free_port();
+    let web = "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www";
+    ok(&s.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "ww",
+        "-p",
+        &format!("127.0.0.1:{p}:80"),
+        "--expose",
+        "81",
+        "-P",
+        "--add-host",
+        "x.test:10.1.2.3",
+        "busybox",
+        "sh",
+        "-c",
+        web,
+    ]));
+    s.until("httpd answers", || {
+        http_get(p).is_some_and(|r| r.contains("hi"))
+    });
+    assert_eq!(
+        ok(&s.berth(&["port", "ww", "80"])).trim(),
+        format!("127.0.0.1:{p}")
+    );
+    let all = ok(&s.berth(&["port", "ww"]));
+    assert!(all.contains("81/tcp -> 0.0.0.0:"), "{all}");
+    assert!(ok(&s.berth(&["exec", "ww", "cat", "/etc/hosts"])).contains("10.1.2.3\tx.test"));
+    let o = s.berth(&["port", "ww", "9999"]);
+    assert!(!o.status.success());
+    ok(&s.berth(&["rm", "-f", "ww"]));
 }

@@ -320,14 +320,16 @@ fn options(
         cap_drop: strs(&host["CapDrop"]).unwrap_or_default(),
         ..Default::default()
     };
-    // Networks are issue 6's; until then the host's stack or a private one (loopback only).
+    // The namespace itself is set up by `create` (see network::Net::attach).
     match host["NetworkMode"].as_str().unwrap_or("") {
         "host" => o.network = berth_manager::oci::NsMode::Host,
         "" | "default" | "bridge" | "none" => {}
+        m if m.starts_with("container:") && m.len() > 10 => {}
         other => {
-            return Err(ApiError::bad_request(format!(
-                "network mode {other:?} is not supported yet (host, none, default)"
-            )))
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("network {other} not found"),
+            ))
         }
     }
     if let Some(m) = host["Memory"].as_i64().filter(|m| *m > 0) {
@@ -505,7 +507,17 @@ pub(super) async fn create(
     let res = d.images.resolve_record(&img).await?;
     let image_cfg: berth_manager::oci::ImageConfig =
         (&res.config.config.clone().unwrap_or_default()).into();
-    let wants = super::volumes::wants(&d, &cfg, &host, &image_cfg.volumes).await?;
+    let net_doc = match attach_network(&d, &id, &host, &mut opts).await {
+        Ok(n) => n,
+        Err(e) => return Err(e),
+    };
+    let wants = match super::volumes::wants(&d, &cfg, &host, &image_cfg.volumes).await {
+        Ok(w) => w,
+        Err(e) => {
+            d.net.detach(&id).await;
+            return Err(e);
+        }
+    };
     let (mount_docs, mount_opts, seeds) = super::volumes::realize(&d, &wants)?;
     let mount_docs = serde_json::Value::from(mount_docs);
     opts.mounts.extend(mount_opts);
@@ -540,6 +552,7 @@ pub(super) async fn create(
             .remove(pb::SnapshotRef { key: id.clone() })
             .await;
         super::volumes::remove_anonymous(&d, &mount_docs).await;
+        d.net.detach(&id).await;
     };
     // Read /etc/passwd and /etc/group of the container's filesystem for the spec.
     let tmp = d
@@ -584,6 +597,7 @@ pub(super) async fn create(
         "Mounts": mount_docs,
         "Image": res.id(),
         "ImageName": image,
+        "Net": net_doc,
         "Path": spec["process"]["args"][0],
         "Args": spec["process"]["args"].as_array().map(|a| a[1..].to_vec()).unwrap_or_default(),
     });
@@ -618,6 +632,7 @@ pub(super) async fn create(
             .clone()
             .delete(pb::ContainerRef { id: id.clone() })
             .await;
+        d.net.detach(&id).await;
         return Err(e);
     }
     if let Ok(c) = find(&d, &id).await {
@@ -628,6 +643,343 @@ pub(super) async fn create(
         Json(serde_json::json!({ "Id": id, "Warnings": [] })),
     )
         .into_response())
+}
+
+/// The container's network (`--network`): its namespace in the spec, its /etc/hosts,
+/// /etc/hostname and /etc/resolv.conf bind-mounted. Returns what the document keeps.
+async fn attach_network(
+    d: &State,
+    id: &str,
+    host: &serde_json::Value,
+    opts: &mut berth_manager::oci::Options,
+) -> Result<serde_json::Value, ApiError> {
+    use berth_manager::oci::NsMode;
+    let mode = host["NetworkMode"].as_str().unwrap_or("").to_string();
+    let hostname = opts
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string());
+    let etc_dir = d.data_root.join("containers").join(id);
+    let mut shared_etc = None;
+    let mut endpoint = None;
+    if let Some(other) = mode.strip_prefix("container:") {
+        let o = find(d, other).await?;
+        let pid = task(d, &o.id)
+            .await
+            .filter(|t| t.pid > 0 && matches!(state_name(Some(t)), "running" | "paused"))
+            .map(|t| t.pid)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "cannot join network namespace of a non running container: {}",
+                        o.id
+                    ),
+                )
+            })?;
+        opts.network = NsMode::Path(format!("/proc/{pid}/ns/net"));
+        shared_etc = Some(d.data_root.join("containers").join(&o.id));
+    } else {
+        let a = d
+            .net
+            .attach(id, &mode)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        if let Some(ns) = &a.netns {
+            opts.network = NsMode::Path(ns.display().to_string());
+        }
+        endpoint = a.endpoint;
+    }
+    let files = match &shared_etc {
+        Some(dir) => ["hosts", "hostname", "resolv.conf"]
+            .iter()
+            .map(|f| (format!("/etc/{f}"), dir.join(f)))
+            .filter(|(_, p)| p.exists())
+            .collect(),
+        None => {
+            let made = crate::network::Net::etc_files(
+                &etc_dir,
+                &hostname,
+                endpoint.as_ref(),
+                mode == "host",
+                &strs(&host["ExtraHosts"]).unwrap_or_default(),
+                &strs(&host["Dns"]).unwrap_or_default(),
+            );
+            match made {
+                Ok(f) => f,
+                Err(e) => {
+                    d.net.detach(id).await;
+                    return Err(ApiError::bad_request(e));
+                }
+            }
+        }
+    };
+    for (dest, src) in files {
+        opts.mounts.push(berth_manager::oci::MountOpt {
+            source: src.display().to_string(),
+            destination: dest,
+            kind: "bind".into(),
+            read_only: false,
+            options: vec!["rbind".into(), "rprivate".into()],
+        });
+    }
+    Ok(serde_json::json!({
+        "Mode": if mode.is_empty() { "default".to_string() } else { mode },
+        "Endpoint": endpoint,
+    }))
+}
+
+/// Bind the container's published ports (`-p`, `-P`): at start, released at exit.
+async fn publish_ports(d: &State, c: &Ctr) -> Result<serde_json::Value, ApiError> {
+    let Some(ep) = d.net.endpoint(&c.id).await else {
+        return Ok(serde_json::json!({}));
+    };
+    let host = &c.doc["HostConfig"];
+    let mut wants = Vec::new();
+    let mut exposed: std::collections::BTreeSet<String> = c.doc["Config"]["ExposedPorts"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    if host["PublishAllPorts"].as_bool().unwrap_or(false) {
+        if let Ok(img) = d.images.find(c.doc["Image"].as_str().unwrap_or("")).await {
+            if let Ok(r) = d.images.resolve_record(&img).await {
+                for k in r
+                    .config
+                    .config
+                    .and_then(|c| c.exposed_ports)
+                    .unwrap_or_default()
+                    .keys()
+                {
+                    exposed.insert(k.clone());
+                }
+            }
+        }
+    }
+    let bindings = host["PortBindings"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let key_of = |k: &str| -> Option<(u16, String)> {
+        let (p, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+        Some((p.parse().ok()?, proto.to_string()))
+    };
+    for (k, list) in &bindings {
+        let Some((port, proto)) = key_of(k) else {
+            continue;
+        };
+        for b in list.as_array().cloned().unwrap_or_default() {
+            let ip = b["HostIp"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("0.0.0.0");
+            let host_ip = ip.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid host IP {ip:?} for port {k}"))
+            })?;
+            let hp = b["HostPort"].as_str().unwrap_or("");
+            let host_port = if hp.is_empty() {
+                0
+            } else {
+                hp.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid host port {hp:?} for port {k}"))
+                })?
+            };
+            wants.push(crate::network::ports::Want {
+                proto: proto.clone(),
+                container_port: port,
+                host_ip,
+                host_port,
+            });
+        }
+    }
+    if host["PublishAllPorts"].as_bool().unwrap_or(false) {
+        for k in &exposed {
+            if bindings.contains_key(k) {
+                continue;
+            }
+            if let Some((port, proto)) = key_of(k) {
+                wants.push(crate::network::ports::Want {
+                    proto,
+                    container_port: port,
+                    host_ip: std::net::Ipv4Addr::UNSPECIFIED,
+                    host_port: 0,
+                });
+            }
+        }
+    }
+    if wants.is_empty() {
+        return Ok(serde_json::json!({}));
+    }
+    let ip = ep.ip.parse().map_err(internal)?;
+    let rules = d
+        .net
+        .ports
+        .publish(&c.id, ip, &wants)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    d.net.refresh_rules().await;
+    let mut ports = serde_json::Map::new();
+    for r in rules {
+        let e = ports
+            .entry(format!("{}/{}", r.container_port, r.proto))
+            .or_insert_with(|| serde_json::json!([]));
+        e.as_array_mut().expect("array").push(serde_json::json!({
+            "HostIp": r.host_ip.to_string(),
+            "HostPort": r.host_port.to_string(),
+        }));
+    }
+    Ok(serde_json::Value::Object(ports))
+}
+
+/// At berthd's start: drop what belongs to containers that are gone, and publish again the
+/// ports of the running ones (live restore: the proxies lived in the old berthd).
+pub(super) async fn restore_network(d: &State) {
+    let mut cs = None;
+    for _ in 0..100 {
+        if let Ok(l) = all(d).await {
+            cs = Some(l);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(cs) = cs else { return };
+    let alive = cs.iter().map(|c| c.id.clone()).collect();
+    d.net.reconcile(&alive).await;
+    for c in cs {
+        let running = matches!(
+            state_name(task(d, &c.id).await.as_ref()),
+            "running" | "paused"
+        );
+        let Some(published) = c.doc["PublishedPorts"]
+            .as_object()
+            .filter(|p| !p.is_empty())
+        else {
+            continue;
+        };
+        let Some(ep) = d.net.endpoint(&c.id).await.filter(|_| running) else {
+            continue;
+        };
+        let mut wants = Vec::new();
+        for (k, list) in published {
+            let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+            for b in list.as_array().cloned().unwrap_or_default() {
+                if let (Ok(container_port), Some(Ok(host_ip)), Some(Ok(host_port))) = (
+                    port.parse(),
+                    b["HostIp"].as_str().map(str::parse),
+                    b["HostPort"].as_str().map(str::parse),
+                ) {
+                    wants.push(crate::network::ports::Want {
+                        proto: proto.to_string(),
+                        container_port,
+                        host_ip,
+                        host_port,
+                    });
+                }
+            }
+        }
+        if let Ok(ip) = ep.ip.parse() {
+            if let Err(e) = d.net.ports.publish(&c.id, ip, &wants).await {
+                tracing::warn!(container = %c.id, "publish its ports again: {e}");
+            }
+        }
+    }
+    d.net.refresh_rules().await;
+}
+
+/// The `Ports` of a container list entry (published ones while it runs, exposed ones).
+fn list_ports(c: &Ctr, running: bool) -> serde_json::Value {
+    let mut out = Vec::new();
+    let published = c.doc["PublishedPorts"].as_object().filter(|_| running);
+    for (k, _) in c.doc["Config"]["ExposedPorts"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+    {
+        if published.is_some_and(|p| p.contains_key(&k)) {
+            continue;
+        }
+        let (p, proto) = k.split_once('/').unwrap_or((&k, "tcp"));
+        out.push(serde_json::json!({"PrivatePort": p.parse::<u16>().unwrap_or(0), "Type": proto}));
+    }
+    for (k, list) in published.cloned().unwrap_or_default() {
+        let (p, proto) = k.split_once('/').unwrap_or((&k, "tcp"));
+        for b in list.as_array().cloned().unwrap_or_default() {
+            out.push(serde_json::json!({
+                "IP": b["HostIp"],
+                "PrivatePort": p.parse::<u16>().unwrap_or(0),
+                "PublicPort": b["HostPort"].as_str().and_then(|h| h.parse::<u16>().ok()).unwrap_or(0),
+                "Type": proto,
+            }));
+        }
+    }
+    out.into()
+}
+
+/// `NetworkSettings` as inspect shows it.
+pub(super) fn network_settings(c: &Ctr, running: bool) -> serde_json::Value {
+    let mut ports = serde_json::Map::new();
+    for k in c.doc["Config"]["ExposedPorts"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        ports.insert(k, serde_json::Value::Null);
+    }
+    if running {
+        if let Some(p) = c.doc["PublishedPorts"].as_object() {
+            for (k, v) in p {
+                ports.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let net = &c.doc["Net"];
+    let mode = net["Mode"].as_str().unwrap_or("default");
+    let ep = &net["Endpoint"];
+    let mut networks = serde_json::Map::new();
+    let name = match mode {
+        "default" => "bridge",
+        m => m,
+    };
+    if !name.starts_with("container:") {
+        networks.insert(
+            name.to_string(),
+            serde_json::json!({
+                "IPAMConfig": null,
+                "Links": [],
+                "Aliases": [],
+                "MacAddress": ep["mac"].as_str().unwrap_or(""),
+                "NetworkID": "",
+                "EndpointID": if running { ep["id"].as_str().unwrap_or("") } else { "" },
+                "Gateway": ep["gateway"].as_str().unwrap_or(""),
+                "IPAddress": ep["ip"].as_str().unwrap_or(""),
+                "IPPrefixLen": ep["prefix"].as_u64().unwrap_or(0),
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "DriverOpts": null,
+                "DNSNames": [],
+            }),
+        );
+    }
+    serde_json::json!({
+        "Bridge": "",
+        "SandboxID": "",
+        "SandboxKey": "",
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": ports,
+        "SecondaryIPAddresses": null,
+        "SecondaryIPv6Addresses": null,
+        "EndpointID": if running { ep["id"].as_str().unwrap_or("") } else { "" },
+        "Gateway": ep["gateway"].as_str().unwrap_or(""),
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": ep["ip"].as_str().unwrap_or(""),
+        "IPPrefixLen": ep["prefix"].as_u64().unwrap_or(0),
+        "IPv6Gateway": "",
+        "MacAddress": ep["mac"].as_str().unwrap_or(""),
+        "Networks": networks,
+    })
 }
 
 async fn create_task(d: &State, id: &str, cfg: &serde_json::Value) -> Result<(), ApiError> {
@@ -733,7 +1085,9 @@ pub(super) async fn start_container(d: &State, c: &Ctr) -> Result<bool, ApiError
     // critical path). `update_doc` takes the document lock at its first poll, before the
     // start request leaves, and the exit handler takes that lock before reading: an init
     // that exits at once is handled with these values.
+    let published = publish_ports(d, c).await?;
     let record = update_doc(d, &c.id, None, |doc| {
+        doc["PublishedPorts"] = published;
         doc["StartedAt"] = crate::images::now_rfc3339().into();
         doc["OOMKilled"] = false.into();
         doc["ManualStop"] = false.into();
@@ -746,6 +1100,9 @@ pub(super) async fn start_container(d: &State, c: &Ctr) -> Result<bool, ApiError
         exec_id: String::new(),
     });
     let (recorded, started) = tokio::join!(record, start);
+    if recorded.is_err() || started.is_err() {
+        d.net.ports.unpublish(&c.id).await;
+    }
     recorded?;
     started.map_err(status_err)?;
     super::events::container(d, c, "start");
@@ -883,6 +1240,7 @@ pub(super) async fn delete_container(d: &State, id: &str) -> Result<(), ApiError
         .delete(pb::ContainerRef { id: id.to_string() })
         .await
         .map_err(status_err)?;
+    d.net.detach(id).await;
     let _ = std::fs::remove_dir_all(d.data_root.join("containers").join(id));
     d.execs.forget_container(id);
     Ok(())
@@ -1152,10 +1510,10 @@ pub(super) async fn list(
             "Created": created,
             "State": state,
             "Status": status,
-            "Ports": [],
+            "Ports": list_ports(&c, state == "running" || state == "paused"),
             "Labels": c.doc["Config"]["Labels"].as_object().cloned().unwrap_or_default(),
-            "HostConfig": {"NetworkMode": "none"},
-            "NetworkSettings": {"Networks": {}},
+            "HostConfig": {"NetworkMode": c.doc["HostConfig"]["NetworkMode"].as_str().filter(|m| !m.is_empty()).unwrap_or("default")},
+            "NetworkSettings": {"Networks": network_settings(&c, state == "running" || state == "paused")["Networks"]},
             "Mounts": shown_mounts(&c.doc["Mounts"]),
         }));
     }
@@ -1282,7 +1640,7 @@ async fn inspect(
         "Config": config,
         "LogPath": c.log_path,
         "Mounts": shown_mounts(&c.doc["Mounts"]),
-        "NetworkSettings": {"Networks": {}, "Ports": {}},
+        "NetworkSettings": network_settings(&c, matches!(state, "running" | "paused")),
     })))
 }
 

@@ -46,11 +46,25 @@ pub struct Daemon {
     pub doc_lock: tokio::sync::Mutex<()>,
     /// One exit handled at a time.
     pub exit_lock: tokio::sync::Mutex<()>,
+    /// Networks, namespaces, endpoints and published ports.
+    pub net: Arc<crate::network::Net>,
 }
 
 impl Daemon {
-    pub fn new(images: Images, data_root: std::path::PathBuf, cgroup_parent: String) -> Daemon {
+    pub fn new(
+        images: Images,
+        data_root: std::path::PathBuf,
+        exec_root: &std::path::Path,
+        cgroup_parent: String,
+    ) -> Daemon {
+        let cfg = images.reg.cfg.clone();
         Daemon {
+            net: Arc::new(crate::network::Net::new(
+                &data_root,
+                exec_root,
+                cfg.bip.clone(),
+                cfg.bridge.clone(),
+            )),
             images,
             volumes: crate::volumes::Volumes::new(&data_root),
             data_root,
@@ -235,6 +249,10 @@ async fn shutdown_signal() {
 /// Serve `-H` (unix:///path or tcp://host:port) until SIGINT/SIGTERM.
 pub async fn serve(state: State, host: &str, tls: &tls::TlsOpts) -> anyhow::Result<()> {
     build::clean_leftovers(&state.data_root);
+    {
+        let st = state.clone();
+        tokio::spawn(async move { containers::restore_network(&st).await });
+    }
     restart::spawn_monitor(state.clone());
     // The version prefix is stripped before routing, so the layer wraps the whole router.
     let app = tower::Layer::layer(&axum::middleware::from_fn(versioned), router(state));

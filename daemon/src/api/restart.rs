@@ -159,6 +159,9 @@ async fn handle_exit(d: &State, id: &str) {
         return;
     }
     super::events::container_with(d, &c, "die", &[("exitCode", t.exit_status.to_string())]);
+    if d.net.ports.unpublish(id).await {
+        d.net.refresh_rules().await;
+    }
     if c.doc["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false) {
         if delete_container(d, &c.id).await.is_ok() {
             super::events::container(d, &c, "destroy");

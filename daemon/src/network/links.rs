@@ -1,0 +1,283 @@
+//! Network namespaces, bridges, veth pairs, addresses and routes, over rtnetlink (no `ip`).
+//!
+//! Host-side requests use a netlink socket of berthd's own namespace. Requests inside a
+//! container's namespace run on a short-lived thread that has joined it (`setns` is
+//! per-thread, and a netlink socket belongs to the namespace of the thread that opens it).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use futures_util::TryStreamExt;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+pub type Result<T> = std::result::Result<T, String>;
+
+fn nl(what: &str) -> impl Fn(rtnetlink::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+async fn connect() -> Result<Handle> {
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(|e| format!("open a netlink socket: {e}"))?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+pub async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>> {
+    let mut s = h.link().get().match_name(name.to_string()).execute();
+    match s.try_next().await {
+        Ok(Some(m)) => Ok(Some(m.header.index)),
+        Ok(None) => Ok(None),
+        // ENODEV: no such link.
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(format!("look up link {name}: {e}")),
+    }
+}
+
+/// Does a link with this name exist in berthd's namespace?
+pub async fn exists(name: &str) -> Result<bool> {
+    let h = connect().await?;
+    Ok(index_of(&h, name).await?.is_some())
+}
+
+/// Create the bridge `name` with `gateway/prefix` and bring it up (what exists is kept).
+pub async fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8, mtu: u32) -> Result<()> {
+    let h = connect().await?;
+    let idx = match index_of(&h, name).await? {
+        Some(i) => i,
+        None => {
+            h.link()
+                .add(LinkBridge::new(name).mtu(mtu).build())
+                .execute()
+                .await
+                .map_err(nl(&format!("create bridge {name}")))?;
+            index_of(&h, name)
+                .await?
+                .ok_or_else(|| format!("bridge {name} vanished after creation"))?
+        }
+    };
+    let has = h
+        .address()
+        .get()
+        .set_link_index_filter(idx)
+        .execute()
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(nl("list addresses"))?
+        .iter()
+        .any(|m| {
+            m.attributes.iter().any(|a| {
+                matches!(a, rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(v)) if *v == gateway)
+            })
+        });
+    if !has {
+        h.address()
+            .add(idx, IpAddr::V4(gateway), prefix)
+            .execute()
+            .await
+            .map_err(nl(&format!("add {gateway}/{prefix} to {name}")))?;
+    }
+    h.link()
+        .set(LinkUnspec::new_with_index(idx).up().build())
+        .execute()
+        .await
+        .map_err(nl(&format!("bring {name} up")))?;
+    Ok(())
+}
+
+/// Delete a link by name (missing is fine).
+pub async fn delete(name: &str) -> Result<()> {
+    let h = connect().await?;
+    if let Some(idx) = index_of(&h, name).await? {
+        h.link()
+            .del(idx)
+            .execute()
+            .await
+            .map_err(nl(&format!("delete link {name}")))?;
+    }
+    Ok(())
+}
+
+/// Run `f` with a netlink handle inside the network namespace at `ns` (on its own thread).
+pub fn in_netns<T, F, Fut>(ns: &Path, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let ns = ns.to_path_buf();
+    std::thread::spawn(move || -> Result<T> {
+        let fd = std::fs::File::open(&ns).map_err(|e| format!("{}: {e}", ns.display()))?;
+        nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("join network namespace {}: {e}", ns.display()))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async move {
+            let h = connect().await?;
+            f(h).await
+        })
+    })
+    .join()
+    .map_err(|_| "network namespace worker panicked".to_string())?
+}
+
+/// A new network namespace kept alive by a bind mount at `path`, its loopback up.
+pub fn create_netns(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let p = path.to_path_buf();
+    let made = std::thread::spawn(move || -> Result<()> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("unshare a network namespace: {e}"))?;
+        nix::mount::mount(
+            Some("/proc/thread-self/ns/net"),
+            &p,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| format!("bind the network namespace to {}: {e}", p.display()))
+    })
+    .join()
+    .map_err(|_| "network namespace worker panicked".to_string())?;
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    let lo_up = in_netns(path, |h| async move {
+        let idx = index_of(&h, "lo")
+            .await?
+            .ok_or("no lo in a new namespace")?;
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .map_err(nl("bring lo up"))
+    });
+    if let Err(e) = lo_up {
+        remove_netns(path);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Unmount and remove a namespace made by [`create_netns`] (missing is fine).
+pub fn remove_netns(path: &Path) {
+    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_file(path);
+}
+
+/// What a container's interface on a bridge is.
+pub struct Veth<'a> {
+    pub host: &'a str,
+    pub bridge: &'a str,
+    pub netns: &'a Path,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+}
+
+/// Create a veth pair: `host` on the bridge, its peer `eth0` in the namespace with the
+/// address, MAC and default route.
+pub async fn add_veth(v: &Veth<'_>) -> Result<()> {
+    let h = connect().await?;
+    let bridge = index_of(&h, v.bridge)
+        .await?
+        .ok_or_else(|| format!("bridge {} is missing", v.bridge))?;
+    let peer = format!("{}p", &v.host[..v.host.len().min(14)]);
+    h.link()
+        .add(LinkVeth::new(v.host, &peer).mtu(v.mtu).build())
+        .execute()
+        .await
+        .map_err(nl(&format!("create veth pair {}", v.host)))?;
+    let undo = || async {
+        let _ = delete(v.host).await;
+    };
+    let ns = match std::fs::File::open(v.netns) {
+        Ok(f) => f,
+        Err(e) => {
+            undo().await;
+            return Err(format!("{}: {e}", v.netns.display()));
+        }
+    };
+    let r: Result<()> = async {
+        let peer_idx = index_of(&h, &peer).await?.ok_or("veth peer vanished")?;
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(peer_idx)
+                    .setns_by_fd(ns.as_raw_fd())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl("move the veth peer into the container's namespace"))?;
+        let host_idx = index_of(&h, v.host).await?.ok_or("veth vanished")?;
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(host_idx)
+                    .controller(bridge)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl(&format!("attach {} to {}", v.host, v.bridge)))?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = r {
+        undo().await;
+        return Err(e);
+    }
+    let (peer2, ip, prefix, gw, mac) = (peer.clone(), v.ip, v.prefix, v.gateway, v.mac);
+    let inside = in_netns(v.netns, move |h| async move {
+        let idx = index_of(&h, &peer2)
+            .await?
+            .ok_or("veth peer not in the namespace")?;
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(idx)
+                    .name("eth0".into())
+                    .address(mac.to_vec())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl("name the container's interface eth0"))?;
+        h.address()
+            .add(idx, IpAddr::V4(ip), prefix)
+            .execute()
+            .await
+            .map_err(nl(&format!("add {ip}/{prefix} to eth0")))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .map_err(nl("bring eth0 up"))?;
+        if let Some(gw) = gw {
+            h.route()
+                .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build())
+                .execute()
+                .await
+                .map_err(nl(&format!("add a default route via {gw}")))?;
+        }
+        Ok(())
+    });
+    if let Err(e) = inside {
+        undo().await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Where container `id`'s namespace file lives under `dir`.
+pub fn netns_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(&id[..id.len().min(12)])
+}

@@ -1,0 +1,403 @@
+//! Container networking, the libnetwork role: the default `bridge` network (`berth0`),
+//! per-container network namespaces and veth pairs, IP address management, `/etc/hosts`,
+//! `/etc/hostname` and `/etc/resolv.conf`, and published ports (a userland proxy for every
+//! binding plus DNAT rules in Berth's own nftables table).
+//!
+//! State (networks, endpoints) is kept in `DATA_ROOT/network/state.json`, written
+//! atomically; namespaces are bind-mounted files under `EXEC_ROOT/netns`. At start-up
+//! [`Net::reconcile`] removes what belongs to containers that are gone.
+
+pub mod links;
+pub mod ports;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_BRIDGE: &str = "berth0";
+pub const DEFAULT_SUBNET: &str = "172.17.0.0/16";
+const MTU: u32 = 1500;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub bridge: String,
+    pub subnet: String,
+    pub gateway: String,
+    pub internal: bool,
+    pub created: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: String,
+    pub network: String,
+    pub ip: String,
+    pub prefix: u8,
+    pub gateway: String,
+    pub mac: String,
+    pub veth: String,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct State {
+    networks: BTreeMap<String, Network>,
+    /// Container ID → its endpoint on a bridge network.
+    endpoints: BTreeMap<String, Endpoint>,
+}
+
+pub struct Net {
+    dir: PathBuf,
+    netns_dir: PathBuf,
+    state: tokio::sync::Mutex<State>,
+    pub ports: ports::Ports,
+    bip: Option<String>,
+    bridge: String,
+    /// The nft script last applied (see ports::apply_rules).
+    applied: tokio::sync::Mutex<String>,
+}
+
+/// What a container gets: a namespace path (None: the host's) and, on a bridge, its endpoint.
+#[derive(Clone, Debug, Default)]
+pub struct Attachment {
+    pub netns: Option<PathBuf>,
+    pub endpoint: Option<Endpoint>,
+}
+
+pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (a, p) = s
+        .split_once('/')
+        .ok_or_else(|| format!("invalid CIDR address: {s}"))?;
+    let a: Ipv4Addr = a
+        .parse()
+        .map_err(|_| format!("invalid CIDR address: {s}"))?;
+    let p: u8 = p
+        .parse()
+        .ok()
+        .filter(|p| *p <= 30)
+        .ok_or_else(|| format!("invalid CIDR prefix: {s}"))?;
+    let mask = u32::MAX.checked_shl(32 - p as u32).unwrap_or(0);
+    Ok((Ipv4Addr::from(u32::from(a) & mask), p))
+}
+
+fn random_hex(n: usize) -> String {
+    use sha2::Digest;
+    let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+    let h = format!("{:x}", sha2::Sha256::digest(seed.as_bytes()));
+    h[..n].to_string()
+}
+
+impl Net {
+    /// `data_root/network` for state, `exec_root/netns` for namespaces; `bip` and `bridge`
+    /// from daemon.json (the default bridge's gateway/prefix, e.g. "172.18.0.1/16", and its
+    /// interface name, default `berth0`).
+    pub fn new(
+        data_root: &Path,
+        exec_root: &Path,
+        bip: Option<String>,
+        bridge: Option<String>,
+    ) -> Net {
+        let dir = data_root.join("network");
+        let state = std::fs::read(dir.join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Net {
+            dir,
+            netns_dir: exec_root.join("netns"),
+            state: tokio::sync::Mutex::new(state),
+            ports: ports::Ports::default(),
+            bip,
+            bridge: bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string()),
+            applied: Default::default(),
+        }
+    }
+
+    fn save(&self, st: &State) -> Result<(), String> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        let p = self.dir.join("state.json");
+        let tmp = self.dir.join(format!("state.json.tmp-{}", random_hex(8)));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(st).expect("json"))
+            .and_then(|()| std::fs::rename(&tmp, &p))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                format!("{}: {e}", p.display())
+            })
+    }
+
+    /// The default bridge network's record (created in the state on first use).
+    fn default_network(&self, st: &mut State) -> Result<Network, String> {
+        if let Some(n) = st.networks.get("bridge") {
+            return Ok(n.clone());
+        }
+        let (subnet, gateway) = match &self.bip {
+            Some(bip) => {
+                let (gw, p) = bip
+                    .split_once('/')
+                    .ok_or_else(|| format!("daemon.json bip {bip:?}: want ADDRESS/PREFIX"))?;
+                let (net, p) = parse_cidr(&format!("{gw}/{p}"))?;
+                (format!("{net}/{p}"), gw.to_string())
+            }
+            None => (DEFAULT_SUBNET.to_string(), "172.17.0.1".to_string()),
+        };
+        let n = Network {
+            id: random_hex(64),
+            name: "bridge".into(),
+            driver: "bridge".into(),
+            bridge: self.bridge.clone(),
+            subnet,
+            gateway,
+            internal: false,
+            created: crate::images::now_rfc3339(),
+            labels: Default::default(),
+        };
+        st.networks.insert("bridge".into(), n.clone());
+        Ok(n)
+    }
+
+    /// The networks berthd knows (the default bridge included once it exists).
+    pub async fn networks(&self) -> Vec<Network> {
+        let mut st = self.state.lock().await;
+        let _ = self.default_network(&mut st);
+        st.networks.values().cloned().collect()
+    }
+
+    pub async fn endpoint(&self, id: &str) -> Option<Endpoint> {
+        self.state.lock().await.endpoints.get(id).cloned()
+    }
+
+    /// Network for container `id` with `--network mode`: a namespace with only `lo` (none),
+    /// the host's (host), or a namespace on the default bridge (default/bridge). Undone on
+    /// failure: nothing is left half-made.
+    pub async fn attach(&self, id: &str, mode: &str) -> Result<Attachment, String> {
+        match mode {
+            "host" => Ok(Attachment::default()),
+            "none" => {
+                let ns = links::netns_path(&self.netns_dir, id);
+                let ns2 = ns.clone();
+                tokio::task::spawn_blocking(move || links::create_netns(&ns2))
+                    .await
+                    .map_err(|e| e.to_string())??;
+                Ok(Attachment {
+                    netns: Some(ns),
+                    endpoint: None,
+                })
+            }
+            "" | "default" | "bridge" => self.attach_bridge(id).await,
+            other => Err(format!("network {other} not found")),
+        }
+    }
+
+    async fn attach_bridge(&self, id: &str) -> Result<Attachment, String> {
+        let mut st = self.state.lock().await;
+        let net = self.default_network(&mut st)?;
+        let (subnet, prefix) = parse_cidr(&net.subnet)?;
+        let gateway: Ipv4Addr = net
+            .gateway
+            .parse()
+            .map_err(|_| format!("bad gateway {}", net.gateway))?;
+        links::ensure_bridge(&net.bridge, gateway, prefix, MTU).await?;
+        ports::enable_forwarding();
+        // IPAM: the lowest free address (not the network, gateway or broadcast).
+        let used: std::collections::HashSet<Ipv4Addr> = st
+            .endpoints
+            .values()
+            .filter(|e| e.network == net.name)
+            .filter_map(|e| e.ip.parse().ok())
+            .collect();
+        let base = u32::from(subnet);
+        let size = 1u32 << (32 - prefix as u32);
+        let ip = (1..size - 1)
+            .map(|o| Ipv4Addr::from(base + o))
+            .find(|a| *a != gateway && !used.contains(a))
+            .ok_or_else(|| format!("no available IPv4 addresses on network {}", net.name))?;
+        let o = ip.octets();
+        let mac = [0x02, 0x42, o[0], o[1], o[2], o[3]];
+        let veth = format!("veth{}", &random_hex(7));
+        let ns = links::netns_path(&self.netns_dir, id);
+        let ns2 = ns.clone();
+        tokio::task::spawn_blocking(move || links::create_netns(&ns2))
+            .await
+            .map_err(|e| e.to_string())??;
+        let added = links::add_veth(&links::Veth {
+            host: &veth,
+            bridge: &net.bridge,
+            netns: &ns,
+            ip,
+            prefix,
+            gateway: Some(gateway),
+            mac,
+            mtu: MTU,
+        })
+        .await;
+        if let Err(e) = added {
+            links::remove_netns(&ns);
+            return Err(e);
+        }
+        let ep = Endpoint {
+            id: random_hex(64),
+            network: net.name.clone(),
+            ip: ip.to_string(),
+            prefix,
+            gateway: gateway.to_string(),
+            mac: mac
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+            veth: veth.clone(),
+        };
+        st.endpoints.insert(id.to_string(), ep.clone());
+        if let Err(e) = self.save(&st) {
+            st.endpoints.remove(id);
+            let _ = links::delete(&veth).await;
+            links::remove_netns(&ns);
+            return Err(e);
+        }
+        let all = st.networks.values().cloned().collect::<Vec<_>>();
+        drop(st);
+        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+        Ok(Attachment {
+            netns: Some(ns),
+            endpoint: Some(ep),
+        })
+    }
+
+    /// Remove what [`attach`](Self::attach) made for `id` (and its published ports).
+    pub async fn detach(&self, id: &str) {
+        let _ = self.ports.unpublish(id).await;
+        let mut st = self.state.lock().await;
+        if let Some(ep) = st.endpoints.remove(id) {
+            let _ = links::delete(&ep.veth).await;
+            let _ = self.save(&st);
+        }
+        let all = st.networks.values().cloned().collect::<Vec<_>>();
+        drop(st);
+        let ns = links::netns_path(&self.netns_dir, id);
+        let _ = tokio::task::spawn_blocking(move || links::remove_netns(&ns)).await;
+        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+    }
+
+    /// Rewrite the nftables table from the networks and the published ports.
+    pub async fn refresh_rules(&self) {
+        let all = self.networks().await;
+        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+    }
+
+    /// Remove endpoints and namespaces of containers not in `alive` (a crash's leftovers).
+    pub async fn reconcile(&self, alive: &std::collections::HashSet<String>) {
+        let gone: Vec<String> = {
+            let st = self.state.lock().await;
+            st.endpoints
+                .keys()
+                .filter(|k| !alive.contains(*k))
+                .cloned()
+                .collect()
+        };
+        for id in gone {
+            self.detach(&id).await;
+        }
+        let short: std::collections::HashSet<String> = alive
+            .iter()
+            .map(|a| a[..a.len().min(12)].to_string())
+            .collect();
+        if let Ok(rd) = std::fs::read_dir(&self.netns_dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if !short.contains(&n) {
+                    links::remove_netns(&e.path());
+                }
+            }
+        }
+        let all = self.networks().await;
+        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+    }
+
+    /// Write the container's /etc/hosts, /etc/hostname and /etc/resolv.conf into `dir`;
+    /// returns (destination, source) bind mounts for its spec.
+    pub fn etc_files(
+        dir: &Path,
+        hostname: &str,
+        ep: Option<&Endpoint>,
+        host_network: bool,
+        extra_hosts: &[String],
+        dns: &[String],
+    ) -> Result<Vec<(String, PathBuf)>, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let w = |name: &str, text: String| -> Result<PathBuf, String> {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok(p)
+        };
+        let mut hosts = if host_network {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_string()
+        };
+        for h in extra_hosts {
+            // docker's --add-host name:ip (or name=ip)
+            let (name, ip) = h
+                .split_once(['=', ':'])
+                .ok_or_else(|| format!("invalid argument {h:?} for --add-host: want host:ip"))?;
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+        if let Some(ep) = ep {
+            hosts.push_str(&format!("{}\t{hostname}\n", ep.ip));
+        }
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = if !dns.is_empty() {
+            dns.iter().map(|d| format!("nameserver {d}\n")).collect()
+        } else if host_network {
+            host_resolv
+        } else {
+            // The host's resolvers, minus loopback ones (unreachable from a namespace).
+            let mut out = String::new();
+            let mut servers = 0;
+            for l in host_resolv.lines() {
+                let t = l.trim();
+                if let Some(s) = t.strip_prefix("nameserver") {
+                    let s = s.trim();
+                    if s.starts_with("127.") || s == "::1" {
+                        continue;
+                    }
+                    servers += 1;
+                }
+                out.push_str(l);
+                out.push('\n');
+            }
+            if servers == 0 {
+                out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+            }
+            out
+        };
+        Ok(vec![
+            ("/etc/hosts".into(), w("hosts", hosts)?),
+            (
+                "/etc/hostname".into(),
+                w("hostname", format!("{hostname}\n"))?,
+            ),
+            ("/etc/resolv.conf".into(), w("resolv.conf", resolv)?),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs() {
+        assert_eq!(
+            parse_cidr("172.17.0.1/16").unwrap(),
+            ("172.17.0.0".parse().unwrap(), 16)
+        );
+        assert!(parse_cidr("10.0.0.0").is_err());
+        assert!(parse_cidr("10.0.0.0/31").is_err());
+    }
+}
