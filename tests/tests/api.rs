@@ -201,10 +201,34 @@ impl Stack {
             }
         }
         let b = self.bridge();
-        let _ = Command::new("ip")
-            .args(["link", "del", &b])
-            .stderr(Stdio::null())
-            .status();
+        // The default bridge and the stack's user-defined networks' bridges.
+        let state: serde_json::Value = std::fs::read(
+            self.dir
+                .path()
+                .join("data")
+                .join("network")
+                .join("state.json"),
+        )
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+        let mut bridges = vec![b.clone()];
+        for n in state["networks"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+            .values()
+        {
+            if let Some(br) = n["bridge"].as_str() {
+                bridges.push(br.to_string());
+            }
+        }
+        for br in bridges {
+            let _ = Command::new("ip")
+                .args(["link", "del", &br])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = Command::new("nft")
             .args(["delete", "table", "ip", &format!("berth_{b}")])
             .stderr(Stdio::null())
@@ -2600,6 +2624,89 @@ fn docker_cli_networking() {
     s.until("the published port answers again", || {
         http_get(p1).is_some_and(|r| r.contains("hello-web"))
     });
+
+    // A user-defined network: containers reach each other by name and by alias (the
+    // embedded DNS); it cannot be removed while in use; network ls/inspect show it.
+    let sub = format!("{}.0/24", prefix.replace("10.2", "10.1"));
+    ok(&s.docker(&[
+        "network",
+        "create",
+        "--subnet",
+        &sub,
+        "--label",
+        "purpose=test",
+        "appnet",
+    ]));
+    ok(&s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "api",
+        "--network",
+        "appnet",
+        "--network-alias",
+        "backend",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo from-api > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]));
+    s.until("api serves on appnet", || {
+        s.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "appnet",
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            "http://api/",
+        ])
+        .stdout
+            == b"from-api\n"
+    });
+    assert_eq!(
+        ok(&s.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "appnet",
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            "http://backend/"
+        ])),
+        "from-api\n"
+    );
+    let ls = ok(&s.docker(&[
+        "network",
+        "ls",
+        "--filter",
+        "label=purpose=test",
+        "--format",
+        "{{.Name}} {{.Driver}}",
+    ]));
+    assert_eq!(ls.trim(), "appnet bridge");
+    let members = ok(&s.docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .Containers}}{{.Name}} {{end}}",
+        "appnet",
+    ]));
+    assert_eq!(members.trim(), "api");
+    let o = s.docker(&["network", "rm", "appnet"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("active endpoints"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&s.docker(&["rm", "-f", "api"]));
+    ok(&s.docker(&["network", "rm", "appnet"]));
+    let o = s.docker(&["run", "--rm", "--network", "nosuchnet", "busybox", "true"]);
+    assert!(!o.status.success());
 
     // Removal: proxies closed, rules, veths and namespaces gone.
     ok(&s.docker(&["rm", "-f", "web", "udp"]));

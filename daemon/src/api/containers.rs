@@ -320,17 +320,10 @@ fn options(
         cap_drop: strs(&host["CapDrop"]).unwrap_or_default(),
         ..Default::default()
     };
-    // The namespace itself is set up by `create` (see network::Net::attach).
-    match host["NetworkMode"].as_str().unwrap_or("") {
-        "host" => o.network = berth_manager::oci::NsMode::Host,
-        "" | "default" | "bridge" | "none" => {}
-        m if m.starts_with("container:") && m.len() > 10 => {}
-        other => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("network {other} not found"),
-            ))
-        }
+    // The namespace itself is set up by `create` (see attach_network), which also checks
+    // that a named network exists.
+    if host["NetworkMode"].as_str() == Some("host") {
+        o.network = berth_manager::oci::NsMode::Host;
     }
     if let Some(m) = host["Memory"].as_i64().filter(|m| *m > 0) {
         o.memory = Some(m);
@@ -507,7 +500,7 @@ pub(super) async fn create(
     let res = d.images.resolve_record(&img).await?;
     let image_cfg: berth_manager::oci::ImageConfig =
         (&res.config.config.clone().unwrap_or_default()).into();
-    let net_doc = match attach_network(&d, &id, &host, &mut opts).await {
+    let net_doc = match attach_network(&d, &id, &name, &cfg, &host, &mut opts).await {
         Ok(n) => n,
         Err(e) => return Err(e),
     };
@@ -650,6 +643,8 @@ pub(super) async fn create(
 async fn attach_network(
     d: &State,
     id: &str,
+    name: &str,
+    cfg: &serde_json::Value,
     host: &serde_json::Value,
     opts: &mut berth_manager::oci::Options,
 ) -> Result<serde_json::Value, ApiError> {
@@ -680,9 +675,18 @@ async fn attach_network(
         opts.network = NsMode::Path(format!("/proc/{pid}/ns/net"));
         shared_etc = Some(d.data_root.join("containers").join(&o.id));
     } else {
+        let aliases =
+            strs(&cfg["NetworkingConfig"]["EndpointsConfig"][&mode]["Aliases"]).unwrap_or_default();
+        let user_net = !matches!(mode.as_str(), "" | "default" | "bridge" | "none" | "host");
+        if user_net && d.net.find(&mode).await.is_none() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("network {mode} not found"),
+            ));
+        }
         let a = d
             .net
-            .attach(id, &mode)
+            .attach(id, &mode, name, &aliases)
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
         if let Some(ns) = &a.netns {
@@ -697,13 +701,19 @@ async fn attach_network(
             .filter(|(_, p)| p.exists())
             .collect(),
         None => {
+            let user_net = !matches!(mode.as_str(), "" | "default" | "bridge" | "none" | "host");
+            let mut dns = strs(&host["Dns"]).unwrap_or_default();
+            if user_net && dns.is_empty() {
+                // The embedded DNS (it forwards what it does not know).
+                dns.push(crate::network::dns::ADDR.to_string());
+            }
             let made = crate::network::Net::etc_files(
                 &etc_dir,
                 &hostname,
                 endpoint.as_ref(),
                 mode == "host",
                 &strs(&host["ExtraHosts"]).unwrap_or_default(),
-                &strs(&host["Dns"]).unwrap_or_default(),
+                &dns,
             );
             match made {
                 Ok(f) => f,

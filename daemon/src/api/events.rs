@@ -95,6 +95,15 @@ pub(super) fn container_with(d: &State, c: &Ctr, action: &str, extra: &[(&str, S
         .publish("container", action, &c.id, attrs_of(c, extra));
 }
 
+pub(super) fn publish_network(d: &State, action: &str, id: &str, name: &str) {
+    d.events.publish(
+        "network",
+        action,
+        id,
+        serde_json::json!({ "name": name, "type": "bridge" }),
+    );
+}
+
 pub fn routes() -> Router<State> {
     Router::new().route("/events", get(events))
 }

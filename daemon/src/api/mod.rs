@@ -12,6 +12,7 @@ pub mod cp;
 pub mod events;
 pub mod exec;
 pub mod images;
+pub mod networks;
 pub mod ops;
 pub mod restart;
 pub mod streams;
@@ -231,6 +232,7 @@ pub fn router(state: State) -> Router {
         .merge(exec::routes())
         .merge(commit::routes())
         .merge(build::routes())
+        .merge(networks::routes())
         .merge(ops::routes())
         .merge(cp::routes())
         .merge(volumes::routes())

@@ -14,13 +14,6 @@ pub fn routes() -> Router<State> {
         .route("/version", get(version))
         .route("/info", get(info))
         .route("/system/df", get(df))
-        // No networks exist yet (their issue): the truthful empty answers that
-        // `docker system prune` and `docker network ls` expect.
-        .route("/networks", get(|| async { Json(serde_json::json!([])) }))
-        .route(
-            "/networks/prune",
-            axum::routing::post(|| async { Json(serde_json::json!({"NetworksDeleted": []})) }),
-        )
 }
 
 async fn ping() -> Response {

@@ -7,12 +7,14 @@
 //! atomically; namespaces are bind-mounted files under `EXEC_ROOT/netns`. At start-up
 //! [`Net::reconcile`] removes what belongs to containers that are gone.
 
+pub mod dns;
 pub mod links;
 pub mod ports;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +45,11 @@ pub struct Endpoint {
     pub gateway: String,
     pub mac: String,
     pub veth: String,
+    /// The container's name (without '/') and its network aliases, for the embedded DNS.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -61,6 +68,18 @@ pub struct Net {
     bridge: String,
     /// The nft script last applied (see ports::apply_rules).
     applied: tokio::sync::Mutex<String>,
+    /// Embedded DNS servers by container.
+    dns: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+/// What `POST /networks/create` asks for.
+#[derive(Clone, Debug, Default)]
+pub struct NewNetwork {
+    pub name: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What a container gets: a namespace path (None: the host's) and, on a bridge, its endpoint.
@@ -116,6 +135,7 @@ impl Net {
             bip,
             bridge: bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string()),
             applied: Default::default(),
+            dns: Default::default(),
         }
     }
 
@@ -168,6 +188,138 @@ impl Net {
         st.networks.values().cloned().collect()
     }
 
+    /// A network by name, full ID or ID prefix.
+    pub async fn find(&self, what: &str) -> Option<Network> {
+        let mut st = self.state.lock().await;
+        let _ = self.default_network(&mut st);
+        if let Some(n) = st.networks.get(what) {
+            return Some(n.clone());
+        }
+        let hits: Vec<&Network> = st
+            .networks
+            .values()
+            .filter(|n| n.id == what || (what.len() >= 3 && n.id.starts_with(what)))
+            .collect();
+        (hits.len() == 1).then(|| hits[0].clone())
+    }
+
+    /// Containers (IDs) with an endpoint on network `name`.
+    pub async fn members(&self, name: &str) -> Vec<(String, Endpoint)> {
+        let st = self.state.lock().await;
+        st.endpoints
+            .iter()
+            .filter(|(_, e)| e.network == name)
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect()
+    }
+
+    /// A user-defined bridge network, its bridge created now.
+    pub async fn create_network(&self, req: NewNetwork) -> Result<Network, String> {
+        if matches!(req.name.as_str(), "bridge" | "host" | "none" | "default")
+            || req.name.is_empty()
+        {
+            return Err(format!("network name {:?} is reserved", req.name));
+        }
+        let mut st = self.state.lock().await;
+        self.default_network(&mut st)?;
+        if st.networks.contains_key(&req.name) {
+            return Err(format!("network with name {} already exists", req.name));
+        }
+        let taken: Vec<(Ipv4Addr, u8)> = st
+            .networks
+            .values()
+            .filter_map(|n| parse_cidr(&n.subnet).ok())
+            .collect();
+        let overlaps = |(a, p): (Ipv4Addr, u8)| {
+            taken.iter().any(|(b, q)| {
+                let m = u32::MAX.checked_shl(32 - (p.min(*q)) as u32).unwrap_or(0);
+                u32::from(a) & m == u32::from(*b) & m
+            })
+        };
+        let (subnet, prefix) = match &req.subnet {
+            Some(s) => {
+                let c = parse_cidr(s)?;
+                if overlaps(c) {
+                    return Err(format!("invalid pool request: Pool overlaps with other one on this address space ({s})"));
+                }
+                c
+            }
+            None => (18..=31u8)
+                .map(|b| (Ipv4Addr::new(172, b, 0, 0), 16))
+                .find(|c| !overlaps(*c))
+                .ok_or("could not find an available, non-overlapping IPv4 address pool")?,
+        };
+        let gateway = match &req.gateway {
+            Some(g) => {
+                let g: Ipv4Addr = g.parse().map_err(|_| format!("invalid gateway {g}"))?;
+                let m = u32::MAX.checked_shl(32 - prefix as u32).unwrap_or(0);
+                if u32::from(g) & m != u32::from(subnet) {
+                    return Err(format!("gateway {g} is not in subnet {subnet}/{prefix}"));
+                }
+                g
+            }
+            None => Ipv4Addr::from(u32::from(subnet) + 1),
+        };
+        let id = random_hex(64);
+        let n = Network {
+            bridge: format!("br-{}", &id[..12]),
+            id,
+            name: req.name.clone(),
+            driver: "bridge".into(),
+            subnet: format!("{subnet}/{prefix}"),
+            gateway: gateway.to_string(),
+            internal: req.internal,
+            created: crate::images::now_rfc3339(),
+            labels: req.labels,
+        };
+        links::ensure_bridge(&n.bridge, gateway, prefix, MTU).await?;
+        st.networks.insert(n.name.clone(), n.clone());
+        if let Err(e) = self.save(&st) {
+            st.networks.remove(&n.name);
+            let _ = links::delete(&n.bridge).await;
+            return Err(e);
+        }
+        let all = st.networks.values().cloned().collect::<Vec<_>>();
+        drop(st);
+        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+        Ok(n)
+    }
+
+    /// Remove a user-defined network (refused while containers are on it).
+    pub async fn remove_network(&self, what: &str) -> Result<Network, String> {
+        let n = self
+            .find(what)
+            .await
+            .ok_or_else(|| format!("network {what} not found"))?;
+        if n.name == "bridge" {
+            return Err("bridge is a pre-defined network and cannot be removed".into());
+        }
+        let mut st = self.state.lock().await;
+        if st.endpoints.values().any(|e| e.network == n.name) {
+            return Err(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                n.name, n.id
+            ));
+        }
+        st.networks.remove(&n.name);
+        self.save(&st)?;
+        let all = st.networks.values().cloned().collect::<Vec<_>>();
+        drop(st);
+        let _ = links::delete(&n.bridge).await;
+        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+        Ok(n)
+    }
+
+    /// The address a name means on `network` (for the embedded DNS).
+    pub async fn resolve(&self, network: &str, name: &str) -> Option<Ipv4Addr> {
+        let st = self.state.lock().await;
+        st.endpoints
+            .iter()
+            .filter(|(_, e)| e.network == network)
+            .find(|(id, e)| dns::matches(name, id, &e.name, &e.aliases))
+            .and_then(|(_, e)| e.ip.parse().ok())
+    }
+
     pub async fn endpoint(&self, id: &str) -> Option<Endpoint> {
         self.state.lock().await.endpoints.get(id).cloned()
     }
@@ -175,7 +327,13 @@ impl Net {
     /// Network for container `id` with `--network mode`: a namespace with only `lo` (none),
     /// the host's (host), or a namespace on the default bridge (default/bridge). Undone on
     /// failure: nothing is left half-made.
-    pub async fn attach(&self, id: &str, mode: &str) -> Result<Attachment, String> {
+    pub async fn attach(
+        self: &Arc<Self>,
+        id: &str,
+        mode: &str,
+        name: &str,
+        aliases: &[String],
+    ) -> Result<Attachment, String> {
         match mode {
             "host" => Ok(Attachment::default()),
             "none" => {
@@ -189,14 +347,52 @@ impl Net {
                     endpoint: None,
                 })
             }
-            "" | "default" | "bridge" => self.attach_bridge(id).await,
-            other => Err(format!("network {other} not found")),
+            "" | "default" | "bridge" => self.attach_bridge(id, "bridge", name, aliases).await,
+            other => {
+                let n = self
+                    .find(other)
+                    .await
+                    .ok_or_else(|| format!("network {other} not found"))?;
+                let a = self.attach_bridge(id, &n.name, name, aliases).await?;
+                // User-defined networks resolve their containers' names.
+                if let Some(ns) = &a.netns {
+                    let ns2 = ns.clone();
+                    let sock = tokio::task::spawn_blocking(move || dns::bind_in(&ns2))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r);
+                    match sock {
+                        Ok(sock) => {
+                            let t = tokio::spawn(dns::serve(sock, self.clone(), n.name.clone()));
+                            self.dns.lock().expect("dns map").insert(id.to_string(), t);
+                        }
+                        Err(e) => {
+                            self.detach(id).await;
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(a)
+            }
         }
     }
 
-    async fn attach_bridge(&self, id: &str) -> Result<Attachment, String> {
+    async fn attach_bridge(
+        &self,
+        id: &str,
+        network: &str,
+        name: &str,
+        aliases: &[String],
+    ) -> Result<Attachment, String> {
         let mut st = self.state.lock().await;
-        let net = self.default_network(&mut st)?;
+        let net = match network {
+            "bridge" => self.default_network(&mut st)?,
+            n => st
+                .networks
+                .get(n)
+                .cloned()
+                .ok_or_else(|| format!("network {n} not found"))?,
+        };
         let (subnet, prefix) = parse_cidr(&net.subnet)?;
         let gateway: Ipv4Addr = net
             .gateway
@@ -252,6 +448,8 @@ impl Net {
                 .collect::<Vec<_>>()
                 .join(":"),
             veth: veth.clone(),
+            name: name.trim_start_matches('/').to_string(),
+            aliases: aliases.to_vec(),
         };
         st.endpoints.insert(id.to_string(), ep.clone());
         if let Err(e) = self.save(&st) {
@@ -271,6 +469,9 @@ impl Net {
 
     /// Remove what [`attach`](Self::attach) made for `id` (and its published ports).
     pub async fn detach(&self, id: &str) {
+        if let Some(t) = self.dns.lock().expect("dns map").remove(id) {
+            t.abort();
+        }
         let _ = self.ports.unpublish(id).await;
         let mut st = self.state.lock().await;
         if let Some(ep) = st.endpoints.remove(id) {

@@ -1,0 +1,247 @@
+//! `/networks`: list, inspect, create, remove and prune networks (the default `bridge`,
+//! the `host` and `none` pseudo-networks, and user-defined bridges). Connecting a running
+//! container to another network is not there yet (501).
+
+use axum::extract::{Path as AxPath, RawQuery, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::images::url_pairs;
+use super::{ApiError, Filters, State};
+use crate::network::{Network, NewNetwork};
+
+pub fn routes() -> Router<State> {
+    Router::new()
+        .route("/networks", get(list))
+        .route("/networks/create", post(create))
+        .route("/networks/prune", post(prune))
+        .route("/networks/{id}", get(inspect))
+        .route("/networks/{id}", delete(remove))
+        .route("/networks/{id}/connect", post(not_yet))
+        .route("/networks/{id}/disconnect", post(not_yet))
+}
+
+fn pseudo(name: &str) -> Value {
+    use sha2::Digest;
+    json!({
+        "Name": name,
+        "Id": format!("{:x}", sha2::Sha256::digest(format!("berth-network-{name}").as_bytes())),
+        "Created": "0001-01-01T00:00:00Z",
+        "Scope": "local",
+        "Driver": if name == "none" { "null" } else { name },
+        "EnableIPv6": false,
+        "IPAM": {"Driver": "default", "Options": null, "Config": []},
+        "Internal": false,
+        "Attachable": false,
+        "Ingress": false,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": false,
+        "Containers": {},
+        "Options": {},
+        "Labels": {},
+    })
+}
+
+async fn doc(d: &State, n: &Network) -> Value {
+    let mut containers = serde_json::Map::new();
+    for (id, e) in d.net.members(&n.name).await {
+        containers.insert(
+            id,
+            json!({
+                "Name": e.name,
+                "EndpointID": e.id,
+                "MacAddress": e.mac,
+                "IPv4Address": format!("{}/{}", e.ip, e.prefix),
+                "IPv6Address": "",
+            }),
+        );
+    }
+    let mut options = serde_json::Map::new();
+    if n.name == "bridge" {
+        options.insert(
+            "com.docker.network.bridge.name".into(),
+            n.bridge.clone().into(),
+        );
+        options.insert(
+            "com.docker.network.bridge.default_bridge".into(),
+            "true".into(),
+        );
+    }
+    json!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": n.created,
+        "Scope": "local",
+        "Driver": n.driver,
+        "EnableIPv6": false,
+        "IPAM": {"Driver": "default", "Options": null, "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}]},
+        "Internal": n.internal,
+        "Attachable": false,
+        "Ingress": false,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": false,
+        "Containers": containers,
+        "Options": options,
+        "Labels": n.labels,
+    })
+}
+
+async fn list(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let f = Filters::parse(&query)?;
+    let mut out = Vec::new();
+    for n in d.net.networks().await {
+        out.push(doc(&d, &n).await);
+    }
+    out.push(pseudo("host"));
+    out.push(pseudo("none"));
+    let names = f.get("name");
+    let ids = f.get("id");
+    let drivers = f.get("driver");
+    let types = f.get("type");
+    let labels = f.get("label");
+    out.retain(|n| {
+        let name = n["Name"].as_str().unwrap_or("");
+        let id = n["Id"].as_str().unwrap_or("");
+        let builtin = matches!(name, "bridge" | "host" | "none");
+        (names.is_empty() || names.iter().any(|x| name.contains(x.as_str())))
+            && (ids.is_empty() || ids.iter().any(|x| id.starts_with(x.as_str())))
+            && (drivers.is_empty() || drivers.iter().any(|x| n["Driver"] == x.as_str()))
+            && (types.is_empty()
+                || types
+                    .iter()
+                    .any(|t| (t == "builtin" && builtin) || (t == "custom" && !builtin)))
+            && labels.iter().all(|l| match l.split_once('=') {
+                Some((k, v)) => n["Labels"][k] == v,
+                None => !n["Labels"][l.as_str()].is_null(),
+            })
+    });
+    Ok(Json(out.into()))
+}
+
+async fn inspect(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    if matches!(what.as_str(), "host" | "none") {
+        return Ok(Json(pseudo(&what)));
+    }
+    let n =
+        d.net.find(&what).await.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("network {what} not found"))
+        })?;
+    Ok(Json(doc(&d, &n).await))
+}
+
+async fn create(AxState(d): AxState<State>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let name = v["Name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("network name is required"))?
+        .to_string();
+    let driver = v["Driver"]
+        .as_str()
+        .filter(|x| !x.is_empty())
+        .unwrap_or("bridge");
+    if driver != "bridge" {
+        return Err(ApiError::bad_request(format!(
+            "driver {driver:?} is not supported (bridge)"
+        )));
+    }
+    if matches!(name.as_str(), "bridge" | "host" | "none") {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("operation is not permitted on predefined {name} network"),
+        ));
+    }
+    if d.net.find(&name).await.is_some_and(|n| n.name == name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("network with name {name} already exists"),
+        ));
+    }
+    let cfg = v["IPAM"]["Config"].as_array().cloned().unwrap_or_default();
+    let first = cfg.first().cloned().unwrap_or(Value::Null);
+    let s = |k: &str| {
+        first[k]
+            .as_str()
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+    };
+    let labels = v["Labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let n = d
+        .net
+        .create_network(NewNetwork {
+            name,
+            subnet: s("Subnet"),
+            gateway: s("Gateway"),
+            internal: v["Internal"].as_bool().unwrap_or(false),
+            labels,
+        })
+        .await
+        .map_err(ApiError::bad_request)?;
+    super::events::publish_network(&d, "create", &n.id, &n.name);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"Id": n.id, "Warning": ""})),
+    )
+        .into_response())
+}
+
+async fn remove(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+) -> Result<Response, ApiError> {
+    if matches!(what.as_str(), "bridge" | "host" | "none") {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{what} is a pre-defined network and cannot be removed"),
+        ));
+    }
+    if d.net.find(&what).await.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("network {what} not found"),
+        ));
+    }
+    let n = d
+        .net
+        .remove_network(&what)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
+    super::events::publish_network(&d, "destroy", &n.id, &n.name);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn prune(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {
+    let mut deleted = Vec::new();
+    for n in d.net.networks().await {
+        if n.name == "bridge" || !d.net.members(&n.name).await.is_empty() {
+            continue;
+        }
+        if d.net.remove_network(&n.name).await.is_ok() {
+            super::events::publish_network(&d, "destroy", &n.id, &n.name);
+            deleted.push(n.name);
+        }
+    }
+    Ok(Json(json!({"NetworksDeleted": deleted})))
+}
+
+async fn not_yet() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "connecting a container to another network is not supported yet: choose its network at create (--network)",
+    )
+}
