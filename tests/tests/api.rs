@@ -2719,14 +2719,18 @@ fn docker_cli_networking() {
             .stdout,
     );
     assert!(!table.contains("dnat"), "no DNAT rule left: {table}");
-    let left = text(
-        &Command::new("ip")
-            .args(["-o", "link", "show", "master", &bridge])
-            .output()
-            .unwrap()
-            .stdout,
-    );
-    assert_eq!(left.trim(), "", "no veth left on {bridge}");
+    // (The host ends are deleted in the background: unregistering waits for RCU.)
+    s.until("no veth left on the bridge", || {
+        text(
+            &Command::new("ip")
+                .args(["-o", "link", "show", "master", &bridge])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .trim()
+        .is_empty()
+    });
     let ns = std::fs::read_dir(s.dir.path().join("exec").join("netns"))
         .map(|r| r.count())
         .unwrap_or(0);

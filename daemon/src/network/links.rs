@@ -184,73 +184,38 @@ pub struct Veth<'a> {
     pub mtu: u32,
 }
 
-/// Create a veth pair: `host` on the bridge, its peer `eth0` in the namespace with the
-/// address, MAC and default route.
+/// Create a veth pair: `host` on the bridge, its peer `eth0` made directly in the
+/// namespace (one request; moving a device between namespaces afterwards costs an RCU
+/// grace period), then the address and default route inside.
 pub async fn add_veth(v: &Veth<'_>) -> Result<()> {
+    use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
     let h = connect().await?;
     let bridge = index_of(&h, v.bridge)
         .await?
         .ok_or_else(|| format!("bridge {} is missing", v.bridge))?;
-    let peer = format!("{}p", &v.host[..v.host.len().min(14)]);
+    let ns = std::fs::File::open(v.netns).map_err(|e| format!("{}: {e}", v.netns.display()))?;
+    let peer = LinkUnspec::new_with_name("eth0")
+        .setns_by_fd(ns.as_raw_fd())
+        .address(v.mac.to_vec())
+        .mtu(v.mtu)
+        .build();
+    let msg = rtnetlink::LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(v.host.to_string())
+        .mtu(v.mtu)
+        .controller(bridge)
+        .up()
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
     h.link()
-        .add(LinkVeth::new(v.host, &peer).mtu(v.mtu).build())
+        .add(msg)
         .execute()
         .await
         .map_err(nl(&format!("create veth pair {}", v.host)))?;
-    let undo = || async {
-        let _ = delete(v.host).await;
-    };
-    let ns = match std::fs::File::open(v.netns) {
-        Ok(f) => f,
-        Err(e) => {
-            undo().await;
-            return Err(format!("{}: {e}", v.netns.display()));
-        }
-    };
-    let r: Result<()> = async {
-        let peer_idx = index_of(&h, &peer).await?.ok_or("veth peer vanished")?;
-        h.link()
-            .set(
-                LinkUnspec::new_with_index(peer_idx)
-                    .setns_by_fd(ns.as_raw_fd())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(nl("move the veth peer into the container's namespace"))?;
-        let host_idx = index_of(&h, v.host).await?.ok_or("veth vanished")?;
-        h.link()
-            .set(
-                LinkUnspec::new_with_index(host_idx)
-                    .controller(bridge)
-                    .up()
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(nl(&format!("attach {} to {}", v.host, v.bridge)))?;
-        Ok(())
-    }
-    .await;
-    if let Err(e) = r {
-        undo().await;
-        return Err(e);
-    }
-    let (peer2, ip, prefix, gw, mac) = (peer.clone(), v.ip, v.prefix, v.gateway, v.mac);
+    let (ip, prefix, gw) = (v.ip, v.prefix, v.gateway);
     let inside = in_netns(v.netns, move |h| async move {
-        let idx = index_of(&h, &peer2)
+        let idx = index_of(&h, "eth0")
             .await?
-            .ok_or("veth peer not in the namespace")?;
-        h.link()
-            .set(
-                LinkUnspec::new_with_index(idx)
-                    .name("eth0".into())
-                    .address(mac.to_vec())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(nl("name the container's interface eth0"))?;
+            .ok_or("eth0 not in the namespace")?;
         h.address()
             .add(idx, IpAddr::V4(ip), prefix)
             .execute()
@@ -271,7 +236,7 @@ pub async fn add_veth(v: &Veth<'_>) -> Result<()> {
         Ok(())
     });
     if let Err(e) = inside {
-        undo().await;
+        let _ = delete(v.host).await;
         return Err(e);
     }
     Ok(())

@@ -475,8 +475,12 @@ impl Net {
         let _ = self.ports.unpublish(id).await;
         let mut st = self.state.lock().await;
         if let Some(ep) = st.endpoints.remove(id) {
-            let _ = links::delete(&ep.veth).await;
             let _ = self.save(&st);
+            // Unregistering a device waits for an RCU grace period: not on the caller's
+            // path (the address is free already; the namespace is going away too).
+            tokio::spawn(async move {
+                let _ = links::delete(&ep.veth).await;
+            });
         }
         let all = st.networks.values().cloned().collect::<Vec<_>>();
         drop(st);

@@ -133,6 +133,8 @@ impl Ports {
     }
 }
 
+const PROXY_BUF: usize = 256 << 10;
+
 async fn proxy_tcp(l: tokio::net::TcpListener, to: SocketAddr) {
     loop {
         let Ok((mut client, _)) = l.accept().await else {
@@ -140,7 +142,16 @@ async fn proxy_tcp(l: tokio::net::TcpListener, to: SocketAddr) {
         };
         tokio::spawn(async move {
             if let Ok(mut upstream) = tokio::net::TcpStream::connect(to).await {
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                let _ = client.set_nodelay(true);
+                let _ = upstream.set_nodelay(true);
+                // Large buffers: fewer, bigger reads and writes per byte proxied.
+                let _ = tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut upstream,
+                    PROXY_BUF,
+                    PROXY_BUF,
+                )
+                .await;
             }
         });
     }
