@@ -31,6 +31,8 @@ pub struct Config {
     pub bip: Option<String>,
     /// The default bridge's interface name ("berth0" when unset).
     pub bridge: Option<String>,
+    /// MTU of the default bridge and its veths (1500 when unset).
+    pub mtu: Option<u32>,
     /// Every other daemon.json key, kept (and ignored here) so a dockerd file loads.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -49,6 +51,7 @@ impl Default for Config {
             log_driver: None,
             bip: None,
             bridge: None,
+            mtu: None,
             log_opts: BTreeMap::new(),
             default_ulimits: BTreeMap::new(),
             other: BTreeMap::new(),

@@ -2627,16 +2627,47 @@ fn docker_cli_networking() {
 
     // A user-defined network: containers reach each other by name and by alias (the
     // embedded DNS); it cannot be removed while in use; network ls/inspect show it.
-    let sub = format!("{}.0/24", prefix.replace("10.2", "10.1"));
+    let base = prefix.replace("10.2", "10.1");
+    let sub = format!("{base}.0/24");
+    let range = format!("{base}.128/25");
     ok(&s.docker(&[
         "network",
         "create",
         "--subnet",
         &sub,
+        "--ip-range",
+        &range,
+        "-o",
+        "com.docker.network.driver.mtu=1400",
         "--label",
         "purpose=test",
         "appnet",
     ]));
+    // --ip and --mac-address on it; --ip on the default bridge is refused like Docker.
+    let fixed = format!("{base}.10");
+    let eth = ok(&s.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "--ip",
+        &fixed,
+        "--mac-address",
+        "02:42:ac:11:00:99",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0; ip -o link show eth0",
+    ]));
+    assert!(eth.contains(&format!("{fixed}/24")), "{eth}");
+    assert!(eth.contains("02:42:ac:11:00:99"), "{eth}");
+    assert!(eth.contains("mtu 1400"), "{eth}");
+    let o = s.docker(&["run", "--rm", "--ip", &fixed, "busybox", "true"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("user defined networks only"),
+        "{}",
+        text(&o.stderr)
+    );
     ok(&s.docker(&[
         "run",
         "-d",
@@ -2697,6 +2728,14 @@ fn docker_cli_networking() {
         "appnet",
     ]));
     assert_eq!(members.trim(), "api");
+    // Automatic addresses come from the --ip-range.
+    let api_ip = ok(&s.docker(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.appnet.IPAddress}}",
+        "api",
+    ]));
+    assert_eq!(api_ip.trim(), format!("{base}.128"));
     let o = s.docker(&["network", "rm", "appnet"]);
     assert!(
         !o.status.success() && text(&o.stderr).contains("active endpoints"),

@@ -684,11 +684,38 @@ async fn attach_network(
                 format!("network {mode} not found"),
             ));
         }
-        let a = d
-            .net
-            .attach(id, &mode, name, &aliases)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        let ec = &cfg["NetworkingConfig"]["EndpointsConfig"][&mode];
+        let ip = match ec["IPAMConfig"]["IPv4Address"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+        {
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {a}")))?,
+            ),
+            None => None,
+        };
+        let mac = match ec["MacAddress"]
+            .as_str()
+            .or(cfg["MacAddress"].as_str())
+            .filter(|s| !s.is_empty())
+        {
+            Some(m) => Some(crate::network::parse_mac(m).map_err(ApiError::bad_request)?),
+            None => None,
+        };
+        let req = crate::network::EndpointRequest {
+            name: name.to_string(),
+            aliases,
+            ip,
+            mac,
+        };
+        let a = d.net.attach(id, &mode, &req).await.map_err(|e| {
+            if e.contains("user defined networks only") || e.starts_with("invalid address") {
+                ApiError::bad_request(e)
+            } else {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)
+            }
+        })?;
         if let Some(ns) = &a.netns {
             opts.network = NsMode::Path(ns.display().to_string());
         }

@@ -65,6 +65,7 @@ impl Daemon {
                 exec_root,
                 cfg.bip.clone(),
                 cfg.bridge.clone(),
+                cfg.mtu,
             )),
             images,
             volumes: crate::volumes::Volumes::new(&data_root),

@@ -59,7 +59,15 @@ async fn doc(d: &State, n: &Network) -> Value {
             }),
         );
     }
+    let mut ipam = json!({"Subnet": n.subnet, "Gateway": n.gateway});
+    if let Some(r) = &n.ip_range {
+        ipam["IPRange"] = r.clone().into();
+    }
     let mut options = serde_json::Map::new();
+    options.insert(
+        "com.docker.network.driver.mtu".into(),
+        n.mtu.to_string().into(),
+    );
     if n.name == "bridge" {
         options.insert(
             "com.docker.network.bridge.name".into(),
@@ -77,7 +85,7 @@ async fn doc(d: &State, n: &Network) -> Value {
         "Scope": "local",
         "Driver": n.driver,
         "EnableIPv6": false,
-        "IPAM": {"Driver": "default", "Options": null, "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}]},
+        "IPAM": {"Driver": "default", "Options": null, "Config": [ipam]},
         "Internal": n.internal,
         "Attachable": false,
         "Ingress": false,
@@ -189,6 +197,14 @@ async fn create(AxState(d): AxState<State>, body: axum::body::Bytes) -> Result<R
             gateway: s("Gateway"),
             internal: v["Internal"].as_bool().unwrap_or(false),
             labels,
+            ip_range: s("IPRange"),
+            mtu: match v["Options"]["com.docker.network.driver.mtu"].as_str() {
+                Some(m) => Some(
+                    m.parse()
+                        .map_err(|_| ApiError::bad_request(format!("invalid MTU option {m:?}")))?,
+                ),
+                None => None,
+            },
         })
         .await
         .map_err(ApiError::bad_request)?;

@@ -34,6 +34,40 @@ pub struct Network {
     pub created: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Addresses handed out come from here (`--ip-range`), inside the subnet.
+    #[serde(default)]
+    pub ip_range: Option<String>,
+    #[serde(default = "default_mtu")]
+    pub mtu: u32,
+}
+
+fn default_mtu() -> u32 {
+    MTU
+}
+
+/// What a container asks of its endpoint.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointRequest {
+    /// Its name (for the embedded DNS) and `--network-alias`es.
+    pub name: String,
+    pub aliases: Vec<String>,
+    /// `--ip` (user-defined networks only, like Docker).
+    pub ip: Option<Ipv4Addr>,
+    /// `--mac-address`.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// `aa:bb:cc:dd:ee:ff` → bytes.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let mut out = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("invalid MAC address: {s}"));
+    }
+    for (o, p) in out.iter_mut().zip(parts) {
+        *o = u8::from_str_radix(p, 16).map_err(|_| format!("invalid MAC address: {s}"))?;
+    }
+    Ok(out)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -66,6 +100,7 @@ pub struct Net {
     pub ports: ports::Ports,
     bip: Option<String>,
     bridge: String,
+    mtu: u32,
     /// The nft script last applied (see ports::apply_rules).
     applied: tokio::sync::Mutex<String>,
     /// Embedded DNS servers by container.
@@ -80,6 +115,8 @@ pub struct NewNetwork {
     pub gateway: Option<String>,
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
+    pub ip_range: Option<String>,
+    pub mtu: Option<u32>,
 }
 
 /// What a container gets: a namespace path (None: the host's) and, on a bridge, its endpoint.
@@ -121,6 +158,7 @@ impl Net {
         exec_root: &Path,
         bip: Option<String>,
         bridge: Option<String>,
+        mtu: Option<u32>,
     ) -> Net {
         let dir = data_root.join("network");
         let state = std::fs::read(dir.join("state.json"))
@@ -134,6 +172,7 @@ impl Net {
             ports: ports::Ports::default(),
             bip,
             bridge: bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string()),
+            mtu: mtu.unwrap_or(MTU),
             applied: Default::default(),
             dns: Default::default(),
         }
@@ -176,6 +215,8 @@ impl Net {
             internal: false,
             created: crate::images::now_rfc3339(),
             labels: Default::default(),
+            ip_range: None,
+            mtu: self.mtu,
         };
         st.networks.insert("bridge".into(), n.clone());
         Ok(n)
@@ -260,8 +301,21 @@ impl Net {
             }
             None => Ipv4Addr::from(u32::from(subnet) + 1),
         };
+        if let Some(r) = &req.ip_range {
+            let (rn, rp) = parse_cidr(r)?;
+            let m = u32::MAX.checked_shl(32 - prefix as u32).unwrap_or(0);
+            if rp < prefix || u32::from(rn) & m != u32::from(subnet) {
+                return Err(format!("ip-range {r} is not in subnet {subnet}/{prefix}"));
+            }
+        }
+        let mtu = req.mtu.unwrap_or(self.mtu);
+        if !(68..=65535).contains(&mtu) {
+            return Err(format!("invalid MTU {mtu}"));
+        }
         let id = random_hex(64);
         let n = Network {
+            ip_range: req.ip_range.clone(),
+            mtu,
             bridge: format!("br-{}", &id[..12]),
             id,
             name: req.name.clone(),
@@ -272,7 +326,7 @@ impl Net {
             created: crate::images::now_rfc3339(),
             labels: req.labels,
         };
-        links::ensure_bridge(&n.bridge, gateway, prefix, MTU).await?;
+        links::ensure_bridge(&n.bridge, gateway, prefix, n.mtu).await?;
         st.networks.insert(n.name.clone(), n.clone());
         if let Err(e) = self.save(&st) {
             st.networks.remove(&n.name);
@@ -331,8 +385,7 @@ impl Net {
         self: &Arc<Self>,
         id: &str,
         mode: &str,
-        name: &str,
-        aliases: &[String],
+        req: &EndpointRequest,
     ) -> Result<Attachment, String> {
         match mode {
             "host" => Ok(Attachment::default()),
@@ -347,13 +400,21 @@ impl Net {
                     endpoint: None,
                 })
             }
-            "" | "default" | "bridge" => self.attach_bridge(id, "bridge", name, aliases).await,
+            "" | "default" | "bridge" => {
+                if req.ip.is_some() {
+                    return Err(
+                        "user specified IP address is supported on user defined networks only"
+                            .into(),
+                    );
+                }
+                self.attach_bridge(id, "bridge", req).await
+            }
             other => {
                 let n = self
                     .find(other)
                     .await
                     .ok_or_else(|| format!("network {other} not found"))?;
-                let a = self.attach_bridge(id, &n.name, name, aliases).await?;
+                let a = self.attach_bridge(id, &n.name, req).await?;
                 // User-defined networks resolve their containers' names.
                 if let Some(ns) = &a.netns {
                     let ns2 = ns.clone();
@@ -381,8 +442,7 @@ impl Net {
         &self,
         id: &str,
         network: &str,
-        name: &str,
-        aliases: &[String],
+        req: &EndpointRequest,
     ) -> Result<Attachment, String> {
         let mut st = self.state.lock().await;
         let net = match network {
@@ -398,9 +458,8 @@ impl Net {
             .gateway
             .parse()
             .map_err(|_| format!("bad gateway {}", net.gateway))?;
-        links::ensure_bridge(&net.bridge, gateway, prefix, MTU).await?;
+        links::ensure_bridge(&net.bridge, gateway, prefix, net.mtu).await?;
         ports::enable_forwarding();
-        // IPAM: the lowest free address (not the network, gateway or broadcast).
         let used: std::collections::HashSet<Ipv4Addr> = st
             .endpoints
             .values()
@@ -409,12 +468,41 @@ impl Net {
             .collect();
         let base = u32::from(subnet);
         let size = 1u32 << (32 - prefix as u32);
-        let ip = (1..size - 1)
-            .map(|o| Ipv4Addr::from(base + o))
-            .find(|a| *a != gateway && !used.contains(a))
-            .ok_or_else(|| format!("no available IPv4 addresses on network {}", net.name))?;
+        let usable = |a: Ipv4Addr| {
+            let v = u32::from(a);
+            v > base && v < base + size - 1 && a != gateway && !used.contains(&a)
+        };
+        let ip = match req.ip {
+            Some(a) if usable(a) => a,
+            Some(a) if used.contains(&a) => {
+                return Err(format!(
+                    "Address already in use: {a} on network {}",
+                    net.name
+                ))
+            }
+            Some(a) => {
+                return Err(format!(
+                    "invalid address {a}: not a usable address of {} ({})",
+                    net.subnet, net.name
+                ))
+            }
+            None => {
+                // IPAM: the lowest free address of the range (or subnet).
+                let (rb, rs) = match &net.ip_range {
+                    Some(r) => {
+                        let (rn, rp) = parse_cidr(r)?;
+                        (u32::from(rn), 1u32 << (32 - rp as u32))
+                    }
+                    None => (base, size),
+                };
+                (0..rs)
+                    .map(|o| Ipv4Addr::from(rb + o))
+                    .find(|a| usable(*a))
+                    .ok_or_else(|| format!("no available IPv4 addresses on network {}", net.name))?
+            }
+        };
         let o = ip.octets();
-        let mac = [0x02, 0x42, o[0], o[1], o[2], o[3]];
+        let mac = req.mac.unwrap_or([0x02, 0x42, o[0], o[1], o[2], o[3]]);
         let veth = format!("veth{}", &random_hex(7));
         let ns = links::netns_path(&self.netns_dir, id);
         let ns2 = ns.clone();
@@ -429,7 +517,7 @@ impl Net {
             prefix,
             gateway: Some(gateway),
             mac,
-            mtu: MTU,
+            mtu: net.mtu,
         })
         .await;
         if let Err(e) = added {
@@ -448,8 +536,8 @@ impl Net {
                 .collect::<Vec<_>>()
                 .join(":"),
             veth: veth.clone(),
-            name: name.trim_start_matches('/').to_string(),
-            aliases: aliases.to_vec(),
+            name: req.name.trim_start_matches('/').to_string(),
+            aliases: req.aliases.clone(),
         };
         st.endpoints.insert(id.to_string(), ep.clone());
         if let Err(e) = self.save(&st) {

@@ -315,6 +315,8 @@ mod tests {
             internal: false,
             created: String::new(),
             labels: Default::default(),
+            ip_range: None,
+            mtu: 1500,
         };
         let r = Rule {
             proto: "tcp".into(),
