@@ -310,7 +310,7 @@ pub enum Cmd {
         /// Metadata for the image (KEY=VALUE).
         #[arg(long)]
         label: Vec<String>,
-        /// Networking for RUN: default (the host's), host or none.
+        /// Networking for RUN: default (the bridge), host, none or a network's name.
         #[arg(long)]
         network: Option<String>,
         /// Print only the image ID.

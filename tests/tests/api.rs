@@ -2124,6 +2124,7 @@ fn docker_build_multi_stage_and_services() {
                  SHELL [\"/bin/sh\", \"-ec\"]\n\
                  COPY --from=builder --chown=65534:65534 --chmod=640 /out/app /app/bin\n\
                  RUN test \"$(stat -c '%u:%g %a' /app/bin)\" = '65534:65534 640'\n\
+                 RUN ip -o -4 addr show eth0 | grep -q inet\n\
                  COPY start.sh /start.sh\n\
                  RUN chmod +x /start.sh && mkdir /www && echo served > /www/index.html\n\
                  EXPOSE 22 80\n\

@@ -4,7 +4,8 @@
 //! The context tar is extracted into a private directory; the Dockerfile is parsed
 //! ([`dockerfile`]); every instruction makes an image: configuration-only ones (ENV, CMD, …)
 //! an image with an `empty_layer` history entry, RUN the diff of a real container run through
-//! the manager/shim/runtime, COPY/ADD the diff of a snapshot the files were written into. A
+//! the manager/shim/runtime (on the default bridge unless `networkmode` says host, none or
+//! a user-defined network), COPY/ADD the diff of a snapshot the files were written into. A
 //! step's cache key is its parent image, its instruction after substitution, the build args
 //! it sees and, for COPY/ADD, a checksum of the source files' paths, modes, owners and
 //! contents; hits are kept in `<data-root>/builder/cache.json`. Progress goes out as Docker's
@@ -84,10 +85,12 @@ impl Options {
             crate::reference::Reference::parse(t)
                 .map_err(|e| ApiError::bad_request(format!("invalid tag {t:?}: {e}")))?;
         }
+        // RUN steps join this network: the default bridge unless told (host, none, or a
+        // user-defined network, checked when the first RUN creates its container).
         let network_mode = q.get("networkmode").cloned().unwrap_or_default();
-        if !matches!(network_mode.as_str(), "" | "default" | "host" | "none") {
+        if network_mode.starts_with("container:") {
             return Err(ApiError::bad_request(format!(
-                "networkmode {network_mode:?}: builds run with the host's network (default, host) or none"
+                "networkmode {network_mode:?} is not supported for builds"
             )));
         }
         if let Some(p) = q.get("platform").filter(|p| !p.is_empty()) {
@@ -970,7 +973,10 @@ impl Builder {
             "User": st.config.user,
             "Labels": {},
             "HostConfig": {
-                "NetworkMode": if self.opts.network_mode == "none" { "none" } else { "host" },
+                "NetworkMode": match self.opts.network_mode.as_str() {
+                    "" | "default" => "bridge",
+                    m => m,
+                },
             },
         });
         let id = self.create_container(body).await?;
