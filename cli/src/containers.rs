@@ -414,7 +414,7 @@ pub async fn ps(
                 "RunningFor": table::ago(r["Created"].as_i64().unwrap_or(0)),
                 "Status": r["Status"],
                 "State": r["State"],
-                "Ports": "",
+                "Ports": ports_text(&r["Ports"]),
                 "Names": r["Names"][0].as_str().unwrap_or("").trim_start_matches('/'),
                 "Labels": r["Labels"],
             })
@@ -859,6 +859,29 @@ pub async fn commit(
     let r = c.post(&q, None).await?;
     println!("{}", r["Id"].as_str().unwrap_or(""));
     Ok(0)
+}
+
+/// A container list entry's ports as docker's PORTS column shows them.
+fn ports_text(ports: &Value) -> String {
+    let mut out: Vec<String> = ports
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            let private = format!(
+                "{}/{}",
+                p["PrivatePort"],
+                p["Type"].as_str().unwrap_or("tcp")
+            );
+            match p["PublicPort"].as_u64() {
+                Some(public) => format!("{}:{public}->{private}", p["IP"].as_str().unwrap_or("")),
+                None => private,
+            }
+        })
+        .collect();
+    out.sort();
+    out.join(", ")
 }
 
 /// `port CONTAINER [PRIVATE]`: the published ports, as docker prints them.

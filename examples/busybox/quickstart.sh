@@ -21,10 +21,12 @@ cleanup() {
   grep -o " $tmp[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l
   rm -rf "$tmp"
   find /sys/fs/cgroup -maxdepth 3 -type d -name berth-quickstart -exec rmdir {} + 2>/dev/null
+  ip link del bq0 2>/dev/null; nft delete table ip berth_bq0 2>/dev/null
   true
 }
 trap cleanup EXIT
-echo '{"registry-fallback": false}' > "$tmp/daemon.json"
+# Its own bridge and subnet (not docker0's 172.17.0.0/16), removed when done.
+echo '{"registry-fallback": false, "bridge": "bq0", "bip": "10.199.0.1/24"}' > "$tmp/daemon.json"
 berthd --exec-root "$tmp/run" --data-root "$tmp/data" -H "unix://$tmp/berth.sock" \
   --config-file "$tmp/daemon.json" --cgroup-parent /berth-quickstart 2> "$tmp/berthd.log" &
 berthd_pid=$!
@@ -34,8 +36,11 @@ export BERTH_HOST="unix://$tmp/berth.sock"
 set -x
 tar -C "$tmp/bundle/rootfs" -c . | berth import --change 'CMD ["sh"]' - busybox:latest
 berth run --rm busybox sh -c 'echo hello from berth: $(hostname), pid $$'
-berth run -d --name qs-web busybox sh -c 'echo serving; exec sleep 1000'
+berth run -d --name qs-web -p 127.0.0.1::80 busybox sh -c 'echo serving; mkdir /www; echo hello over http > /www/index.html; exec httpd -f -p 80 -h /www'
 berth ps
+port=$(berth port qs-web 80 | cut -d: -f2)
+sleep 0.5
+curl -s "http://127.0.0.1:$port/"
 berth exec qs-web sh -c 'echo exec sees pid 1 = $(cat /proc/1/comm)'
 berth logs qs-web
 berth rm -f qs-web

@@ -2811,6 +2811,8 @@ fn berth_cli_ports() {
         ok(&s.berth(&["port", "ww", "80"])).trim(),
         format!("127.0.0.1:{p}")
     );
+    let ps = ok(&s.berth(&["ps", "--format", "{{.Ports}}"]));
+    assert!(ps.contains(&format!("127.0.0.1:{p}->80/tcp")), "{ps}");
     let all = ok(&s.berth(&["port", "ww"]));
     assert!(all.contains("81/tcp -> 0.0.0.0:"), "{all}");
     assert!(ok(&s.berth(&["exec", "ww", "cat", "/etc/hosts"])).contains("10.1.2.3\tx.test"));
