@@ -2737,6 +2737,39 @@ fn docker_cli_networking() {
         "api",
     ]));
     assert_eq!(api_ip.trim(), format!("{base}.128"));
+    // Isolation: another network's containers and an internal network's reach nothing
+    // across bridges (web, on the default bridge, answers its own bridge only).
+    let (b1, third) = base.rsplit_once('.').unwrap();
+    let sealed = format!("{b1}.{}.0/24", (third.parse::<u32>().unwrap() + 128) % 256);
+    ok(&s.docker(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        &sealed,
+        "sealed",
+    ]));
+    // (ping: this busybox's `wget -T` crashes, which would pass for "unreachable".)
+    let ping = |net: &str| {
+        s.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "busybox",
+            "ping",
+            "-c1",
+            "-W1",
+            &ip,
+        ])
+        .status
+        .success()
+    };
+    assert!(ping("bridge"), "web answers on its own bridge");
+    for net in ["sealed", "appnet"] {
+        assert!(!ping(net), "{net} reached the default bridge's web");
+    }
+    ok(&s.docker(&["network", "rm", "sealed"]));
     let o = s.docker(&["network", "rm", "appnet"]);
     assert!(
         !o.status.success() && text(&o.stderr).contains("active endpoints"),

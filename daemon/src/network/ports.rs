@@ -207,14 +207,32 @@ pub fn enable_forwarding() {
 
 /// The nftables table for a set of bridge networks and rules (None: no table at all).
 pub fn ruleset(table: &str, networks: &[Network], rules: &[Rule]) -> Option<String> {
-    let nat: Vec<&Network> = networks
-        .iter()
-        .filter(|n| n.driver == "bridge" && !n.internal)
-        .collect();
-    if nat.is_empty() && rules.is_empty() {
+    let bridges: Vec<&Network> = networks.iter().filter(|n| n.driver == "bridge").collect();
+    let nat: Vec<&Network> = bridges.iter().copied().filter(|n| !n.internal).collect();
+    if bridges.is_empty() && rules.is_empty() {
         return None;
     }
     let mut s = format!("table ip {table} {{\n");
+    // Isolation, as Docker's: no forwarding between two networks' bridges, and none in or
+    // out of an internal network's.
+    s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
+    for n in &bridges {
+        if n.internal {
+            s.push_str(&format!(
+                "    iifname \"{b}\" oifname != \"{b}\" drop\n    oifname \"{b}\" iifname != \"{b}\" drop\n",
+                b = n.bridge
+            ));
+        }
+        for o in &bridges {
+            if o.bridge != n.bridge {
+                s.push_str(&format!(
+                    "    iifname \"{}\" oifname \"{}\" drop\n",
+                    n.bridge, o.bridge
+                ));
+            }
+        }
+    }
+    s.push_str("  }\n");
     s.push_str(
         "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n",
     );
@@ -325,9 +343,26 @@ mod tests {
             container_ip: "172.17.0.2".parse().unwrap(),
             container_port: 80,
         };
-        let s = ruleset("berth_berth0", &[n], &[r]).unwrap();
+        let s = ruleset("berth_berth0", std::slice::from_ref(&n), &[r]).unwrap();
         assert!(s.contains("ip saddr 172.17.0.0/16 oifname != \"berth0\" masquerade"));
         assert!(s.contains("ip daddr 127.0.0.1 tcp dport 8080 dnat to 172.17.0.2:80"));
         assert!(ruleset("t", &[], &[]).is_none());
+        let mut m = n.clone();
+        m.name = "inside".into();
+        m.bridge = "br-x".into();
+        m.internal = true;
+        let s = ruleset("t", &[n, m], &[]).unwrap();
+        assert!(
+            s.contains("iifname \"berth0\" oifname \"br-x\" drop"),
+            "{s}"
+        );
+        assert!(
+            s.contains("iifname \"br-x\" oifname != \"br-x\" drop"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("ip saddr 172.17.0.0/16 oifname != \"br-x\""),
+            "{s}"
+        );
     }
 }
