@@ -2729,6 +2729,53 @@ fn docker_cli_networking() {
         "appnet",
     ]));
     assert_eq!(members.trim(), "api");
+    // network connect: web (on the default bridge) gets eth1 on appnet and its name (and
+    // the alias given) resolves there; disconnect takes both away.
+    ok(&s.docker(&["network", "connect", "--alias", "front", "appnet", "web"]));
+    let eth1 = ok(&s.docker(&["exec", "web", "ip", "-o", "-4", "addr", "show", "eth1"]));
+    assert!(eth1.contains(&format!(" {base}.")), "{eth1}");
+    for name in ["web", "front"] {
+        assert_eq!(
+            ok(&s.docker(&[
+                "run",
+                "--rm",
+                "--network",
+                "appnet",
+                "busybox",
+                "wget",
+                "-q",
+                "-O-",
+                &format!("http://{name}/"),
+            ])),
+            "hello-web\n"
+        );
+    }
+    let nets = ok(&s.docker(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+        "web",
+    ]));
+    assert_eq!(nets.trim(), "appnet bridge", "{nets}");
+    ok(&s.docker(&["network", "disconnect", "appnet", "web"]));
+    assert!(!s
+        .docker(&["exec", "web", "ip", "link", "show", "eth1"])
+        .status
+        .success());
+    assert!(!s
+        .docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "appnet",
+            "busybox",
+            "ping",
+            "-c1",
+            "-W1",
+            "web"
+        ])
+        .status
+        .success());
     // Automatic addresses come from the --ip-range.
     let api_ip = ok(&s.docker(&[
         "inspect",

@@ -997,6 +997,30 @@ pub(super) fn network_settings(c: &Ctr, running: bool) -> serde_json::Value {
             }),
         );
     }
+    for e in net["Extra"].as_array().cloned().unwrap_or_default() {
+        let Some(n) = e["network"].as_str() else {
+            continue;
+        };
+        networks.insert(
+            n.to_string(),
+            serde_json::json!({
+                "IPAMConfig": null,
+                "Links": [],
+                "Aliases": e["aliases"].as_array().cloned().unwrap_or_default(),
+                "MacAddress": e["mac"].as_str().unwrap_or(""),
+                "NetworkID": "",
+                "EndpointID": if running { e["id"].as_str().unwrap_or("") } else { "" },
+                "Gateway": e["gateway"].as_str().unwrap_or(""),
+                "IPAddress": e["ip"].as_str().unwrap_or(""),
+                "IPPrefixLen": e["prefix"].as_u64().unwrap_or(0),
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "DriverOpts": null,
+                "DNSNames": [],
+            }),
+        );
+    }
     serde_json::json!({
         "Bridge": "",
         "SandboxID": "",

@@ -1,6 +1,5 @@
-//! `/networks`: list, inspect, create, remove and prune networks (the default `bridge`,
-//! the `host` and `none` pseudo-networks, and user-defined bridges). Connecting a running
-//! container to another network is not there yet (501).
+//! `/networks`: list, inspect, create, remove, prune, connect and disconnect (the default
+//! `bridge`, the `host` and `none` pseudo-networks, and user-defined bridges).
 
 use axum::extract::{Path as AxPath, RawQuery, State as AxState};
 use axum::http::StatusCode;
@@ -20,8 +19,8 @@ pub fn routes() -> Router<State> {
         .route("/networks/prune", post(prune))
         .route("/networks/{id}", get(inspect))
         .route("/networks/{id}", delete(remove))
-        .route("/networks/{id}/connect", post(not_yet))
-        .route("/networks/{id}/disconnect", post(not_yet))
+        .route("/networks/{id}/connect", post(connect))
+        .route("/networks/{id}/disconnect", post(disconnect))
 }
 
 fn pseudo(name: &str) -> Value {
@@ -255,9 +254,103 @@ async fn prune(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"NetworksDeleted": deleted})))
 }
 
-async fn not_yet() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "connecting a container to another network is not supported yet: choose its network at create (--network)",
-    )
+/// `POST /networks/{id}/connect`: one more interface for a container (running or not).
+async fn connect(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let n =
+        d.net.find(&what).await.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("network {what} not found"))
+        })?;
+    let c = super::containers::find(&d, v["Container"].as_str().unwrap_or("")).await?;
+    let ec = &v["EndpointConfig"];
+    let ip = match ec["IPAMConfig"]["IPv4Address"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+    {
+        Some(a) => Some(
+            a.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {a}")))?,
+        ),
+        None => None,
+    };
+    let req = crate::network::EndpointRequest {
+        name: c.name.clone(),
+        aliases: ec["Aliases"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        ip,
+        mac: None,
+    };
+    let ep = d
+        .net
+        .connect(&c.id, &n.name, &req)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
+    if n.name != "bridge" {
+        // Names on the new network resolve through the embedded DNS (rewritten in place:
+        // the file is bind-mounted).
+        let p = d
+            .data_root
+            .join("containers")
+            .join(&c.id)
+            .join("resolv.conf");
+        let cur = std::fs::read_to_string(&p).unwrap_or_default();
+        if !cur.contains(crate::network::dns::ADDR) {
+            let _ = std::fs::write(&p, format!("nameserver {}\n", crate::network::dns::ADDR));
+        }
+    }
+    super::containers::update_doc(&d, &c.id, None, |doc| {
+        let extra = doc["Net"]["Extra"].as_array().cloned().unwrap_or_default();
+        let mut extra: Vec<Value> = extra
+            .into_iter()
+            .filter(|e| e["network"] != n.name.as_str())
+            .collect();
+        extra.push(serde_json::to_value(&ep).expect("json"));
+        doc["Net"]["Extra"] = extra.into();
+    })
+    .await?;
+    super::events::publish_network(&d, "connect", &n.id, &n.name);
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `POST /networks/{id}/disconnect`.
+async fn disconnect(
+    AxState(d): AxState<State>,
+    AxPath(what): AxPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let n =
+        d.net.find(&what).await.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("network {what} not found"))
+        })?;
+    let c = super::containers::find(&d, v["Container"].as_str().unwrap_or("")).await?;
+    d.net
+        .disconnect(&c.id, &n.name)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
+    super::containers::update_doc(&d, &c.id, None, |doc| {
+        let extra: Vec<Value> = doc["Net"]["Extra"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["network"] != n.name.as_str())
+            .collect();
+        doc["Net"]["Extra"] = extra.into();
+    })
+    .await?;
+    super::events::publish_network(&d, "disconnect", &n.id, &n.name);
+    Ok(StatusCode::OK.into_response())
 }

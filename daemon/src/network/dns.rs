@@ -1,7 +1,7 @@
 //! The embedded DNS server of user-defined networks: a UDP socket on 127.0.0.11:53 inside
 //! each container's namespace (made by a thread that joined it), served by a task in
 //! berthd. It answers A queries for the names, network aliases and short IDs of the
-//! containers on the same network; other queries go to the host's resolvers (asked from
+//! containers on the user-defined networks the asking container is on; other queries go to the host's resolvers (asked from
 //! berthd's own namespace, so loopback resolvers work too).
 
 use std::net::SocketAddr;
@@ -42,8 +42,8 @@ fn upstreams() -> Vec<SocketAddr> {
         .collect()
 }
 
-/// Serve queries from containers of `network` on `sock` until the task is aborted.
-pub async fn serve(sock: std::net::UdpSocket, net: Arc<Net>, network: String) {
+/// Serve the queries of container `asker` on `sock` until the task is aborted.
+pub async fn serve(sock: std::net::UdpSocket, net: Arc<Net>, asker: String) {
     let Ok(sock) = tokio::net::UdpSocket::from_std(sock) else {
         return;
     };
@@ -54,21 +54,21 @@ pub async fn serve(sock: std::net::UdpSocket, net: Arc<Net>, network: String) {
             continue;
         };
         let q = buf[..n].to_vec();
-        let (sock, net, network) = (sock.clone(), net.clone(), network.clone());
+        let (sock, net, asker) = (sock.clone(), net.clone(), asker.clone());
         tokio::spawn(async move {
-            if let Some(reply) = answer(&q, &net, &network).await {
+            if let Some(reply) = answer(&q, &net, &asker).await {
                 let _ = sock.send_to(&reply, from).await;
             }
         });
     }
 }
 
-async fn answer(query: &[u8], net: &Net, network: &str) -> Option<Vec<u8>> {
+async fn answer(query: &[u8], net: &Net, asker: &str) -> Option<Vec<u8>> {
     let req = Message::from_vec(query).ok()?;
     let q = req.queries().first()?.clone();
     let name = q.name().to_ascii();
     let name = name.trim_end_matches('.').to_ascii_lowercase();
-    let local = net.resolve(network, &name).await;
+    let local = net.resolve(asker, &name).await;
     if local.is_none() {
         if let Some(r) = forward(query).await {
             return Some(r);

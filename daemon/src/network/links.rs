@@ -175,6 +175,8 @@ pub fn remove_netns(path: &Path) {
 /// What a container's interface on a bridge is.
 pub struct Veth<'a> {
     pub host: &'a str,
+    /// The interface's name in the container (eth0, eth1, …).
+    pub peer: &'a str,
     pub bridge: &'a str,
     pub netns: &'a Path,
     pub ip: Ipv4Addr,
@@ -194,7 +196,7 @@ pub async fn add_veth(v: &Veth<'_>) -> Result<()> {
         .await?
         .ok_or_else(|| format!("bridge {} is missing", v.bridge))?;
     let ns = std::fs::File::open(v.netns).map_err(|e| format!("{}: {e}", v.netns.display()))?;
-    let peer = LinkUnspec::new_with_name("eth0")
+    let peer = LinkUnspec::new_with_name(v.peer)
         .setns_by_fd(ns.as_raw_fd())
         .address(v.mac.to_vec())
         .mtu(v.mtu)
@@ -211,21 +213,21 @@ pub async fn add_veth(v: &Veth<'_>) -> Result<()> {
         .execute()
         .await
         .map_err(nl(&format!("create veth pair {}", v.host)))?;
-    let (ip, prefix, gw) = (v.ip, v.prefix, v.gateway);
+    let (ip, prefix, gw, ifname) = (v.ip, v.prefix, v.gateway, v.peer.to_string());
     let inside = in_netns(v.netns, move |h| async move {
-        let idx = index_of(&h, "eth0")
+        let idx = index_of(&h, &ifname)
             .await?
-            .ok_or("eth0 not in the namespace")?;
+            .ok_or_else(|| format!("{ifname} not in the namespace"))?;
         h.address()
             .add(idx, IpAddr::V4(ip), prefix)
             .execute()
             .await
-            .map_err(nl(&format!("add {ip}/{prefix} to eth0")))?;
+            .map_err(nl(&format!("add {ip}/{prefix} to {ifname}")))?;
         h.link()
             .set(LinkUnspec::new_with_index(idx).up().build())
             .execute()
             .await
-            .map_err(nl("bring eth0 up"))?;
+            .map_err(nl(&format!("bring {ifname} up")))?;
         if let Some(gw) = gw {
             h.route()
                 .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build())

@@ -84,13 +84,30 @@ pub struct Endpoint {
     pub name: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Its interface in the container.
+    #[serde(default)]
+    pub ifname: String,
 }
 
 #[derive(Default, Serialize, Deserialize)]
 struct State {
     networks: BTreeMap<String, Network>,
-    /// Container ID → its endpoint on a bridge network.
+    /// Container ID → its endpoint on a bridge network (eth0).
     endpoints: BTreeMap<String, Endpoint>,
+    /// Container ID → endpoints added by `network connect` (eth1, …).
+    #[serde(default)]
+    extras: BTreeMap<String, Vec<Endpoint>>,
+}
+
+impl State {
+    /// Every endpoint, with its container's ID.
+    fn all(&self) -> impl Iterator<Item = (&String, &Endpoint)> {
+        self.endpoints.iter().chain(
+            self.extras
+                .iter()
+                .flat_map(|(k, v)| v.iter().map(move |e| (k, e))),
+        )
+    }
 }
 
 pub struct Net {
@@ -247,8 +264,7 @@ impl Net {
     /// Containers (IDs) with an endpoint on network `name`.
     pub async fn members(&self, name: &str) -> Vec<(String, Endpoint)> {
         let st = self.state.lock().await;
-        st.endpoints
-            .iter()
+        st.all()
             .filter(|(_, e)| e.network == name)
             .map(|(k, e)| (k.clone(), e.clone()))
             .collect()
@@ -349,7 +365,7 @@ impl Net {
             return Err("bridge is a pre-defined network and cannot be removed".into());
         }
         let mut st = self.state.lock().await;
-        if st.endpoints.values().any(|e| e.network == n.name) {
+        if st.all().any(|(_, e)| e.network == n.name) {
             return Err(format!(
                 "error while removing network: network {} id {} has active endpoints",
                 n.name, n.id
@@ -364,14 +380,21 @@ impl Net {
         Ok(n)
     }
 
-    /// The address a name means on `network` (for the embedded DNS).
-    pub async fn resolve(&self, network: &str, name: &str) -> Option<Ipv4Addr> {
+    /// The address a name means to container `asker` (for its embedded DNS): a container
+    /// on one of the user-defined networks it is on, by name, alias or short ID.
+    pub async fn resolve(&self, asker: &str, name: &str) -> Option<Ipv4Addr> {
         let st = self.state.lock().await;
-        st.endpoints
-            .iter()
-            .filter(|(_, e)| e.network == network)
+        let nets: std::collections::HashSet<&str> = st
+            .all()
+            .filter(|(k, e)| k.as_str() == asker && e.network != "bridge")
+            .map(|(_, e)| e.network.as_str())
+            .collect();
+        let hit = st
+            .all()
+            .filter(|(_, e)| nets.contains(e.network.as_str()))
             .find(|(id, e)| dns::matches(name, id, &e.name, &e.aliases))
-            .and_then(|(_, e)| e.ip.parse().ok())
+            .and_then(|(_, e)| e.ip.parse().ok());
+        hit
     }
 
     pub async fn endpoint(&self, id: &str) -> Option<Endpoint> {
@@ -424,7 +447,7 @@ impl Net {
                         .and_then(|r| r);
                     match sock {
                         Ok(sock) => {
-                            let t = tokio::spawn(dns::serve(sock, self.clone(), n.name.clone()));
+                            let t = tokio::spawn(dns::serve(sock, self.clone(), id.to_string()));
                             self.dns.lock().expect("dns map").insert(id.to_string(), t);
                         }
                         Err(e) => {
@@ -453,6 +476,47 @@ impl Net {
                 .cloned()
                 .ok_or_else(|| format!("network {n} not found"))?,
         };
+        let ns = links::netns_path(&self.netns_dir, id);
+        let ns2 = ns.clone();
+        tokio::task::spawn_blocking(move || links::create_netns(&ns2))
+            .await
+            .map_err(|e| e.to_string())??;
+        let ep = match self.plug(&st, &net, &ns, "eth0", true, req).await {
+            Ok(ep) => ep,
+            Err(e) => {
+                links::remove_netns(&ns);
+                return Err(e);
+            }
+        };
+        let veth = ep.veth.clone();
+        st.endpoints.insert(id.to_string(), ep.clone());
+        if let Err(e) = self.save(&st) {
+            st.endpoints.remove(id);
+            let _ = links::delete(&veth).await;
+            links::remove_netns(&ns);
+            return Err(e);
+        }
+        let all = st.networks.values().cloned().collect::<Vec<_>>();
+        drop(st);
+        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+        Ok(Attachment {
+            netns: Some(ns),
+            endpoint: Some(ep),
+        })
+    }
+
+    /// Allocate an address on `net` (IPAM: `req.ip`, or the lowest free one of the range or
+    /// subnet) and plug a veth named `ifname` into the namespace `ns`; with `route`, the
+    /// default route goes through this network's gateway.
+    async fn plug(
+        &self,
+        st: &State,
+        net: &Network,
+        ns: &Path,
+        ifname: &str,
+        route: bool,
+        req: &EndpointRequest,
+    ) -> Result<Endpoint, String> {
         let (subnet, prefix) = parse_cidr(&net.subnet)?;
         let gateway: Ipv4Addr = net
             .gateway
@@ -461,10 +525,9 @@ impl Net {
         links::ensure_bridge(&net.bridge, gateway, prefix, net.mtu).await?;
         ports::enable_forwarding();
         let used: std::collections::HashSet<Ipv4Addr> = st
-            .endpoints
-            .values()
-            .filter(|e| e.network == net.name)
-            .filter_map(|e| e.ip.parse().ok())
+            .all()
+            .filter(|(_, e)| e.network == net.name)
+            .filter_map(|(_, e)| e.ip.parse().ok())
             .collect();
         let base = u32::from(subnet);
         let size = 1u32 << (32 - prefix as u32);
@@ -487,7 +550,6 @@ impl Net {
                 ))
             }
             None => {
-                // IPAM: the lowest free address of the range (or subnet).
                 let (rb, rs) = match &net.ip_range {
                     Some(r) => {
                         let (rn, rp) = parse_cidr(r)?;
@@ -504,27 +566,19 @@ impl Net {
         let o = ip.octets();
         let mac = req.mac.unwrap_or([0x02, 0x42, o[0], o[1], o[2], o[3]]);
         let veth = format!("veth{}", &random_hex(7));
-        let ns = links::netns_path(&self.netns_dir, id);
-        let ns2 = ns.clone();
-        tokio::task::spawn_blocking(move || links::create_netns(&ns2))
-            .await
-            .map_err(|e| e.to_string())??;
-        let added = links::add_veth(&links::Veth {
+        links::add_veth(&links::Veth {
             host: &veth,
+            peer: ifname,
             bridge: &net.bridge,
-            netns: &ns,
+            netns: ns,
             ip,
             prefix,
-            gateway: Some(gateway),
+            gateway: route.then_some(gateway),
             mac,
             mtu: net.mtu,
         })
-        .await;
-        if let Err(e) = added {
-            links::remove_netns(&ns);
-            return Err(e);
-        }
-        let ep = Endpoint {
+        .await?;
+        Ok(Endpoint {
             id: random_hex(64),
             network: net.name.clone(),
             ip: ip.to_string(),
@@ -535,24 +589,119 @@ impl Net {
                 .map(|b| format!("{b:02x}"))
                 .collect::<Vec<_>>()
                 .join(":"),
-            veth: veth.clone(),
+            veth,
             name: req.name.trim_start_matches('/').to_string(),
             aliases: req.aliases.clone(),
-        };
-        st.endpoints.insert(id.to_string(), ep.clone());
+            ifname: ifname.to_string(),
+        })
+    }
+
+    /// `network connect`: one more interface (eth1, …) for a container that has its own
+    /// namespace on a bridge network; the embedded DNS when it is a user-defined network.
+    pub async fn connect(
+        self: &Arc<Self>,
+        id: &str,
+        network: &str,
+        req: &EndpointRequest,
+    ) -> Result<Endpoint, String> {
+        let n = self
+            .find(network)
+            .await
+            .ok_or_else(|| format!("network {network} not found"))?;
+        let ns = links::netns_path(&self.netns_dir, id);
+        let mut st = self.state.lock().await;
+        if !st.endpoints.contains_key(id) || !ns.exists() {
+            return Err(format!(
+                "container {} is not on a bridge network (none, host or container: mode): it cannot be connected",
+                &id[..id.len().min(12)]
+            ));
+        }
+        if st.all().any(|(k, e)| k == id && e.network == n.name) {
+            return Err(format!(
+                "endpoint with name {} already exists in network {}",
+                req.name.trim_start_matches('/'),
+                n.name
+            ));
+        }
+        let taken: std::collections::HashSet<String> = st
+            .all()
+            .filter(|(k, _)| k.as_str() == id)
+            .map(|(_, e)| {
+                if e.ifname.is_empty() {
+                    "eth0".to_string()
+                } else {
+                    e.ifname.clone()
+                }
+            })
+            .collect();
+        let ifname = (1..)
+            .map(|i| format!("eth{i}"))
+            .find(|f| !taken.contains(f))
+            .expect("a free name");
+        let ep = self.plug(&st, &n, &ns, &ifname, false, req).await?;
+        st.extras
+            .entry(id.to_string())
+            .or_default()
+            .push(ep.clone());
         if let Err(e) = self.save(&st) {
-            st.endpoints.remove(id);
-            let _ = links::delete(&veth).await;
-            links::remove_netns(&ns);
+            if let Some(v) = st.extras.get_mut(id) {
+                v.retain(|x| x.id != ep.id);
+            }
+            let _ = links::delete(&ep.veth).await;
             return Err(e);
         }
         let all = st.networks.values().cloned().collect::<Vec<_>>();
         drop(st);
+        let has_dns = self.dns.lock().expect("dns map").contains_key(id);
+        if n.name != "bridge" && !has_dns {
+            let ns2 = ns.clone();
+            if let Ok(Ok(sock)) = tokio::task::spawn_blocking(move || dns::bind_in(&ns2)).await {
+                let t = tokio::spawn(dns::serve(sock, self.clone(), id.to_string()));
+                self.dns.lock().expect("dns map").insert(id.to_string(), t);
+            }
+        }
         ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
-        Ok(Attachment {
-            netns: Some(ns),
-            endpoint: Some(ep),
-        })
+        Ok(ep)
+    }
+
+    /// `network disconnect` of an interface added by [`connect`](Self::connect).
+    pub async fn disconnect(&self, id: &str, network: &str) -> Result<Endpoint, String> {
+        let n = self
+            .find(network)
+            .await
+            .ok_or_else(|| format!("network {network} not found"))?;
+        let mut st = self.state.lock().await;
+        if st.endpoints.get(id).is_some_and(|e| e.network == n.name) {
+            return Err(format!(
+                "disconnecting a container from {}, the network it was created on, is not supported",
+                n.name
+            ));
+        }
+        let v = st.extras.get_mut(id);
+        let ep = match v {
+            Some(v) => match v.iter().position(|e| e.network == n.name) {
+                Some(i) => v.remove(i),
+                None => {
+                    return Err(format!(
+                        "container {} is not connected to network {}",
+                        &id[..id.len().min(12)],
+                        n.name
+                    ))
+                }
+            },
+            None => {
+                return Err(format!(
+                    "container {} is not connected to network {}",
+                    &id[..id.len().min(12)],
+                    n.name
+                ))
+            }
+        };
+        self.save(&st)?;
+        drop(st);
+        // The host end goes, and its peer in the container with it.
+        let _ = links::delete(&ep.veth).await;
+        Ok(ep)
     }
 
     /// Remove what [`attach`](Self::attach) made for `id` (and its published ports).
@@ -562,6 +711,12 @@ impl Net {
         }
         let _ = self.ports.unpublish(id).await;
         let mut st = self.state.lock().await;
+        let extras = st.extras.remove(id).unwrap_or_default();
+        for ep in extras {
+            tokio::spawn(async move {
+                let _ = links::delete(&ep.veth).await;
+            });
+        }
         if let Some(ep) = st.endpoints.remove(id) {
             let _ = self.save(&st);
             // Unregistering a device waits for an RCU grace period: not on the caller's
