@@ -171,6 +171,19 @@ pub fn create_body(o: &RunOpts) -> Result<Value, ApiError> {
     host["VolumesFrom"] = json!(o.volumes_from);
     if let Some(n) = &o.network {
         host["NetworkMode"] = n.clone().into();
+        let mut ec = json!({"Aliases": o.network_alias});
+        if let Some(ip) = &o.ip {
+            ec["IPAMConfig"] = json!({"IPv4Address": ip});
+        }
+        if let Some(m) = &o.mac_address {
+            ec["MacAddress"] = m.clone().into();
+        }
+        let mut eps = serde_json::Map::new();
+        eps.insert(n.clone(), ec);
+        cfg["NetworkingConfig"] = json!({"EndpointsConfig": eps});
+    }
+    if let Some(m) = &o.mac_address {
+        cfg["MacAddress"] = m.clone().into();
     }
     let mut ulimits = Vec::new();
     for u in &o.ulimit {

@@ -7,6 +7,7 @@ pub mod build;
 pub mod client;
 pub mod containers;
 pub mod images;
+pub mod network;
 pub mod stream;
 pub mod system;
 pub mod table;
@@ -123,6 +124,15 @@ pub struct RunOpts {
     /// Connect a container to a network (default bridge, none, host, container:NAME).
     #[arg(long)]
     pub network: Option<String>,
+    /// Network-scoped aliases for the container.
+    #[arg(long)]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (user-defined networks).
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Container MAC address.
+    #[arg(long)]
+    pub mac_address: Option<String>,
     /// Ulimit options (name=soft[:hard]).
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -408,6 +418,9 @@ pub enum Cmd {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(VolumeCmd),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// Manage Berth.
     #[command(subcommand)]
     System(SystemCmd),
@@ -434,6 +447,75 @@ pub enum Cmd {
     },
 }
 
+/// `ls` of volumes and networks.
+#[derive(clap::Args)]
+pub struct ListArgs {
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+/// `inspect` of volumes and networks.
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    #[arg(short, long)]
+    pub format: Option<String>,
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum NetworkCmd {
+    /// Create a network (bridge).
+    Create {
+        #[arg(short, long)]
+        driver: Option<String>,
+        #[arg(long)]
+        subnet: Option<String>,
+        #[arg(long)]
+        gateway: Option<String>,
+        #[arg(long)]
+        ip_range: Option<String>,
+        /// Restrict external access to the network.
+        #[arg(long)]
+        internal: bool,
+        #[arg(long)]
+        label: Vec<String>,
+        /// Driver options (e.g. com.docker.network.driver.mtu=1400).
+        #[arg(short, long)]
+        opt: Vec<String>,
+        name: String,
+    },
+    /// List networks.
+    Ls(ListArgs),
+    /// Display detailed information on networks.
+    Inspect(InspectArgs),
+    /// Remove networks.
+    Rm {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove all unused networks.
+    Prune {
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Connect a container to a network.
+    Connect {
+        #[arg(long)]
+        alias: Vec<String>,
+        #[arg(long)]
+        ip: Option<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network.
+    Disconnect { network: String, container: String },
+}
+
 #[derive(Subcommand)]
 pub enum VolumeCmd {
     /// Create a volume.
@@ -443,21 +525,9 @@ pub enum VolumeCmd {
         name: Option<String>,
     },
     /// List volumes.
-    Ls {
-        #[arg(short, long)]
-        quiet: bool,
-        #[arg(short, long)]
-        filter: Vec<String>,
-        #[arg(long)]
-        format: Option<String>,
-    },
+    Ls(ListArgs),
     /// Display detailed information on volumes.
-    Inspect {
-        #[arg(short, long)]
-        format: Option<String>,
-        #[arg(required = true)]
-        volumes: Vec<String>,
-    },
+    Inspect(InspectArgs),
     /// Remove volumes.
     Rm {
         #[arg(short, long)]
@@ -674,6 +744,7 @@ async fn dispatch(c: &client::Client, cmd: Cmd) -> Outcome {
         Cmd::Load { input, quiet } => images::load(c, input.as_deref(), quiet).await,
         Cmd::History { no_trunc, image } => images::history(c, &image, no_trunc).await,
         Cmd::Volume(v) => system::volume(c, v).await,
+        Cmd::Network(n) => network::network(c, n).await,
         Cmd::System(SystemCmd::Df { verbose }) => system::df(c, verbose).await,
         Cmd::System(SystemCmd::Prune { force, volumes }) => system::prune(c, force, volumes).await,
         Cmd::System(SystemCmd::Info) => system::info(c, None).await,
@@ -715,6 +786,29 @@ pub fn enc(s: &str) -> String {
 }
 
 /// `key=value` filters as the API's JSON map.
+/// `inspect` of named objects under `base` (`/volumes`, `/networks`): each rendered with
+/// `--format`, or all as a pretty JSON array.
+pub async fn inspect_each(c: &client::Client, base: &str, a: &InspectArgs) -> Outcome {
+    let mut all = Vec::new();
+    for n in &a.names {
+        all.push(c.get(&format!("{base}/{}", enc(n))).await?);
+    }
+    match &a.format {
+        Some(f) => all.iter().for_each(|v| println!("{}", table::render(f, v))),
+        None => println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default()),
+    }
+    Ok(0)
+}
+
+/// `path?filters=…` when there are `--filter`s, else `path`.
+pub fn with_filters(path: &str, filters: &[String]) -> String {
+    if filters.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?filters={}", enc(&filters_json(filters)))
+    }
+}
+
 pub fn filters_json(list: &[String]) -> String {
     let mut m: serde_json::Map<String, serde_json::Value> = Default::default();
     for f in list {

@@ -4,7 +4,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use crate::client::{self, Client};
-use crate::{enc, filters_json, table, Outcome, VolumeCmd};
+use crate::{enc, filters_json, table, ListArgs, Outcome, VolumeCmd};
 
 pub async fn version(c: &Client, format: Option<&str>) -> Outcome {
     let server = c.get("/version").await?;
@@ -317,16 +317,12 @@ pub async fn volume(c: &Client, cmd: VolumeCmd) -> Outcome {
             println!("{}", r["Name"].as_str().unwrap_or(""));
             Ok(0)
         }
-        VolumeCmd::Ls {
+        VolumeCmd::Ls(ListArgs {
             quiet,
             filter,
             format,
-        } => {
-            let mut q = "/volumes".to_string();
-            if !filter.is_empty() {
-                q.push_str(&format!("?filters={}", enc(&filters_json(&filter))));
-            }
-            let r = c.get(&q).await?;
+        }) => {
+            let r = c.get(&crate::with_filters("/volumes", &filter)).await?;
             let vols = r["Volumes"].as_array().cloned().unwrap_or_default();
             if quiet {
                 for v in &vols {
@@ -349,22 +345,7 @@ pub async fn volume(c: &Client, cmd: VolumeCmd) -> Outcome {
             }
             Ok(0)
         }
-        VolumeCmd::Inspect { format, volumes } => {
-            let mut out = Vec::new();
-            for v in &volumes {
-                out.push(c.get(&format!("/volumes/{}", enc(v))).await?);
-            }
-            match format {
-                Some(f) => out
-                    .iter()
-                    .for_each(|v| println!("{}", table::render(&f, v))),
-                None => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&Value::from(out)).unwrap_or_default()
-                ),
-            }
-            Ok(0)
-        }
+        VolumeCmd::Inspect(args) => crate::inspect_each(c, "/volumes", &args).await,
         VolumeCmd::Rm { force, volumes } => {
             let mut code = 0;
             for v in &volumes {

@@ -183,6 +183,15 @@ impl Drop for Stack {
 }
 
 impl Stack {
+    /// The first three octets of the stack's default bridge subnet (from daemon.json `bip`).
+    fn subnet_prefix(&self) -> String {
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.dir.path().join("daemon.json")).unwrap())
+                .unwrap();
+        let bip = cfg["bip"].as_str().unwrap();
+        bip.rsplit_once('.').unwrap().0.to_string()
+    }
+
     /// The stack's default bridge (from its daemon.json).
     fn bridge(&self) -> String {
         let cfg: serde_json::Value =
@@ -2450,15 +2459,7 @@ fn docker_cli_networking() {
     // The container's own stack, on the stack's bridge subnet.
     let ip = ok(&s.docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]));
     let ip = ip.trim().to_string();
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(s.dir.path().join("daemon.json")).unwrap()).unwrap();
-    let prefix = cfg["bip"]
-        .as_str()
-        .unwrap()
-        .rsplit_once('.')
-        .unwrap()
-        .0
-        .to_string();
+    let prefix = s.subnet_prefix();
     assert!(
         ip.starts_with(&format!("{prefix}.")),
         "{ip} in {prefix}.0/24"
@@ -2899,4 +2900,111 @@ fn berth_cli_ports() {
     let o = s.berth(&["port", "ww", "9999"]);
     assert!(!o.status.success());
     ok(&s.berth(&["rm", "-f", "ww"]));
+}
+
+/// `berth network create/ls/inspect/connect/disconnect/rm/prune` and `berth run --network
+/// --network-alias --ip`.
+#[test]
+fn berth_cli_networks() {
+    if !need_root("berth_cli_networks") {
+        return;
+    }
+    let s = Stack::new("api-bnet");
+    s.import_busybox();
+    let base = s.subnet_prefix().replace("10.2", "10.1");
+    ok(&s.berth(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("{base}.0/24"),
+        "--label",
+        "k=v",
+        "bn1",
+    ]));
+    ok(&s.berth(&["network", "create", "bn2"]));
+    let ls = ok(&s.berth(&["network", "ls", "--format", "{{.Name}}"]));
+    for n in ["bridge", "host", "none", "bn1", "bn2"] {
+        assert!(ls.lines().any(|l| l == n), "{n} in {ls}");
+    }
+    let web = "mkdir -p /www && echo via-alias > /www/index.html && exec httpd -f -p 80 -h /www";
+    ok(&s.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "--network",
+        "bn1",
+        "--network-alias",
+        "alias1",
+        "--ip",
+        &format!("{base}.50"),
+        "busybox",
+        "sh",
+        "-c",
+        web,
+    ]));
+    assert_eq!(
+        ok(&s.berth(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.bn1.IPAddress}}",
+            "svc"
+        ]))
+        .trim(),
+        format!("{base}.50")
+    );
+    s.until("svc answers by alias", || {
+        s.berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "bn1",
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            "http://alias1/",
+        ])
+        .stdout
+            == b"via-alias\n"
+    });
+    // Connected to bn2 too: reachable by name from there; disconnected: not any more.
+    ok(&s.berth(&["network", "connect", "bn2", "svc"]));
+    assert_eq!(
+        ok(&s.berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "bn2",
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            "http://svc/"
+        ])),
+        "via-alias\n"
+    );
+    let inspected: serde_json::Value =
+        serde_json::from_str(&ok(&s.berth(&["network", "inspect", "bn2"]))).unwrap();
+    let names: Vec<&str> = inspected[0]["Containers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|c| c["Name"].as_str())
+        .collect();
+    assert_eq!(names, ["svc"]);
+    ok(&s.berth(&["network", "disconnect", "bn2", "svc"]));
+    assert!(!s
+        .berth(&["exec", "svc", "ip", "link", "show", "eth1"])
+        .status
+        .success());
+    assert!(
+        !s.berth(&["network", "rm", "bn1"]).status.success(),
+        "in use"
+    );
+    ok(&s.berth(&["rm", "-f", "svc"]));
+    let pruned = ok(&s.berth(&["network", "prune", "-f"]));
+    assert!(pruned.contains("bn1") && pruned.contains("bn2"), "{pruned}");
+    let ls = ok(&s.berth(&["network", "ls", "-q"]));
+    assert_eq!(ls.lines().count(), 3, "bridge, host, none: {ls}");
 }
