@@ -14,49 +14,10 @@
 # Needs root, docker.io, busybox-static, python3. Usage: bench/build.sh [iterations] (default 5)
 set -euo pipefail
 iters=${1:-5}
-here=$(cd "$(dirname "$0")/.." && pwd)
-[ "$(id -u)" = 0 ] || { echo "bench/build.sh: needs root" >&2; exit 1; }
-for b in dockerd docker python3; do
-  command -v $b >/dev/null || { echo "bench/build.sh: $b not found (apt-get install docker.io)" >&2; exit 1; }
-done
-bin=$(dirname "$("$here/scripts/build-release.sh")")
-export PATH="$bin:$PATH"
-w=$(mktemp -d /tmp/bbb.XXXXXX)
-pids=()
-cleanup() {
-  set +e
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  sleep 1
-  for p in $(pgrep -f "berth-manager --address $w/"); do kill "$p"; done
-  for p in $(pgrep -f "containerd --config $w/|containerd.*$w/docker-exec"); do kill "$p"; done
-  sleep 1
-  grep -o " $w[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l
-  rm -rf "$w"
-  for d in $(find /sys/fs/cgroup -maxdepth 3 -type d \( -name berth-bbench -o -name docker-bbench \)); do
-    find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
-  true
-}
-trap cleanup EXIT
-
-"$here/examples/busybox/make-bundle.sh" "$w/bundle" >/dev/null
-tar -C "$w/bundle/rootfs" -cf "$w/rootfs.tar" .
-echo '{"registry-fallback": false}' > "$w/berthd.json"
-"$bin/berthd" --exec-root "$w/br" --data-root "$w/bd" -H "unix://$w/berth.sock" \
-  --config-file "$w/berthd.json" --cgroup-parent /berth-bbench 2> "$w/berthd.log" &
-pids+=($!)
-dockerd -H "unix://$w/docker.sock" --data-root "$w/docker" --exec-root "$w/docker-exec" \
-  --pidfile "$w/docker.pid" --bridge=none --iptables=false --ip-masq=false \
-  --cgroup-parent /docker-bbench > "$w/dockerd.log" 2>&1 &
-pids+=($!)
-for s in berth.sock docker.sock; do
-  for _ in $(seq 200); do [ -S "$w/$s" ] && break; sleep 0.1; done
-done
-sleep 2
-for s in berth docker; do
-  docker -H "unix://$w/$s.sock" import --change 'CMD ["sh"]' "$w/rootfs.tar" busybox:latest >/dev/null
-done
-
+bench_name=build
+need="dockerd docker python3"
+. "$(dirname "$0")/lib.sh"
+start_daemons 10.254.75.1/24 --bridge=none
 # The context: 200 small files and a Dockerfile like the seeds' (WORKDIR, COPY, RUN, CMD).
 ctx="$w/ctx"
 mkdir -p "$ctx/src"

@@ -15,53 +15,14 @@
 # Usage: bench/network.sh [iterations]   (default 10)
 set -euo pipefail
 iters=${1:-10}
-here=$(cd "$(dirname "$0")/.." && pwd)
-[ "$(id -u)" = 0 ] || { echo "bench/network.sh: needs root" >&2; exit 1; }
-for b in dockerd docker python3 iperf3 nsenter nft; do
-  command -v $b >/dev/null || { echo "bench/network.sh: $b not found (apt-get install docker.io iperf3 nftables)" >&2; exit 1; }
-done
-bin=$(dirname "$("$here/scripts/build-release.sh")")
-export PATH="$bin:$PATH"
-w=$(mktemp -d /tmp/bnb.XXXXXX)
-pids=()
-cleanup() {
-  set +e
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  sleep 1
-  for p in $(pgrep -f "berth-manager --address $w/"); do kill "$p"; done
-  for p in $(pgrep -f "containerd --config $w/|containerd.*$w/docker-exec"); do kill "$p"; done
-  sleep 1
-  grep -o " $w[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l
-  ip link del bnbench0 2>/dev/null; ip link del dbench0 2>/dev/null
-  nft delete table ip berth_bnbench0 2>/dev/null
-  rm -rf "$w"
-  for d in $(find /sys/fs/cgroup -maxdepth 3 -type d \( -name berth-nbench -o -name docker-nbench \)); do
-    find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
-  true
-}
-trap cleanup EXIT
-
-"$here/examples/busybox/make-bundle.sh" "$w/bundle" >/dev/null
-tar -C "$w/bundle/rootfs" -cf "$w/rootfs.tar" .
-echo '{"registry-fallback": false, "bridge": "bnbench0", "bip": "10.254.77.1/24"}' > "$w/berthd.json"
-"$bin/berthd" --exec-root "$w/br" --data-root "$w/bd" -H "unix://$w/berth.sock" \
-  --config-file "$w/berthd.json" --cgroup-parent /berth-nbench 2> "$w/berthd.log" &
-pids+=($!)
+bench_name=network
+need="dockerd docker python3 iperf3 nsenter nft"
+bench_cleanup() { ip link del dbench0 2>/dev/null; }
+. "$(dirname "$0")/lib.sh"
 ip link add dbench0 type bridge
 ip addr add 10.254.78.1/24 dev dbench0
 ip link set dbench0 up
-dockerd -H "unix://$w/docker.sock" --data-root "$w/docker" --exec-root "$w/docker-exec" \
-  --pidfile "$w/docker.pid" --bridge=dbench0 --iptables=false --ip-masq=false \
-  --cgroup-parent /docker-nbench > "$w/dockerd.log" 2>&1 &
-pids+=($!)
-for s in berth.sock docker.sock; do
-  for _ in $(seq 200); do [ -S "$w/$s" ] && break; sleep 0.1; done
-done
-sleep 2
-for s in berth docker; do
-  docker -H "unix://$w/$s.sock" import "$w/rootfs.tar" busybox:latest >/dev/null
-done
+start_daemons 10.254.77.1/24 --bridge=dbench0
 echo "berth $("$bin/berth" --version | head -1); $(dockerd --version); kernel $(uname -r), $(nproc) cpus, iterations $iters"
 
 python3 - "$iters" "$w" <<'PY'

@@ -14,51 +14,13 @@
 # Usage: bench/run.sh [iterations]   (default 20)
 set -euo pipefail
 iters=${1:-20}
-here=$(cd "$(dirname "$0")/.." && pwd)
-[ "$(id -u)" = 0 ] || { echo "bench/run.sh: needs root" >&2; exit 1; }
-for b in dockerd containerd podman runc docker python3; do
-  command -v $b >/dev/null || { echo "bench/run.sh: $b not found (apt-get install docker.io podman runc)" >&2; exit 1; }
-done
-bin=$(dirname "$("$here/scripts/build-release.sh")")
-export PATH="$bin:$PATH"
-w=$(mktemp -d /tmp/brb.XXXXXX)
-pids=()
-cleanup() {
-  set +e
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  sleep 1
-  for p in $(pgrep -f "berth-manager --address $w/"); do kill "$p"; done
-  for p in $(pgrep -f "containerd --config $w/|containerd.*$w/docker-exec"); do kill "$p"; done
-  sleep 1
-  grep -o " $w[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l
-  rm -rf "$w"
-  for d in $(find /sys/fs/cgroup -maxdepth 3 -type d \( -name berth-bench -o -name docker-bench \)); do
-    find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
-  true
-}
-trap cleanup EXIT
-
-"$here/examples/busybox/make-bundle.sh" "$w/bundle" >/dev/null
-tar -C "$w/bundle/rootfs" -cf "$w/rootfs.tar" .
-
-echo '{"registry-fallback": false}' > "$w/berthd.json"
-"$bin/berthd" --exec-root "$w/br" --data-root "$w/bd" -H "unix://$w/berth.sock" \
-  --config-file "$w/berthd.json" --cgroup-parent /berth-bench 2> "$w/berthd.log" &
-pids+=($!)
-dockerd -H "unix://$w/docker.sock" --data-root "$w/docker" --exec-root "$w/docker-exec" \
-  --pidfile "$w/docker.pid" --bridge=none --iptables=false --ip-masq=false \
-  --cgroup-parent /docker-bench > "$w/dockerd.log" 2>&1 &
-pids+=($!)
-for s in berth.sock docker.sock; do
-  for _ in $(seq 200); do [ -S "$w/$s" ] && break; sleep 0.1; done
-done
-sleep 2
+bench_name=run
+need="dockerd containerd podman runc docker python3"
+. "$(dirname "$0")/lib.sh"
+start_daemons 10.254.76.1/24 --bridge=none
 berth() { "$bin/berth" -H "unix://$w/berth.sock" "$@"; }
 dk() { docker -H "unix://$w/docker.sock" "$@"; }
 pm() { podman --root "$w/podman" --runroot "$w/podman-run" --runtime runc --cgroup-manager cgroupfs --events-backend none "$@"; }
-berth import "$w/rootfs.tar" busybox:latest >/dev/null
-dk import "$w/rootfs.tar" busybox:latest >/dev/null
 pm import "$w/rootfs.tar" busybox:latest >/dev/null
 echo "berth $("$bin/berth" --version | head -1); $(dockerd --version); $(podman --version); kernel $(uname -r), $(nproc) cpus, iterations $iters"
 

@@ -5,64 +5,23 @@
 
 use berth_manager::images::manifest::RunConfig;
 
-/// A JSON array of strings (exec form), or None for the shell form.
-fn exec_form(args: &str) -> Option<Vec<String>> {
-    let t = args.trim();
-    if !t.starts_with('[') {
-        return None;
-    }
-    serde_json::from_str::<Vec<String>>(t).ok()
-}
+use crate::dockerfile::{self, json_form};
 
 fn shell_or_exec(args: &str) -> Vec<String> {
-    exec_form(args).unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into(), args.trim().into()])
+    json_form(args).unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into(), args.trim().into()])
 }
 
-/// `k=v k2="v 2"` or the legacy `k v` form.
-fn pairs(args: &str, what: &str) -> Result<Vec<(String, String)>, String> {
-    let t = args.trim();
-    if !t.contains('=') {
-        let (k, v) = t
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| format!("{what} needs a value: {t:?}"))?;
-        return Ok(vec![(k.to_string(), v.trim().to_string())]);
-    }
-    let mut out = Vec::new();
-    let mut words = Vec::new();
-    let (mut cur, mut quote, mut esc) = (String::new(), None::<char>, false);
-    for c in t.chars() {
-        match (c, quote) {
-            _ if esc => {
-                cur.push(c);
-                esc = false;
-            }
-            ('\\', _) => esc = true,
-            ('"' | '\'', None) => quote = Some(c),
-            (q, Some(o)) if q == o => quote = None,
-            (w, None) if w.is_whitespace() => {
-                if !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                }
-            }
-            _ => cur.push(c),
-        }
-    }
-    if quote.is_some() {
-        return Err(format!("{what}: unterminated quote in {t:?}"));
-    }
-    if !cur.is_empty() {
-        words.push(cur);
-    }
-    for w in words {
-        let (k, v) = w
-            .split_once('=')
-            .ok_or_else(|| format!("{what}: {w:?} is not key=value"))?;
-        if k.is_empty() {
-            return Err(format!("{what}: empty key in {w:?}"));
-        }
-        out.push((k.to_string(), v.to_string()));
-    }
-    Ok(out)
+/// `k=v k2="v 2"` or the legacy `k v` form, `$VAR`s from the config's environment (the
+/// Dockerfile's rules: crate::dockerfile).
+fn pairs(rc: &RunConfig, args: &str, what: &str) -> Result<Vec<(String, String)>, String> {
+    let vars: dockerfile::Vars = rc
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| e.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    dockerfile::pairs(args, &vars, '\\').map_err(|e| format!("{what}: {e}"))
 }
 
 /// Set `KEY=value` in an environment list, replacing an earlier value of KEY.
@@ -87,14 +46,16 @@ pub fn apply(rc: &mut RunConfig, line: &str) -> Result<(), String> {
         "CMD" => rc.cmd = Some(shell_or_exec(args)),
         "ENTRYPOINT" => rc.entrypoint = Some(shell_or_exec(args)),
         "ENV" => {
+            let kv = pairs(rc, args, "ENV")?;
             let env = rc.env.get_or_insert_with(Vec::new);
-            for (k, v) in pairs(args, "ENV")? {
+            for (k, v) in kv {
                 set_env(env, &format!("{k}={v}"));
             }
         }
         "LABEL" => {
+            let kv = pairs(rc, args, "LABEL")?;
             let labels = rc.labels.get_or_insert_with(Default::default);
-            for (k, v) in pairs(args, "LABEL")? {
+            for (k, v) in kv {
                 labels.insert(k, v);
             }
         }
@@ -110,7 +71,7 @@ pub fn apply(rc: &mut RunConfig, line: &str) -> Result<(), String> {
         }
         "VOLUME" => {
             let vols = rc.volumes.get_or_insert_with(Default::default);
-            let list = exec_form(args)
+            let list = json_form(args)
                 .unwrap_or_else(|| args.split_whitespace().map(String::from).collect());
             for v in list {
                 if !v.starts_with('/') {

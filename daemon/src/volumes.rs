@@ -111,10 +111,7 @@ impl Volumes {
             anonymous,
         };
         let meta = dir.join("meta.json");
-        let tmp = dir.join("meta.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&v).expect("json"))
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &meta))
+        crate::write_atomic(&meta, &serde_json::to_vec(&v).expect("json"))
             .map_err(Self::io(name, "write", &meta))?;
         Ok((v, true))
     }

@@ -504,8 +504,20 @@ pub fn mounts_containing(needle: &str) -> Vec<String> {
         .collect()
 }
 
-/// Remove a cgroup directory tree named `name` (relative to each hierarchy root), children
-/// first; cgroup files cannot be unlinked, only the directories removed.
+/// The directories of cgroup `name` (relative to each hierarchy root) that exist.
+fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut roots = vec![root.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(root) {
+        roots.extend(rd.flatten().map(|e| e.path()));
+    }
+    roots
+        .into_iter()
+        .map(|r| r.join(name))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
 /// SIGKILL every process in cgroup `name` (and below) in every hierarchy: the last resort
 /// of a test's cleanup, for containers a failed test left running.
 pub fn kill_cgroup_tree(name: &str) {
@@ -526,19 +538,13 @@ pub fn kill_cgroup_tree(name: &str) {
             }
         }
     }
-    let root = Path::new("/sys/fs/cgroup");
-    let mut roots = vec![root.to_path_buf()];
-    if let Ok(rd) = std::fs::read_dir(root) {
-        roots.extend(rd.flatten().map(|e| e.path()));
-    }
-    for r in roots {
-        let p = r.join(name);
-        if p.is_dir() {
-            walk(&p);
-        }
+    for p in cgroup_dirs(name) {
+        walk(&p);
     }
 }
 
+/// Remove a cgroup directory tree named `name` (relative to each hierarchy root), children
+/// first; cgroup files cannot be unlinked, only the directories removed.
 pub fn remove_cgroup_tree(name: &str) {
     fn rm(p: &Path) {
         if let Ok(rd) = std::fs::read_dir(p) {
@@ -550,16 +556,8 @@ pub fn remove_cgroup_tree(name: &str) {
         }
         let _ = std::fs::remove_dir(p);
     }
-    let root = Path::new("/sys/fs/cgroup");
-    let mut roots = vec![root.to_path_buf()];
-    if let Ok(rd) = std::fs::read_dir(root) {
-        roots.extend(rd.flatten().map(|e| e.path()));
-    }
-    for r in roots {
-        let p = r.join(name);
-        if p.is_dir() {
-            rm(&p);
-        }
+    for p in cgroup_dirs(name) {
+        rm(&p);
     }
 }
 
@@ -568,26 +566,29 @@ pub fn schema_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")
 }
 
-/// Validate `json` against the OCI runtime-spec `schema` (e.g. "config-schema.json");
-/// panics with the validator's reasons.
-pub fn validate_schema(schema: &str, json: &str) {
+/// Run `cmd` with `input` on its stdin; its output.
+pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> std::process::Output {
     use std::io::Write;
-    let mut child = Command::new("python3")
-        .arg(schema_dir().join("validate.py"))
-        .arg(schema_dir().join("oci-runtime-spec"))
-        .arg(schema)
+    let mut child = cmd
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(json.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Validate `json` against the OCI runtime-spec `schema` (e.g. "config-schema.json");
+/// panics with the validator's reasons.
+pub fn validate_schema(schema: &str, json: &str) {
+    let o = run_with_input(
+        Command::new("python3")
+            .arg(schema_dir().join("validate.py"))
+            .arg(schema_dir().join("oci-runtime-spec"))
+            .arg(schema),
+        json.as_bytes(),
+    );
     assert!(
         o.status.success(),
         "{schema}: {}{}\n{json}",

@@ -650,6 +650,13 @@ impl Stack {
         c.wait_with_output().unwrap()
     }
 
+    /// A new stack with the busybox image imported.
+    fn busybox(tag: &str) -> Stack {
+        let s = Stack::new(tag);
+        s.import_busybox();
+        s
+    }
+
     fn import_busybox(&self) {
         let tar = self.rootfs_tar().display().to_string();
         ok(&self.docker(&["import", "--change", "CMD [\"sh\"]", &tar, "busybox:latest"]));
@@ -672,8 +679,7 @@ fn docker_cli_interactive_and_exec() {
     if !need_root("docker_cli_interactive_and_exec") {
         return;
     }
-    let s = Stack::new("api-tty");
-    s.import_busybox();
+    let s = Stack::busybox("api-tty");
     let out = s.docker_tty(
         r"echo hello-$((6*7)); stty size\n|exit 5\n",
         &["run", "-it", "--name", "tty1", "busybox", "sh"],
@@ -796,8 +802,7 @@ fn docker_cli_cp() {
     if !need_root("docker_cli_cp") {
         return;
     }
-    let s = Stack::new("api-cp");
-    s.import_busybox();
+    let s = Stack::busybox("api-cp");
     let host = s.dir.path().join("cp");
     std::fs::create_dir_all(host.join("d/sub")).unwrap();
     std::fs::write(host.join("d/sub/f"), "deep\n").unwrap();
@@ -871,8 +876,7 @@ fn docker_cli_commit_volumes_events() {
     if !need_root("docker_cli_commit_volumes_events") {
         return;
     }
-    let s = Stack::new("api-commit");
-    s.import_busybox();
+    let s = Stack::busybox("api-commit");
     let since = now_secs().to_string();
     ok(&s.docker(&["run", "-d", "--name", "base", "busybox", "sleep", "1000"]));
     ok(&s.docker(&[
@@ -1154,8 +1158,7 @@ fn live_restore_after_kill_9() {
     if !need_root("live_restore_after_kill_9") {
         return;
     }
-    let mut s = Stack::new("api-live");
-    s.import_busybox();
+    let mut s = Stack::busybox("api-live");
     ok(&s.docker(&[
         "run",
         "-d",
@@ -1283,8 +1286,7 @@ fn docker_py_exec_archive_volumes_commit() {
     if !need_root("docker_py_exec_archive_volumes_commit") {
         return;
     }
-    let s = Stack::new("api-pymore");
-    s.import_busybox();
+    let s = Stack::busybox("api-pymore");
     let script = format!(
         r#"
 import docker, io, tarfile, time
@@ -1360,8 +1362,7 @@ fn berth_cli_through_the_stack() {
     if !need_root("berth_cli_through_the_stack") {
         return;
     }
-    let s = Stack::new("api-berth");
-    s.import_busybox();
+    let s = Stack::busybox("api-berth");
     let o = s.berth(&[
         "run",
         "--rm",
@@ -1520,8 +1521,7 @@ fn api_bad_input() {
     if !need_root("api_bad_input") {
         return;
     }
-    let s = Stack::new("api-bad");
-    s.import_busybox();
+    let s = Stack::busybox("api-bad");
     let create = |body: &str| s.curl("POST", "/containers/create", Some(body.as_bytes()));
     let cases: Vec<(&str, u16, &str)> = vec![
         ("{not json", 400, "invalid JSON"),
@@ -1841,8 +1841,7 @@ fn api_responses_match_the_engine_schema() {
     if !need_root("api_responses_match_the_engine_schema") {
         return;
     }
-    let s = Stack::new("api-schema");
-    s.import_busybox();
+    let s = Stack::busybox("api-schema");
     ok(&s.docker(&["volume", "create", "sv"]));
     ok(&s.docker(&[
         "run",
@@ -1940,23 +1939,13 @@ fn api_responses_match_the_engine_schema() {
 }
 
 fn validate_engine(what: &str, json: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut child = Command::new("python3")
-        .arg(schema_dir().join("engine_validate.py"))
-        .arg(schema_dir().join("docker-engine-api-v1.45.yaml"))
-        .arg(what)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(json.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = run_with_input(
+        Command::new("python3")
+            .arg(schema_dir().join("engine_validate.py"))
+            .arg(schema_dir().join("docker-engine-api-v1.45.yaml"))
+            .arg(what),
+        json.as_bytes(),
+    );
     if o.status.success() {
         Ok(())
     } else {
@@ -2003,8 +1992,7 @@ fn docker_build_classic_builder_and_cache() {
     if !need_root("docker_build_classic_builder_and_cache") {
         return;
     }
-    let s = Stack::new("api-build");
-    s.import_busybox();
+    let s = Stack::busybox("api-build");
     let ctx = context(
         &s,
         "ctx",
@@ -2110,8 +2098,7 @@ fn docker_build_multi_stage_and_services() {
     if !need_root("docker_build_multi_stage_and_services") {
         return;
     }
-    let s = Stack::new("api-build2");
-    s.import_busybox();
+    let s = Stack::busybox("api-build2");
     let ctx = context(
         &s,
         "ms",
@@ -2163,15 +2150,9 @@ fn docker_build_multi_stage_and_services() {
     assert_eq!(hc["Test"][0], "CMD-SHELL");
     assert_eq!(hc["Interval"], 5_000_000_000u64);
     assert_eq!(hc["Retries"], 2);
-    // Container networking is issue 6's: the host's network, on free loopback ports.
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (http, telnet) = (free(), free());
+    // On the host's network (ports from the environment), both services on free loopback
+    // ports the host reaches directly.
+    let (http, telnet) = (free_port(), free_port());
     ok(&s.docker(&[
         "run",
         "-d",
@@ -2209,8 +2190,7 @@ fn docker_build_errors() {
     if !need_root("docker_build_errors") {
         return;
     }
-    let s = Stack::new("api-build3");
-    s.import_busybox();
+    let s = Stack::busybox("api-build3");
     let cases: &[(&str, &str)] = &[
         (
             "FROM busybox\nRUN true\nFROBNICATE x\n",
@@ -2250,8 +2230,7 @@ fn docker_py_build() {
     if !need_root("docker_py_build") {
         return;
     }
-    let s = Stack::new("api-pybuild");
-    s.import_busybox();
+    let s = Stack::busybox("api-pybuild");
     let ctx = context(
         &s,
         "py",
@@ -2289,8 +2268,7 @@ fn berth_cli_build() {
     if !need_root("berth_cli_build") {
         return;
     }
-    let s = Stack::new("api-bbuild");
-    s.import_busybox();
+    let s = Stack::busybox("api-bbuild");
     let ctx = context(&s, "bctx", &[("data.txt", "payload\n")]);
     let df = s.dir.path().join("Other.dockerfile");
     std::fs::write(
@@ -2343,8 +2321,7 @@ fn build_interrupted_by_kill9_leaves_nothing_mounted() {
     if !need_root("build_interrupted_by_kill9_leaves_nothing_mounted") {
         return;
     }
-    let mut s = Stack::new("api-build-k9");
-    s.import_busybox();
+    let mut s = Stack::busybox("api-build-k9");
     let ctx = context(
         &s,
         "k9",
@@ -2400,14 +2377,6 @@ fn build_interrupted_by_kill9_leaves_nothing_mounted() {
 
 // ---- Networking: the default bridge, none, host, container:, published ports ----
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn http_get(port: u16) -> Option<String> {
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -2429,8 +2398,7 @@ fn docker_cli_networking() {
     if !need_root("docker_cli_networking") {
         return;
     }
-    let mut s = Stack::new("api-net");
-    s.import_busybox();
+    let mut s = Stack::busybox("api-net");
     let bridge = s.bridge();
     let (p1, p3) = (free_port(), free_port());
     let web = "mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 80 -h /www";
@@ -2864,8 +2832,7 @@ fn berth_cli_ports() {
     if !need_root("berth_cli_ports") {
         return;
     }
-    let s = Stack::new("api-bports");
-    s.import_busybox();
+    let s = Stack::busybox("api-bports");
     let p = free_port();
     let web = "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www";
     ok(&s.berth(&[
@@ -2909,8 +2876,7 @@ fn berth_cli_networks() {
     if !need_root("berth_cli_networks") {
         return;
     }
-    let s = Stack::new("api-bnet");
-    s.import_busybox();
+    let s = Stack::busybox("api-bnet");
     let base = s.subnet_prefix().replace("10.2", "10.1");
     ok(&s.berth(&[
         "network",

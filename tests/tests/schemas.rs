@@ -1,29 +1,21 @@
 //! berth-runtime's JSON output validated against the OCI runtime spec's own schemas
 //! (`tests/schemas/oci-runtime-spec`): `state` in every status, `features`, `spec`.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use berth_tests::*;
 
 #[test]
 fn validator_rejects_bad_documents() {
     // The check can fail: a state with an unknown status is refused.
-    let mut child = Command::new("python3")
-        .arg(schema_dir().join("validate.py"))
-        .arg(schema_dir().join("oci-runtime-spec"))
-        .arg("state-schema.json")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"ociVersion":"1.0.2","id":"x","status":"weird","bundle":"/b"}"#)
-        .unwrap();
-    assert!(!child.wait().unwrap().success());
+    let o = run_with_input(
+        Command::new("python3")
+            .arg(schema_dir().join("validate.py"))
+            .arg(schema_dir().join("oci-runtime-spec"))
+            .arg("state-schema.json"),
+        br#"{"ociVersion":"1.0.2","id":"x","status":"weird","bundle":"/b"}"#,
+    );
+    assert!(!o.status.success());
 }
 
 #[test]

@@ -675,8 +675,6 @@ async fn attach_network(
         opts.network = NsMode::Path(format!("/proc/{pid}/ns/net"));
         shared_etc = Some(d.data_root.join("containers").join(&o.id));
     } else {
-        let aliases =
-            strs(&cfg["NetworkingConfig"]["EndpointsConfig"][&mode]["Aliases"]).unwrap_or_default();
         let user_net = !matches!(mode.as_str(), "" | "default" | "bridge" | "none" | "host");
         if user_net && d.net.find(&mode).await.is_none() {
             return Err(ApiError::new(
@@ -684,31 +682,12 @@ async fn attach_network(
                 format!("network {mode} not found"),
             ));
         }
-        let ec = &cfg["NetworkingConfig"]["EndpointsConfig"][&mode];
-        let ip = match ec["IPAMConfig"]["IPv4Address"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-        {
-            Some(a) => Some(
-                a.parse()
-                    .map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {a}")))?,
-            ),
-            None => None,
-        };
-        let mac = match ec["MacAddress"]
-            .as_str()
-            .or(cfg["MacAddress"].as_str())
-            .filter(|s| !s.is_empty())
-        {
-            Some(m) => Some(crate::network::parse_mac(m).map_err(ApiError::bad_request)?),
-            None => None,
-        };
-        let req = crate::network::EndpointRequest {
-            name: name.to_string(),
-            aliases,
-            ip,
-            mac,
-        };
+        let req = crate::network::EndpointRequest::from_config(
+            name,
+            &cfg["NetworkingConfig"]["EndpointsConfig"][&mode],
+            cfg["MacAddress"].as_str(),
+        )
+        .map_err(ApiError::bad_request)?;
         let a = d.net.attach(id, &mode, &req).await.map_err(|e| {
             if e.contains("user defined networks only") || e.starts_with("invalid address") {
                 ApiError::bad_request(e)
@@ -976,50 +955,32 @@ pub(super) fn network_settings(c: &Ctr, running: bool) -> serde_json::Value {
         "default" => "bridge",
         m => m,
     };
+    // One entry per endpoint (EndpointSettings): the first network's, then connected ones.
+    let entry = |e: &serde_json::Value| {
+        serde_json::json!({
+            "IPAMConfig": null,
+            "Links": [],
+            "Aliases": e["aliases"].as_array().cloned().unwrap_or_default(),
+            "MacAddress": e["mac"].as_str().unwrap_or(""),
+            "NetworkID": "",
+            "EndpointID": if running { e["id"].as_str().unwrap_or("") } else { "" },
+            "Gateway": e["gateway"].as_str().unwrap_or(""),
+            "IPAddress": e["ip"].as_str().unwrap_or(""),
+            "IPPrefixLen": e["prefix"].as_u64().unwrap_or(0),
+            "IPv6Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "DriverOpts": null,
+            "DNSNames": [],
+        })
+    };
     if !name.starts_with("container:") {
-        networks.insert(
-            name.to_string(),
-            serde_json::json!({
-                "IPAMConfig": null,
-                "Links": [],
-                "Aliases": [],
-                "MacAddress": ep["mac"].as_str().unwrap_or(""),
-                "NetworkID": "",
-                "EndpointID": if running { ep["id"].as_str().unwrap_or("") } else { "" },
-                "Gateway": ep["gateway"].as_str().unwrap_or(""),
-                "IPAddress": ep["ip"].as_str().unwrap_or(""),
-                "IPPrefixLen": ep["prefix"].as_u64().unwrap_or(0),
-                "IPv6Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
-                "DriverOpts": null,
-                "DNSNames": [],
-            }),
-        );
+        networks.insert(name.to_string(), entry(ep));
     }
     for e in net["Extra"].as_array().cloned().unwrap_or_default() {
-        let Some(n) = e["network"].as_str() else {
-            continue;
-        };
-        networks.insert(
-            n.to_string(),
-            serde_json::json!({
-                "IPAMConfig": null,
-                "Links": [],
-                "Aliases": e["aliases"].as_array().cloned().unwrap_or_default(),
-                "MacAddress": e["mac"].as_str().unwrap_or(""),
-                "NetworkID": "",
-                "EndpointID": if running { e["id"].as_str().unwrap_or("") } else { "" },
-                "Gateway": e["gateway"].as_str().unwrap_or(""),
-                "IPAddress": e["ip"].as_str().unwrap_or(""),
-                "IPPrefixLen": e["prefix"].as_u64().unwrap_or(0),
-                "IPv6Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
-                "DriverOpts": null,
-                "DNSNames": [],
-            }),
-        );
+        if let Some(n) = e["network"].as_str() {
+            networks.insert(n.to_string(), entry(&e));
+        }
     }
     serde_json::json!({
         "Bridge": "",

@@ -254,43 +254,31 @@ async fn prune(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"NetworksDeleted": deleted})))
 }
 
+/// The network and container a connect/disconnect body names, and the body.
+async fn target(
+    d: &State,
+    what: &str,
+    body: &[u8],
+) -> Result<(Network, super::containers::Ctr, Value), ApiError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let n =
+        d.net.find(what).await.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("network {what} not found"))
+        })?;
+    let c = super::containers::find(d, v["Container"].as_str().unwrap_or("")).await?;
+    Ok((n, c, v))
+}
+
 /// `POST /networks/{id}/connect`: one more interface for a container (running or not).
 async fn connect(
     AxState(d): AxState<State>,
     AxPath(what): AxPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
-    let n =
-        d.net.find(&what).await.ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, format!("network {what} not found"))
-        })?;
-    let c = super::containers::find(&d, v["Container"].as_str().unwrap_or("")).await?;
-    let ec = &v["EndpointConfig"];
-    let ip = match ec["IPAMConfig"]["IPv4Address"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-    {
-        Some(a) => Some(
-            a.parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid IPv4 address: {a}")))?,
-        ),
-        None => None,
-    };
-    let req = crate::network::EndpointRequest {
-        name: c.name.clone(),
-        aliases: ec["Aliases"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        ip,
-        mac: None,
-    };
+    let (n, c, v) = target(&d, &what, &body).await?;
+    let req = crate::network::EndpointRequest::from_config(&c.name, &v["EndpointConfig"], None)
+        .map_err(ApiError::bad_request)?;
     let ep = d
         .net
         .connect(&c.id, &n.name, &req)
@@ -329,13 +317,7 @@ async fn disconnect(
     AxPath(what): AxPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
-    let n =
-        d.net.find(&what).await.ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, format!("network {what} not found"))
-        })?;
-    let c = super::containers::find(&d, v["Container"].as_str().unwrap_or("")).await?;
+    let (n, c, _) = target(&d, &what, &body).await?;
     d.net
         .disconnect(&c.id, &n.name)
         .await

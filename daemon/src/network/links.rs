@@ -35,6 +35,24 @@ pub async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>> {
     }
 }
 
+/// `ip addr add ADDR/PREFIX dev IDX` (`what` names the link in errors).
+async fn add_address(h: &Handle, idx: u32, ip: Ipv4Addr, prefix: u8, what: &str) -> Result<()> {
+    h.address()
+        .add(idx, IpAddr::V4(ip), prefix)
+        .execute()
+        .await
+        .map_err(nl(&format!("add {ip}/{prefix} to {what}")))
+}
+
+/// `ip link set IDX up`.
+async fn set_up(h: &Handle, idx: u32, what: &str) -> Result<()> {
+    h.link()
+        .set(LinkUnspec::new_with_index(idx).up().build())
+        .execute()
+        .await
+        .map_err(nl(&format!("bring {what} up")))
+}
+
 /// Does a link with this name exist in berthd's namespace?
 pub async fn exists(name: &str) -> Result<bool> {
     let h = connect().await?;
@@ -72,18 +90,9 @@ pub async fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8, mtu: u32) 
             })
         });
     if !has {
-        h.address()
-            .add(idx, IpAddr::V4(gateway), prefix)
-            .execute()
-            .await
-            .map_err(nl(&format!("add {gateway}/{prefix} to {name}")))?;
+        add_address(&h, idx, gateway, prefix, name).await?;
     }
-    h.link()
-        .set(LinkUnspec::new_with_index(idx).up().build())
-        .execute()
-        .await
-        .map_err(nl(&format!("bring {name} up")))?;
-    Ok(())
+    set_up(&h, idx, name).await
 }
 
 /// Delete a link by name (missing is fine).
@@ -153,11 +162,7 @@ pub fn create_netns(path: &Path) -> Result<()> {
         let idx = index_of(&h, "lo")
             .await?
             .ok_or("no lo in a new namespace")?;
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .map_err(nl("bring lo up"))
+        set_up(&h, idx, "lo").await
     });
     if let Err(e) = lo_up {
         remove_netns(path);
@@ -218,16 +223,8 @@ pub async fn add_veth(v: &Veth<'_>) -> Result<()> {
         let idx = index_of(&h, &ifname)
             .await?
             .ok_or_else(|| format!("{ifname} not in the namespace"))?;
-        h.address()
-            .add(idx, IpAddr::V4(ip), prefix)
-            .execute()
-            .await
-            .map_err(nl(&format!("add {ip}/{prefix} to {ifname}")))?;
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .map_err(nl(&format!("bring {ifname} up")))?;
+        add_address(&h, idx, ip, prefix, &ifname).await?;
+        set_up(&h, idx, &ifname).await?;
         if let Some(gw) = gw {
             h.route()
                 .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build())

@@ -57,6 +57,44 @@ pub struct EndpointRequest {
     pub mac: Option<[u8; 6]>,
 }
 
+impl EndpointRequest {
+    /// From an Engine API `EndpointSettings` (`Aliases`, `IPAMConfig.IPv4Address`,
+    /// `MacAddress`; `mac` is the fallback MAC, e.g. the container config's).
+    pub fn from_config(
+        name: &str,
+        ec: &serde_json::Value,
+        mac: Option<&str>,
+    ) -> Result<EndpointRequest, String> {
+        let ip = match ec["IPAMConfig"]["IPv4Address"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+        {
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|_| format!("invalid IPv4 address: {a}"))?,
+            ),
+            None => None,
+        };
+        let mac = match ec["MacAddress"].as_str().or(mac).filter(|s| !s.is_empty()) {
+            Some(m) => Some(parse_mac(m)?),
+            None => None,
+        };
+        Ok(EndpointRequest {
+            name: name.to_string(),
+            aliases: ec["Aliases"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ip,
+            mac,
+        })
+    }
+}
+
 /// `aa:bb:cc:dd:ee:ff` → bytes.
 pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let parts: Vec<&str> = s.split(':').collect();
@@ -198,13 +236,8 @@ impl Net {
     fn save(&self, st: &State) -> Result<(), String> {
         std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
         let p = self.dir.join("state.json");
-        let tmp = self.dir.join(format!("state.json.tmp-{}", random_hex(8)));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(st).expect("json"))
-            .and_then(|()| std::fs::rename(&tmp, &p))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                format!("{}: {e}", p.display())
-            })
+        crate::write_atomic(&p, &serde_json::to_vec_pretty(st).expect("json"))
+            .map_err(|e| format!("{}: {e}", p.display()))
     }
 
     /// The default bridge network's record (created in the state on first use).

@@ -2,7 +2,7 @@
 //! `DOCKER_BUILDKIT=0` and docker-py uses always.
 //!
 //! The context tar is extracted into a private directory; the Dockerfile is parsed
-//! ([`dockerfile`]); every instruction makes an image: configuration-only ones (ENV, CMD, …)
+//! ([`crate::dockerfile`]); every instruction makes an image: configuration-only ones (ENV, CMD, …)
 //! an image with an `empty_layer` history entry, RUN the diff of a real container run through
 //! the manager/shim/runtime (on the default bridge unless `networkmode` says host, none or
 //! a user-defined network), COPY/ADD the diff of a snapshot the files were written into. A
@@ -11,7 +11,6 @@
 //! contents; hits are kept in `<data-root>/builder/cache.json`. Progress goes out as Docker's
 //! JSON stream (`{"stream":"Step 1/3 : FROM busybox\n"}` … `Successfully built <id>`).
 
-pub mod dockerfile;
 pub(super) mod files;
 pub mod pattern;
 
@@ -29,10 +28,10 @@ use berth_manager::images::manifest::{History, RunConfig};
 use berth_proto::manager as pb;
 use tokio::sync::mpsc;
 
-use self::dockerfile::{Instruction, Vars};
 use super::containers::{find, status_err};
 use super::images::{url_all, url_pairs};
 use super::{ApiError, State};
+use crate::dockerfile::{self, Instruction, Vars};
 use crate::images::Resolved;
 
 pub fn routes() -> Router<State> {
@@ -289,13 +288,7 @@ impl Cache {
         if let Some(dir) = p.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        // Atomically: a crash leaves the old file or the new one.
-        let tmp = p.with_extension(format!("tmp-{}", crate::images::unique()));
-        let ok = std::fs::write(&tmp, serde_json::to_vec(&self.map).expect("json"))
-            .and_then(|()| std::fs::rename(&tmp, &p));
-        if ok.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        let _ = crate::write_atomic(&p, &serde_json::to_vec(&self.map).expect("json"));
     }
 }
 
