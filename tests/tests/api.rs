@@ -2974,3 +2974,190 @@ fn berth_cli_networks() {
     let ls = ok(&s.berth(&["network", "ls", "-q"]));
     assert_eq!(ls.lines().count(), 3, "bridge, host, none: {ls}");
 }
+
+/// Interfaces (`ip -o link show master BRIDGE`) on a bridge.
+fn ports_on(bridge: &str) -> usize {
+    text(
+        &Command::new("ip")
+            .args(["-o", "link", "show", "master", bridge])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .lines()
+    .count()
+}
+
+/// A container's network lives while it runs, like Docker's: at stop its veths, namespace,
+/// published ports and DNAT rules go and its addresses are free for others; at start they
+/// come back (the same address when still free, a new one written into /etc/hosts when
+/// not), with the networks connected meanwhile; a container that died while berthd was
+/// down is cleaned up when berthd starts again.
+#[test]
+fn network_released_at_stop() {
+    if !need_root("network_released_at_stop") {
+        return;
+    }
+    let mut s = Stack::busybox("api-netrel");
+    let bridge = s.bridge();
+    let base = s.subnet_prefix().replace("10.2", "10.1");
+    ok(&s.docker(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("{base}.0/24"),
+        "relnet",
+    ]));
+    let relbr = format!(
+        "br-{}",
+        &ok(&s.docker(&["network", "inspect", "-f", "{{.Id}}", "relnet"])).trim()[..12]
+    );
+    let port = free_port();
+    let web = "mkdir -p /www && echo kept > /www/index.html && exec httpd -f -p 80 -h /www";
+    ok(&s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "keep",
+        "--network",
+        "relnet",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "busybox",
+        "sh",
+        "-c",
+        web,
+    ]));
+    ok(&s.docker(&["network", "connect", "bridge", "keep"]));
+    s.until("keep serves", || {
+        http_get(port).is_some_and(|r| r.contains("kept"))
+    });
+    let ip_of = |net: &str| {
+        ok(&s.docker(&[
+            "inspect",
+            "-f",
+            &format!("{{{{.NetworkSettings.Networks.{net}.IPAddress}}}}"),
+            "keep",
+        ]))
+        .trim()
+        .to_string()
+    };
+    let ip = ip_of("relnet");
+    assert!(ip.starts_with(&format!("{base}.")), "{ip}");
+    assert_eq!((ports_on(&relbr), ports_on(&bridge)), (1, 1));
+    let netns = s.dir.path().join("exec").join("netns");
+    let count = |p: &Path| std::fs::read_dir(p).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(count(&netns), 1);
+    let table = || {
+        text(
+            &Command::new("nft")
+                .args(["list", "table", "ip", &format!("berth_{bridge}")])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+    };
+    assert!(table().contains(&format!("dnat to {ip}:80")), "{}", table());
+
+    // Stopped: nothing of its network is left on the host; its address is free.
+    ok(&s.docker(&["stop", "-t", "1", "keep"]));
+    assert!(http_get(port).is_none(), "the port is closed at stop");
+    assert_eq!(count(&netns), 0, "its namespace is gone at stop");
+    assert!(!table().contains("dnat"), "{}", table());
+    s.until("its veths are gone", || {
+        ports_on(&relbr) == 0 && ports_on(&bridge) == 0
+    });
+    assert_eq!(ip_of("relnet"), "", "a stopped container shows no address");
+    let took = ok(&s.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "relnet",
+        "--ip",
+        &ip,
+        "busybox",
+        "ip",
+        "-o",
+        "-4",
+        "addr",
+        "show",
+        "eth0",
+    ]));
+    assert!(took.contains(&format!("{ip}/24")), "{took}");
+    // Connected while stopped: plugged in at the next start.
+    ok(&s.docker(&["network", "create", "late"]));
+    ok(&s.docker(&["network", "connect", "late", "keep"]));
+
+    // Started again: the same address, its port, eth1 (bridge) and eth2 (late), its name.
+    ok(&s.docker(&["start", "keep"]));
+    s.until("keep serves again", || {
+        http_get(port).is_some_and(|r| r.contains("kept"))
+    });
+    assert_eq!(ip_of("relnet"), ip);
+    let links = ok(&s.docker(&["exec", "keep", "ip", "-o", "link"]));
+    for i in ["eth0", "eth1", "eth2"] {
+        assert!(links.contains(&format!(": {i}@")), "{i}: {links}");
+    }
+    assert!(!ip_of("late").is_empty());
+    assert_eq!(
+        ok(&s.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "late",
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            "http://keep/"
+        ])),
+        "kept\n"
+    );
+
+    // Its address taken while it was stopped: a new one, in inspect and /etc/hosts.
+    ok(&s.docker(&["stop", "-t", "1", "keep"]));
+    ok(&s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "squat",
+        "--network",
+        "relnet",
+        "--ip",
+        &ip,
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    ok(&s.docker(&["start", "keep"]));
+    let ip2 = ip_of("relnet");
+    assert!(ip2.starts_with(&format!("{base}.")) && ip2 != ip, "{ip2}");
+    let hosts = ok(&s.docker(&["exec", "keep", "cat", "/etc/hosts"]));
+    assert!(
+        hosts.contains(&format!("{ip2}\t")) && !hosts.contains(&format!("{ip}\t")),
+        "{hosts}"
+    );
+    ok(&s.docker(&["rm", "-f", "squat"]));
+
+    // It dies while berthd and the manager are down: berthd's next start releases it all.
+    let pid = ok(&s.docker(&["inspect", "-f", "{{.State.Pid}}", "keep"]));
+    s.kill9_daemons();
+    let _ = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    s.start_manager();
+    s.start_berthd();
+    s.until("the dead container's network is released", || {
+        count(&netns) == 0 && ports_on(&relbr) == 0 && ports_on(&bridge) == 0
+    });
+    assert!(!table().contains("dnat"), "{}", table());
+    ok(&s.docker(&["start", "keep"]));
+    s.until("keep serves after the crash", || {
+        http_get(port).is_some_and(|r| r.contains("kept"))
+    });
+    ok(&s.docker(&["rm", "-f", "keep"]));
+    for n in ["relnet", "late"] {
+        ok(&s.docker(&["network", "rm", n]));
+    }
+}

@@ -858,13 +858,19 @@ pub(super) async fn restore_network(d: &State) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let Some(cs) = cs else { return };
-    let alive = cs.iter().map(|c| c.id.clone()).collect();
-    d.net.reconcile(&alive).await;
+    let exist = cs.iter().map(|c| c.id.clone()).collect();
+    let mut states = std::collections::HashMap::new();
+    for c in &cs {
+        states.insert(c.id.clone(), state_name(task(d, &c.id).await.as_ref()));
+    }
+    let active = states
+        .iter()
+        .filter(|(_, s)| matches!(**s, "running" | "paused" | "created"))
+        .map(|(k, _)| k.clone())
+        .collect();
+    d.net.reconcile(&exist, &active).await;
     for c in cs {
-        let running = matches!(
-            state_name(task(d, &c.id).await.as_ref()),
-            "running" | "paused"
-        );
+        let running = matches!(states.get(&c.id).copied(), Some("running" | "paused"));
         let Some(published) = c.doc["PublishedPorts"]
             .as_object()
             .filter(|p| !p.is_empty())
@@ -955,18 +961,26 @@ pub(super) fn network_settings(c: &Ctr, running: bool) -> serde_json::Value {
         "default" => "bridge",
         m => m,
     };
+    // Addresses are the running container's: released at exit, like Docker's.
+    let live = |v: &serde_json::Value| -> String {
+        if running {
+            v.as_str().unwrap_or("").to_string()
+        } else {
+            String::new()
+        }
+    };
     // One entry per endpoint (EndpointSettings): the first network's, then connected ones.
     let entry = |e: &serde_json::Value| {
         serde_json::json!({
             "IPAMConfig": null,
             "Links": [],
             "Aliases": e["aliases"].as_array().cloned().unwrap_or_default(),
-            "MacAddress": e["mac"].as_str().unwrap_or(""),
+            "MacAddress": live(&e["mac"]),
             "NetworkID": "",
-            "EndpointID": if running { e["id"].as_str().unwrap_or("") } else { "" },
-            "Gateway": e["gateway"].as_str().unwrap_or(""),
-            "IPAddress": e["ip"].as_str().unwrap_or(""),
-            "IPPrefixLen": e["prefix"].as_u64().unwrap_or(0),
+            "EndpointID": live(&e["id"]),
+            "Gateway": live(&e["gateway"]),
+            "IPAddress": live(&e["ip"]),
+            "IPPrefixLen": if running { e["prefix"].as_u64().unwrap_or(0) } else { 0 },
             "IPv6Gateway": "",
             "GlobalIPv6Address": "",
             "GlobalIPv6PrefixLen": 0,
@@ -992,14 +1006,14 @@ pub(super) fn network_settings(c: &Ctr, running: bool) -> serde_json::Value {
         "Ports": ports,
         "SecondaryIPAddresses": null,
         "SecondaryIPv6Addresses": null,
-        "EndpointID": if running { ep["id"].as_str().unwrap_or("") } else { "" },
-        "Gateway": ep["gateway"].as_str().unwrap_or(""),
+        "EndpointID": live(&ep["id"]),
+        "Gateway": live(&ep["gateway"]),
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
-        "IPAddress": ep["ip"].as_str().unwrap_or(""),
-        "IPPrefixLen": ep["prefix"].as_u64().unwrap_or(0),
+        "IPAddress": live(&ep["ip"]),
+        "IPPrefixLen": if running { ep["prefix"].as_u64().unwrap_or(0) } else { 0 },
         "IPv6Gateway": "",
-        "MacAddress": ep["mac"].as_str().unwrap_or(""),
+        "MacAddress": live(&ep["mac"]),
         "Networks": networks,
     })
 }
@@ -1098,10 +1112,17 @@ pub(super) async fn start_container(d: &State, c: &Ctr) -> Result<bool, ApiError
                     .await
                     .map_err(status_err)?;
             }
-            create_task(d, &c.id, &c.doc["Config"]).await?;
+            reattach_network(d, c).await?;
+            if let Err(e) = create_task(d, &c.id, &c.doc["Config"]).await {
+                d.net.release(&c.id).await;
+                return Err(e);
+            }
         }
         Some(_) => {}
-        None => create_task(d, &c.id, &c.doc["Config"]).await?,
+        None => {
+            reattach_network(d, c).await?;
+            create_task(d, &c.id, &c.doc["Config"]).await?
+        }
     }
     // The document is updated while the task starts (a store write is not on the start's
     // critical path). `update_doc` takes the document lock at its first poll, before the
@@ -1123,12 +1144,45 @@ pub(super) async fn start_container(d: &State, c: &Ctr) -> Result<bool, ApiError
     });
     let (recorded, started) = tokio::join!(record, start);
     if recorded.is_err() || started.is_err() {
-        d.net.ports.unpublish(&c.id).await;
+        d.net.release(&c.id).await;
     }
     recorded?;
     started.map_err(status_err)?;
     super::events::container(d, c, "start");
     Ok(true)
+}
+
+/// The network a stopped container had, plugged in again (see `Net::reattach`); its
+/// document and /etc/hosts follow when an address changed.
+async fn reattach_network(d: &State, c: &Ctr) -> Result<(), ApiError> {
+    let mode = c.doc["Net"]["Mode"].as_str().unwrap_or("default");
+    let Some((first, extra)) = d
+        .net
+        .reattach(&c.id, mode)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
+    else {
+        return Ok(());
+    };
+    let old = c.doc["Net"]["Endpoint"]["ip"].as_str().unwrap_or("");
+    if !old.is_empty() && old != first.ip {
+        let p = d.data_root.join("containers").join(&c.id).join("hosts");
+        if let Ok(h) = std::fs::read_to_string(&p) {
+            let h: String = h
+                .lines()
+                .map(|l| match l.split_once('\t') {
+                    Some((a, rest)) if a == old => format!("{}\t{rest}\n", first.ip),
+                    _ => format!("{l}\n"),
+                })
+                .collect();
+            crate::write_atomic(&p, h.as_bytes()).map_err(internal)?;
+        }
+    }
+    update_doc(d, &c.id, None, |doc| {
+        doc["Net"]["Endpoint"] = serde_json::to_value(&first).expect("json");
+        doc["Net"]["Extra"] = serde_json::to_value(&extra).expect("json");
+    })
+    .await
 }
 
 /// Change the stored name and/or document of a container: `f` edits the current document
@@ -1226,6 +1280,8 @@ pub(super) async fn stop_container(
         send_signal(d, &c.id, 9).await?;
         let _ = wait_exit(d, &c.id).await;
     }
+    // Its network is released before stop returns (the exit handler would, soon).
+    super::restart::handle_exit(d, &c.id).await;
     super::events::container(d, c, "stop");
     Ok(true)
 }

@@ -149,7 +149,7 @@ async fn reconcile(d: &State, boot: bool) {
     }
 }
 
-async fn handle_exit(d: &State, id: &str) {
+pub(super) async fn handle_exit(d: &State, id: &str) {
     let _g = d.exit_lock.lock().await;
     // A start's document update in flight lands first (see start_container).
     drop(d.doc_lock.lock().await);
@@ -159,10 +159,14 @@ async fn handle_exit(d: &State, id: &str) {
         return;
     }
     super::events::container_with(d, &c, "die", &[("exitCode", t.exit_status.to_string())]);
-    if d.net.ports.unpublish(id).await {
+    let auto_remove = c.doc["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false);
+    if !auto_remove {
+        // Veths, namespace, addresses and published ports go at exit, like Docker's.
+        d.net.release(id).await;
+    } else if d.net.ports.unpublish(id).await {
         d.net.refresh_rules().await;
     }
-    if c.doc["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false) {
+    if auto_remove {
         if delete_container(d, &c.id).await.is_ok() {
             super::events::container(d, &c, "destroy");
             super::volumes::remove_anonymous(d, &c.doc["Mounts"]).await;

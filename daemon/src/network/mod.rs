@@ -55,6 +55,8 @@ pub struct EndpointRequest {
     pub ip: Option<Ipv4Addr>,
     /// `--mac-address`.
     pub mac: Option<[u8; 6]>,
+    /// The address to take again when it is free (a restarted container's last one).
+    pub prefer_ip: Option<Ipv4Addr>,
 }
 
 impl EndpointRequest {
@@ -91,7 +93,21 @@ impl EndpointRequest {
                 .unwrap_or_default(),
             ip,
             mac,
+            prefer_ip: None,
         })
+    }
+
+    /// What plugging `ep` in again asks for: its `--ip` and `--mac-address` if it had
+    /// them, else its last address when still free.
+    fn again(ep: &Endpoint) -> EndpointRequest {
+        let ip = ep.ip.parse().ok();
+        EndpointRequest {
+            name: ep.name.clone(),
+            aliases: ep.aliases.clone(),
+            ip: ip.filter(|_| ep.static_ip),
+            mac: parse_mac(&ep.mac).ok().filter(|_| ep.static_mac),
+            prefer_ip: ip,
+        }
     }
 }
 
@@ -125,6 +141,15 @@ pub struct Endpoint {
     /// Its interface in the container.
     #[serde(default)]
     pub ifname: String,
+    /// Released at the container's exit (no veth, no namespace, address free); plugged in
+    /// again at its next start.
+    #[serde(default)]
+    pub released: bool,
+    /// Asked for with `--ip` / `--mac-address` (kept across restarts).
+    #[serde(default)]
+    pub static_ip: bool,
+    #[serde(default)]
+    pub static_mac: bool,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -145,6 +170,11 @@ impl State {
                 .iter()
                 .flat_map(|(k, v)| v.iter().map(move |e| (k, e))),
         )
+    }
+
+    /// The endpoints plugged in now (those of running or created containers).
+    fn active(&self) -> impl Iterator<Item = (&String, &Endpoint)> {
+        self.all().filter(|(_, e)| !e.released)
     }
 }
 
@@ -297,7 +327,7 @@ impl Net {
     /// Containers (IDs) with an endpoint on network `name`.
     pub async fn members(&self, name: &str) -> Vec<(String, Endpoint)> {
         let st = self.state.lock().await;
-        st.all()
+        st.active()
             .filter(|(_, e)| e.network == name)
             .map(|(k, e)| (k.clone(), e.clone()))
             .collect()
@@ -398,7 +428,7 @@ impl Net {
             return Err("bridge is a pre-defined network and cannot be removed".into());
         }
         let mut st = self.state.lock().await;
-        if st.all().any(|(_, e)| e.network == n.name) {
+        if st.active().any(|(_, e)| e.network == n.name) {
             return Err(format!(
                 "error while removing network: network {} id {} has active endpoints",
                 n.name, n.id
@@ -418,12 +448,12 @@ impl Net {
     pub async fn resolve(&self, asker: &str, name: &str) -> Option<Ipv4Addr> {
         let st = self.state.lock().await;
         let nets: std::collections::HashSet<&str> = st
-            .all()
+            .active()
             .filter(|(k, e)| k.as_str() == asker && e.network != "bridge")
             .map(|(_, e)| e.network.as_str())
             .collect();
         let hit = st
-            .all()
+            .active()
             .filter(|(_, e)| nets.contains(e.network.as_str()))
             .find(|(id, e)| dns::matches(name, id, &e.name, &e.aliases))
             .and_then(|(_, e)| e.ip.parse().ok());
@@ -558,7 +588,7 @@ impl Net {
         links::ensure_bridge(&net.bridge, gateway, prefix, net.mtu).await?;
         ports::enable_forwarding();
         let used: std::collections::HashSet<Ipv4Addr> = st
-            .all()
+            .active()
             .filter(|(_, e)| e.network == net.name)
             .filter_map(|(_, e)| e.ip.parse().ok())
             .collect();
@@ -582,6 +612,7 @@ impl Net {
                     net.subnet, net.name
                 ))
             }
+            None if req.prefer_ip.is_some_and(&usable) => req.prefer_ip.expect("checked"),
             None => {
                 let (rb, rs) = match &net.ip_range {
                     Some(r) => {
@@ -626,11 +657,15 @@ impl Net {
             name: req.name.trim_start_matches('/').to_string(),
             aliases: req.aliases.clone(),
             ifname: ifname.to_string(),
+            released: false,
+            static_ip: req.ip.is_some(),
+            static_mac: req.mac.is_some(),
         })
     }
 
     /// `network connect`: one more interface (eth1, …) for a container that has its own
     /// namespace on a bridge network; the embedded DNS when it is a user-defined network.
+    /// A stopped container gets it at its next start.
     pub async fn connect(
         self: &Arc<Self>,
         id: &str,
@@ -643,12 +678,13 @@ impl Net {
             .ok_or_else(|| format!("network {network} not found"))?;
         let ns = links::netns_path(&self.netns_dir, id);
         let mut st = self.state.lock().await;
-        if !st.endpoints.contains_key(id) || !ns.exists() {
+        let Some(first) = st.endpoints.get(id) else {
             return Err(format!(
                 "container {} is not on a bridge network (none, host or container: mode): it cannot be connected",
                 &id[..id.len().min(12)]
             ));
-        }
+        };
+        let stopped = first.released;
         if st.all().any(|(k, e)| k == id && e.network == n.name) {
             return Err(format!(
                 "endpoint with name {} already exists in network {}",
@@ -671,7 +707,34 @@ impl Net {
             .map(|i| format!("eth{i}"))
             .find(|f| !taken.contains(f))
             .expect("a free name");
-        let ep = self.plug(&st, &n, &ns, &ifname, false, req).await?;
+        let ep = if stopped {
+            // Recorded only: plugged in by `reattach` at the next start.
+            Endpoint {
+                id: random_hex(64),
+                network: n.name.clone(),
+                ip: req.ip.map(|a| a.to_string()).unwrap_or_default(),
+                prefix: 0,
+                gateway: String::new(),
+                mac: req
+                    .mac
+                    .map(|m| {
+                        m.iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<Vec<_>>()
+                            .join(":")
+                    })
+                    .unwrap_or_default(),
+                veth: String::new(),
+                name: req.name.trim_start_matches('/').to_string(),
+                aliases: req.aliases.clone(),
+                ifname,
+                released: true,
+                static_ip: req.ip.is_some(),
+                static_mac: req.mac.is_some(),
+            }
+        } else {
+            self.plug(&st, &n, &ns, &ifname, false, req).await?
+        };
         st.extras
             .entry(id.to_string())
             .or_default()
@@ -680,21 +743,34 @@ impl Net {
             if let Some(v) = st.extras.get_mut(id) {
                 v.retain(|x| x.id != ep.id);
             }
-            let _ = links::delete(&ep.veth).await;
+            if !stopped {
+                let _ = links::delete(&ep.veth).await;
+            }
             return Err(e);
         }
         let all = st.networks.values().cloned().collect::<Vec<_>>();
         drop(st);
-        let has_dns = self.dns.lock().expect("dns map").contains_key(id);
-        if n.name != "bridge" && !has_dns {
-            let ns2 = ns.clone();
-            if let Ok(Ok(sock)) = tokio::task::spawn_blocking(move || dns::bind_in(&ns2)).await {
-                let t = tokio::spawn(dns::serve(sock, self.clone(), id.to_string()));
-                self.dns.lock().expect("dns map").insert(id.to_string(), t);
-            }
+        if !stopped && n.name != "bridge" {
+            self.serve_dns(id, &ns).await;
         }
         ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
         Ok(ep)
+    }
+
+    /// Start the embedded DNS in the namespace `ns` of container `id` (once).
+    async fn serve_dns(self: &Arc<Self>, id: &str, ns: &Path) {
+        if self.dns.lock().expect("dns map").contains_key(id) {
+            return;
+        }
+        let ns2 = ns.to_path_buf();
+        match tokio::task::spawn_blocking(move || dns::bind_in(&ns2)).await {
+            Ok(Ok(sock)) => {
+                let t = tokio::spawn(dns::serve(sock, self.clone(), id.to_string()));
+                self.dns.lock().expect("dns map").insert(id.to_string(), t);
+            }
+            Ok(Err(e)) => tracing::warn!(container = %id, "embedded DNS: {e}"),
+            Err(e) => tracing::warn!(container = %id, "embedded DNS: {e}"),
+        }
     }
 
     /// `network disconnect` of an interface added by [`connect`](Self::connect).
@@ -710,31 +786,149 @@ impl Net {
                 n.name
             ));
         }
-        let v = st.extras.get_mut(id);
-        let ep = match v {
-            Some(v) => match v.iter().position(|e| e.network == n.name) {
-                Some(i) => v.remove(i),
-                None => {
-                    return Err(format!(
-                        "container {} is not connected to network {}",
-                        &id[..id.len().min(12)],
-                        n.name
-                    ))
-                }
-            },
-            None => {
-                return Err(format!(
-                    "container {} is not connected to network {}",
-                    &id[..id.len().min(12)],
-                    n.name
-                ))
-            }
+        let not_connected = || {
+            format!(
+                "container {} is not connected to network {}",
+                &id[..id.len().min(12)],
+                n.name
+            )
         };
+        let v = st.extras.get_mut(id).ok_or_else(not_connected)?;
+        let i = v
+            .iter()
+            .position(|e| e.network == n.name)
+            .ok_or_else(not_connected)?;
+        let ep = v.remove(i);
         self.save(&st)?;
         drop(st);
         // The host end goes, and its peer in the container with it.
-        let _ = links::delete(&ep.veth).await;
+        if !ep.released {
+            let _ = links::delete(&ep.veth).await;
+        }
         Ok(ep)
+    }
+
+    /// At the container's exit: its veths, namespace, embedded DNS and published ports go,
+    /// its addresses are free; the records stay for [`reattach`](Self::reattach).
+    pub async fn release(&self, id: &str) {
+        if let Some(t) = self.dns.lock().expect("dns map").remove(id) {
+            t.abort();
+        }
+        let _ = self.ports.unpublish(id).await;
+        let mut st = self.state.lock().await;
+        let mut veths = Vec::new();
+        let stm = &mut *st;
+        let eps = stm.endpoints.get_mut(id).into_iter();
+        let extras = stm.extras.get_mut(id).into_iter().flatten();
+        for e in eps.chain(extras) {
+            if !e.released {
+                e.released = true;
+                veths.push(std::mem::take(&mut e.veth));
+            }
+        }
+        if !veths.is_empty() {
+            if let Err(e) = self.save(&st) {
+                tracing::warn!(container = %id, "release its endpoints: {e}");
+            }
+        }
+        let all = st.networks.values().cloned().collect::<Vec<_>>();
+        drop(st);
+        // In the background: unregistering a device waits for an RCU grace period.
+        for v in veths.into_iter().filter(|v| !v.is_empty()) {
+            tokio::spawn(async move {
+                let _ = links::delete(&v).await;
+            });
+        }
+        let ns = links::netns_path(&self.netns_dir, id);
+        let _ = tokio::task::spawn_blocking(move || links::remove_netns(&ns)).await;
+        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+    }
+
+    /// Before a (re)start: the namespace and the endpoints [`release`](Self::release) took
+    /// away, made again at the same path (the spec names it). Returns the endpoints (eth0's
+    /// first, the connected ones) when it plugged any in; undone on failure.
+    pub async fn reattach(
+        self: &Arc<Self>,
+        id: &str,
+        mode: &str,
+    ) -> Result<Option<(Endpoint, Vec<Endpoint>)>, String> {
+        if mode == "host" || mode.starts_with("container:") {
+            return Ok(None);
+        }
+        let ns = links::netns_path(&self.netns_dir, id);
+        let mut st = self.state.lock().await;
+        let first_released = st.endpoints.get(id).map(|e| e.released);
+        if first_released == Some(false) && ns.exists() {
+            return Ok(None);
+        }
+        if !ns.exists() {
+            let ns2 = ns.clone();
+            tokio::task::spawn_blocking(move || links::create_netns(&ns2))
+                .await
+                .map_err(|e| e.to_string())??;
+        }
+        let Some(first) = st.endpoints.get(id).cloned() else {
+            // --network none: the namespace is all there is.
+            return Ok(None);
+        };
+        let extras = st.extras.get(id).cloned().unwrap_or_default();
+        let mut plugged: Vec<Endpoint> = Vec::new();
+        let mut failed = None;
+        for (i, old) in std::iter::once(&first).chain(&extras).enumerate() {
+            let Some(net) = st.networks.get(&old.network).cloned() else {
+                failed = Some(format!(
+                    "network {} not found (removed while the container was stopped)",
+                    old.network
+                ));
+                break;
+            };
+            let ifname = if old.ifname.is_empty() {
+                "eth0"
+            } else {
+                &old.ifname
+            };
+            match self
+                .plug(&st, &net, &ns, ifname, i == 0, &EndpointRequest::again(old))
+                .await
+            {
+                Ok(mut ep) => {
+                    ep.id = old.id.clone();
+                    plugged.push(ep);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            drop(st);
+            for ep in plugged {
+                let _ = links::delete(&ep.veth).await;
+            }
+            let _ = tokio::task::spawn_blocking(move || links::remove_netns(&ns)).await;
+            return Err(e);
+        }
+        let mut it = plugged.into_iter();
+        let first = it.next().expect("eth0's endpoint");
+        let rest: Vec<Endpoint> = it.collect();
+        st.endpoints.insert(id.to_string(), first.clone());
+        if !rest.is_empty() {
+            st.extras.insert(id.to_string(), rest.clone());
+        }
+        if let Err(e) = self.save(&st) {
+            tracing::warn!(container = %id, "record its endpoints: {e}");
+        }
+        let all = st.networks.values().cloned().collect::<Vec<_>>();
+        drop(st);
+        if std::iter::once(&first)
+            .chain(&rest)
+            .any(|e| e.network != "bridge")
+        {
+            self.serve_dns(id, &ns).await;
+        }
+        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+        Ok(Some((first, rest)))
     }
 
     /// Remove what [`attach`](Self::attach) made for `id` (and its published ports).
@@ -745,7 +939,7 @@ impl Net {
         let _ = self.ports.unpublish(id).await;
         let mut st = self.state.lock().await;
         let extras = st.extras.remove(id).unwrap_or_default();
-        for ep in extras {
+        for ep in extras.into_iter().filter(|e| !e.released) {
             tokio::spawn(async move {
                 let _ = links::delete(&ep.veth).await;
             });
@@ -754,9 +948,11 @@ impl Net {
             let _ = self.save(&st);
             // Unregistering a device waits for an RCU grace period: not on the caller's
             // path (the address is free already; the namespace is going away too).
-            tokio::spawn(async move {
-                let _ = links::delete(&ep.veth).await;
-            });
+            if !ep.released {
+                tokio::spawn(async move {
+                    let _ = links::delete(&ep.veth).await;
+                });
+            }
         }
         let all = st.networks.values().cloned().collect::<Vec<_>>();
         drop(st);
@@ -771,20 +967,38 @@ impl Net {
         ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
     }
 
-    /// Remove endpoints and namespaces of containers not in `alive` (a crash's leftovers).
-    pub async fn reconcile(&self, alive: &std::collections::HashSet<String>) {
-        let gone: Vec<String> = {
+    /// After a crash: remove the endpoints of containers that are gone (not in `exist`),
+    /// release those of containers that are not running (not in `active`: they exited
+    /// while berthd was down), and remove namespaces nothing runs in.
+    pub async fn reconcile(
+        &self,
+        exist: &std::collections::HashSet<String>,
+        active: &std::collections::HashSet<String>,
+    ) {
+        let (gone, idle): (Vec<String>, Vec<String>) = {
             let st = self.state.lock().await;
-            st.endpoints
+            let gone = st
+                .endpoints
                 .keys()
-                .filter(|k| !alive.contains(*k))
+                .filter(|k| !exist.contains(*k))
                 .cloned()
-                .collect()
+                .collect();
+            let idle = st
+                .active()
+                .filter(|(k, _)| exist.contains(*k) && !active.contains(*k))
+                .map(|(k, _)| k.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            (gone, idle)
         };
         for id in gone {
             self.detach(&id).await;
         }
-        let short: std::collections::HashSet<String> = alive
+        for id in idle {
+            self.release(&id).await;
+        }
+        let short: std::collections::HashSet<String> = active
             .iter()
             .map(|a| a[..a.len().min(12)].to_string())
             .collect();
