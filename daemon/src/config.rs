@@ -33,6 +33,12 @@ pub struct Config {
     pub bridge: Option<String>,
     /// MTU of the default bridge and its veths (1500 when unset).
     pub mtu: Option<u32>,
+    /// Where networks made without a subnet (and the default bridge without `bip`) get
+    /// theirs: `[{"base": "10.10.0.0/16", "size": 24}]`.
+    pub default_address_pools: Vec<AddressPool>,
+    /// "nftables" or "iptables" (Docker 28's setting); unset: nftables when `nft` is
+    /// installed, else iptables.
+    pub firewall_backend: Option<String>,
     /// Every other daemon.json key, kept (and ignored here) so a dockerd file loads.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -52,11 +58,19 @@ impl Default for Config {
             bip: None,
             bridge: None,
             mtu: None,
+            default_address_pools: Vec::new(),
+            firewall_backend: None,
             log_opts: BTreeMap::new(),
             default_ulimits: BTreeMap::new(),
             other: BTreeMap::new(),
         }
     }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct AddressPool {
+    pub base: String,
+    pub size: u8,
 }
 
 /// "10m" → bytes (k, m, g; base 1024).
@@ -102,6 +116,8 @@ impl Config {
                 );
             }
         }
+        c.network_settings()
+            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
         if c.max_concurrent_downloads == 0 {
             anyhow::bail!(
                 "config file {}: max-concurrent-downloads must be at least 1",
@@ -109,6 +125,32 @@ impl Config {
             );
         }
         Ok(c)
+    }
+
+    /// The networking part, checked: pools within their base, a known firewall backend.
+    pub fn network_settings(&self) -> Result<crate::network::Settings, String> {
+        let mut pools = Vec::new();
+        for p in &self.default_address_pools {
+            let (base, bp) = crate::network::parse_cidr(&p.base)
+                .map_err(|e| format!("default-address-pools: {e}"))?;
+            if p.size < bp || p.size > 30 {
+                return Err(format!(
+                    "default-address-pools: size {} for base {}: want {bp} to 30",
+                    p.size, p.base
+                ));
+            }
+            pools.push((base, bp, p.size));
+        }
+        if let Some(b) = &self.firewall_backend {
+            crate::network::firewall::Backend::choose(Some(b))?;
+        }
+        Ok(crate::network::Settings {
+            bip: self.bip.clone(),
+            bridge: self.bridge.clone(),
+            mtu: self.mtu,
+            pools,
+            firewall: self.firewall_backend.clone(),
+        })
     }
 
     /// Is `host` (host[:port]) to be reached over plain HTTP / unverified TLS? Loopback
@@ -176,5 +218,30 @@ mod tests {
         assert!(c.insecure("10.1.2.3:443"));
         assert!(!c.insecure("10.2.0.1"));
         assert!(!c.insecure("docker.io"));
+    }
+
+    #[test]
+    fn network_settings_checked() {
+        let load = |json: &str| -> Result<Config, String> {
+            let dir = std::env::temp_dir().join(format!("berth-cfg-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let p = dir.join(format!("{}.json", json.len()));
+            std::fs::write(&p, json).unwrap();
+            let r = Config::load(&p).map_err(|e| e.to_string());
+            let _ = std::fs::remove_dir_all(&dir);
+            r
+        };
+        let c = load(r#"{"default-address-pools": [{"base": "10.10.0.0/16", "size": 24}], "firewall-backend": "iptables"}"#).unwrap();
+        let n = c.network_settings().unwrap();
+        assert_eq!(n.pools, [("10.10.0.0".parse().unwrap(), 16, 24)]);
+        assert_eq!(n.firewall.as_deref(), Some("iptables"));
+        let e = load(r#"{"default-address-pools": [{"base": "10.10.0.0/16", "size": 8}]}"#)
+            .unwrap_err();
+        assert!(e.contains("size 8 for base 10.10.0.0/16"), "{e}");
+        let e =
+            load(r#"{"default-address-pools": [{"base": "10.10.0/16", "size": 24}]}"#).unwrap_err();
+        assert!(e.contains("10.10.0/16"), "{e}");
+        let e = load(r#"{"firewall-backend": "pf"}"#).unwrap_err();
+        assert!(e.contains("firewall-backend \"pf\""), "{e}");
     }
 }

@@ -53,7 +53,8 @@ impl Stack {
         if cfg["bridge"].is_null() {
             cfg["bridge"] = bridge.clone().into();
         }
-        if cfg["bip"].is_null() {
+        // (`"bip": null` asks for none: the default bridge's subnet comes from the pools.)
+        if cfg.get("bip").is_none() {
             let n = (std::process::id() as usize * 7 + seq) % 250;
             cfg["bip"] = format!("10.{}.{}.1/24", 200 + n % 50, n).into();
         }
@@ -188,7 +189,7 @@ impl Stack {
         let cfg: serde_json::Value =
             serde_json::from_slice(&std::fs::read(self.dir.path().join("daemon.json")).unwrap())
                 .unwrap();
-        let bip = cfg["bip"].as_str().unwrap();
+        let bip = cfg["bip"].as_str().expect("a stack with a bip");
         bip.rsplit_once('.').unwrap().0.to_string()
     }
 
@@ -242,6 +243,36 @@ impl Stack {
             .args(["delete", "table", "ip", &format!("berth_{b}")])
             .stderr(Stdio::null())
             .status();
+        // The iptables backend's chains, and the jumps to them.
+        let chains = format!("BERTH-{b}-");
+        for table in ["nat", "filter"] {
+            let rules = Command::new("iptables-save")
+                .args(["-t", table])
+                .output()
+                .map(|o| text(&o.stdout))
+                .unwrap_or_default();
+            for l in rules.lines() {
+                if let Some(rule) = l.strip_prefix("-A ").filter(|r| r.contains(&chains)) {
+                    if !rule.starts_with(&chains) {
+                        let _ = Command::new("iptables")
+                            .args(["-t", table, "-D"])
+                            .args(rule.split_whitespace())
+                            .status();
+                    }
+                }
+            }
+            for l in rules.lines() {
+                if let Some(c) = l.strip_prefix(':').filter(|c| c.starts_with(&chains)) {
+                    let c = c.split_whitespace().next().unwrap_or_default();
+                    let _ = Command::new("iptables")
+                        .args(["-t", table, "-F", c])
+                        .status();
+                    let _ = Command::new("iptables")
+                        .args(["-t", table, "-X", c])
+                        .status();
+                }
+            }
+        }
     }
 }
 
@@ -3160,4 +3191,369 @@ fn network_released_at_stop() {
     for n in ["relnet", "late"] {
         ok(&s.docker(&["network", "rm", n]));
     }
+}
+
+/// A network namespace standing for another host: a veth from the host
+/// (`HOST_ADDR/30`) to its `eth0` (`PEER_ADDR/30`, default route back). Removed on drop.
+struct Outside {
+    ns: String,
+    link: String,
+    host: String,
+    peer: String,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tag = format!("{}x{seq}", std::process::id() % 100_000);
+        let n = (std::process::id() as usize * 3 + seq) % 250;
+        let o = Outside {
+            ns: format!("bo{tag}"),
+            link: format!("vo{tag}"),
+            host: format!("10.254.{n}.1"),
+            peer: format!("10.254.{n}.2"),
+        };
+        let ip = |args: &[&str]| ok(&Command::new("ip").args(args).output().unwrap());
+        ip(&["netns", "add", &o.ns]);
+        ip(&[
+            "link", "add", &o.link, "type", "veth", "peer", "name", "eth0", "netns", &o.ns,
+        ]);
+        ip(&["addr", "add", &format!("{}/30", o.host), "dev", &o.link]);
+        ip(&["link", "set", &o.link, "up"]);
+        for args in [
+            vec!["addr", "add", &*format!("{}/30", o.peer), "dev", "eth0"],
+            vec!["link", "set", "eth0", "up"],
+            vec!["link", "set", "lo", "up"],
+            vec!["route", "add", "default", "via", &o.host],
+        ] {
+            let mut a = vec!["-n", &o.ns];
+            a.extend(args);
+            ip(&a);
+        }
+        o
+    }
+
+    /// Run python `code` in the namespace.
+    fn python(&self, code: &str) -> Output {
+        Command::new("timeout")
+            .args(["20", "ip", "netns", "exec", &self.ns, "python3", "-c", code])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.link])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// iptables-nft makes the nat and filter tables it needs: on drop (even after a failure),
+/// they go again if they were not there before and hold no rules (Berth's chains and jumps
+/// go with its stack).
+struct XtablesTables(String);
+
+impl XtablesTables {
+    fn remember() -> XtablesTables {
+        XtablesTables(text(
+            &Command::new("nft")
+                .args(["list", "tables"])
+                .output()
+                .unwrap()
+                .stdout,
+        ))
+    }
+}
+
+impl Drop for XtablesTables {
+    fn drop(&mut self) {
+        for t in ["nat", "filter"] {
+            if self.0.contains(&format!("table ip {t}\n")) {
+                continue;
+            }
+            let rules = Command::new("iptables")
+                .args(["-t", t, "-S"])
+                .output()
+                .map(|o| text(&o.stdout))
+                .unwrap_or_default();
+            if rules.lines().all(|l| l.starts_with("-P ")) {
+                let _ = Command::new("nft")
+                    .args(["delete", "table", "ip", t])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+/// A TCP server that answers each connection with the address it came from.
+const WHO_SERVER: &str = "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',PORT))\ns.listen(5)\nfor _ in range(COUNT):\n c,a=s.accept()\n c.sendall(a[0].encode())\n c.close()";
+
+fn who_client(addr: &str, port: u16) -> String {
+    format!("import socket,time\nfor i in range(50):\n try:\n  c=socket.create_connection(('{addr}',{port}),timeout=2)\n  print(c.recv(100).decode())\n  break\n except OSError:\n  time.sleep(0.1)")
+}
+
+/// Berth's firewall rules, both backends (daemon.json `firewall-backend`), seen from
+/// another "host" (a namespace this test makes): its connection to a published port on
+/// the host's address is DNATed straight to the container (the server sees the outside
+/// address, not the proxy's); the container's own connections out are masqueraded (the
+/// outside sees the host's address); containers on two networks cannot reach each other
+/// (a positive control on the same network); the rules are where the backend keeps them.
+#[test]
+fn firewall_backends_nat_and_isolation() {
+    if !need_root("firewall_backends_nat_and_isolation") {
+        return;
+    }
+    let _tables = XtablesTables::remember();
+    for backend in ["nftables", "iptables"] {
+        let s = Stack::with_config(
+            &format!("api-fw-{backend}"),
+            &format!(r#"{{"registry-fallback": false, "firewall-backend": "{backend}"}}"#),
+        );
+        s.import_busybox();
+        let out = Outside::new();
+        let port = free_port();
+        ok(&s.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "who",
+            "-p",
+            &format!("{port}:80"),
+            "busybox",
+            "sleep",
+            "1000",
+        ]));
+        let pid = ok(&s.docker(&["inspect", "-f", "{{.State.Pid}}", "who"]));
+        let mut server = Command::new("nsenter")
+            .arg(format!("--net=/proc/{}/ns/net", pid.trim()))
+            .args([
+                "python3",
+                "-c",
+                &WHO_SERVER.replace("PORT", "80").replace("COUNT", "1"),
+            ])
+            .spawn()
+            .unwrap();
+        let seen = out.python(&who_client(&out.host, port));
+        let _ = server.kill();
+        let _ = server.wait();
+        assert_eq!(
+            text(&seen.stdout).trim(),
+            out.peer,
+            "{backend}: DNAT: {}",
+            text(&seen.stderr)
+        );
+
+        // Out: the container's connection reaches the outside from the host's address.
+        let oport = free_port();
+        let mut outside_server = Command::new("ip")
+            .args(["netns", "exec", &out.ns, "python3", "-c"])
+            .arg(
+                WHO_SERVER
+                    .replace("PORT", &oport.to_string())
+                    .replace("COUNT", "1"),
+            )
+            .spawn()
+            .unwrap();
+        let mut seen = String::new();
+        for _ in 0..50 {
+            let o = s.docker(&[
+                "exec",
+                "who",
+                "sh",
+                "-c",
+                &format!("nc {} {oport} </dev/null", out.peer),
+            ]);
+            seen = text(&o.stdout);
+            if !seen.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = outside_server.kill();
+        let _ = outside_server.wait();
+        assert_eq!(seen.trim(), out.host, "{backend}: masquerade");
+
+        // Isolation between networks, with a positive control.
+        let base = s.subnet_prefix().replace("10.2", "10.1");
+        ok(&s.docker(&[
+            "network",
+            "create",
+            "--subnet",
+            &format!("{base}.0/24"),
+            "fwa",
+        ]));
+        ok(&s.docker(&["network", "create", "fwb"]));
+        ok(&s.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "ina",
+            "--network",
+            "fwa",
+            "busybox",
+            "sleep",
+            "1000",
+        ]));
+        let ina = ok(&s.docker(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.fwa.IPAddress}}",
+            "ina",
+        ]));
+        let ping = |net: &str| {
+            s.docker(&[
+                "run",
+                "--rm",
+                "--network",
+                net,
+                "busybox",
+                "ping",
+                "-c1",
+                "-W1",
+                ina.trim(),
+            ])
+            .status
+            .success()
+        };
+        assert!(ping("fwa"), "{backend}: same network");
+        assert!(!ping("fwb"), "{backend}: across networks");
+
+        let bridge = s.bridge();
+        match backend {
+            "nftables" => {
+                let t = ok(&Command::new("nft")
+                    .args(["list", "table", "ip", &format!("berth_{bridge}")])
+                    .output()
+                    .unwrap());
+                assert!(t.contains("dnat to"), "{t}");
+            }
+            _ => {
+                let nat = ok(&Command::new("iptables")
+                    .args(["-t", "nat", "-S"])
+                    .output()
+                    .unwrap());
+                assert!(
+                    nat.contains(&format!(
+                        "-A BERTH-{bridge}-PUB -p tcp -m tcp --dport {port} -j DNAT"
+                    )),
+                    "{nat}"
+                );
+                assert!(
+                    nat.contains(&format!("-A POSTROUTING -j BERTH-{bridge}-NAT")),
+                    "{nat}"
+                );
+                let filter = ok(&Command::new("iptables")
+                    .args(["-S", "FORWARD"])
+                    .output()
+                    .unwrap());
+                assert!(
+                    filter.contains(&format!("-j BERTH-{bridge}-FWD")),
+                    "{filter}"
+                );
+                assert!(
+                    Command::new("nft")
+                        .args(["list", "table", "ip", &format!("berth_{bridge}")])
+                        .output()
+                        .map(|o| !o.status.success())
+                        .unwrap_or(true),
+                    "no nftables table with the iptables backend"
+                );
+            }
+        }
+        ok(&s.docker(&["rm", "-f", "who", "ina"]));
+        let nat = text(
+            &Command::new("iptables")
+                .args(["-t", "nat", "-S"])
+                .output()
+                .unwrap()
+                .stdout,
+        );
+        assert!(
+            !nat.contains(&format!("--dport {port} ")),
+            "{backend}: DNAT rule left: {nat}"
+        );
+        ok(&s.docker(&["network", "rm", "fwa", "fwb"]));
+    }
+}
+
+/// A link (a veth pair: this kernel may lack `dummy`) with an address: a route of the
+/// host's (removed on drop).
+struct Dummy(String);
+
+impl Drop for Dummy {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
+/// daemon.json `default-address-pools` gives the default bridge (without `bip`) and new
+/// networks their subnets, skipping one the host already routes (like docker0 clashing
+/// with a LAN) and the ones taken; a pool used up is a clear error.
+#[test]
+fn default_address_pools_skip_host_routes() {
+    if !need_root("default_address_pools_skip_host_routes") {
+        return;
+    }
+    let k = std::process::id() % 250;
+    let base = format!("10.253.{k}");
+    let dummy = Dummy(format!("bd{}", std::process::id() % 100_000));
+    for args in [
+        vec![
+            "link",
+            "add",
+            &dummy.0,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &*format!("{}p", dummy.0),
+        ],
+        vec!["addr", "add", &*format!("{base}.1/26"), "dev", &dummy.0],
+        vec!["link", "set", &*format!("{}p", dummy.0), "up"],
+        vec!["link", "set", &dummy.0, "up"],
+    ] {
+        ok(&Command::new("ip").args(&args).output().unwrap());
+    }
+    let s = Stack::with_config(
+        "api-pools",
+        &format!(
+            r#"{{"registry-fallback": false, "bip": null,
+                "default-address-pools": [{{"base": "{base}.0/24", "size": 26}}]}}"#
+        ),
+    );
+    s.import_busybox();
+    let subnet_of = |net: &str| {
+        ok(&s.docker(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+            net,
+        ]))
+        .trim()
+        .to_string()
+    };
+    assert_eq!(subnet_of("bridge"), format!("{base}.64/26"));
+    let addr = ok(&s.docker(&[
+        "run", "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0",
+    ]));
+    assert!(addr.contains(&format!(" {base}.66/26")), "{addr}");
+    ok(&s.docker(&["network", "create", "pool1"]));
+    ok(&s.docker(&["network", "create", "pool2"]));
+    assert_eq!(subnet_of("pool1"), format!("{base}.128/26"));
+    assert_eq!(subnet_of("pool2"), format!("{base}.192/26"));
+    let o = s.docker(&["network", "create", "pool3"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("non-overlapping"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&s.docker(&["network", "rm", "pool1", "pool2"]));
+    drop(s);
+    drop(dummy);
 }

@@ -63,9 +63,7 @@ impl Daemon {
             net: Arc::new(crate::network::Net::new(
                 &data_root,
                 exec_root,
-                cfg.bip.clone(),
-                cfg.bridge.clone(),
-                cfg.mtu,
+                cfg.network_settings().unwrap_or_default(),
             )),
             images,
             volumes: crate::volumes::Volumes::new(&data_root),

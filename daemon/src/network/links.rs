@@ -245,3 +245,52 @@ pub async fn add_veth(v: &Veth<'_>) -> Result<()> {
 pub fn netns_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(&id[..id.len().min(12)])
 }
+
+/// The host's IPv4 routes to networks (main table, default route left out): destination,
+/// prefix and the interface's name. A subnet for a new network must not overlap them.
+pub async fn routes() -> Result<Vec<(Ipv4Addr, u8, String)>> {
+    use rtnetlink::packet_route::link::LinkAttribute;
+    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+    let h = connect().await?;
+    let mut names = std::collections::HashMap::new();
+    let mut links = h.link().get().execute();
+    while let Some(m) = links.try_next().await.map_err(nl("list links"))? {
+        for a in &m.attributes {
+            if let LinkAttribute::IfName(n) = a {
+                names.insert(m.header.index, n.clone());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut s = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(m) = s.try_next().await.map_err(nl("list routes"))? {
+        let prefix = m.header.destination_prefix_length;
+        let table = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::Table(t) => Some(*t),
+                _ => None,
+            })
+            .unwrap_or(m.header.table as u32);
+        if prefix == 0 || table != libc::RT_TABLE_MAIN as u32 {
+            continue;
+        }
+        let mut dst = None;
+        let mut dev = String::new();
+        for a in &m.attributes {
+            match a {
+                RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = Some(*d),
+                RouteAttribute::Oif(i) => dev = names.get(i).cloned().unwrap_or_default(),
+                _ => {}
+            }
+        }
+        if let Some(d) = dst {
+            out.push((d, prefix, dev));
+        }
+    }
+    Ok(out)
+}

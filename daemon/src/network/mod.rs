@@ -8,6 +8,7 @@
 //! [`Net::reconcile`] removes what belongs to containers that are gone.
 
 pub mod dns;
+pub mod firewall;
 pub mod links;
 pub mod ports;
 
@@ -19,7 +20,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_BRIDGE: &str = "berth0";
-pub const DEFAULT_SUBNET: &str = "172.17.0.0/16";
 const MTU: u32 = 1500;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -186,10 +186,34 @@ pub struct Net {
     bip: Option<String>,
     bridge: String,
     mtu: u32,
-    /// The nft script last applied (see ports::apply_rules).
-    applied: tokio::sync::Mutex<String>,
+    /// daemon.json `default-address-pools`: (base, its prefix, subnet size).
+    pools: Vec<(Ipv4Addr, u8, u8)>,
+    /// Masquerading, DNAT and isolation rules (nftables or iptables).
+    pub firewall: firewall::Firewall,
     /// Embedded DNS servers by container.
     dns: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+/// daemon.json's networking settings.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// The default bridge's gateway address and prefix ("172.18.0.1/16").
+    pub bip: Option<String>,
+    /// The default bridge's interface name (`berth0`).
+    pub bridge: Option<String>,
+    pub mtu: Option<u32>,
+    /// `default-address-pools`: (base, its prefix, subnet size).
+    pub pools: Vec<(Ipv4Addr, u8, u8)>,
+    /// `firewall-backend`: "nftables" or "iptables" (default: nftables when nft is there).
+    pub firewall: Option<String>,
+}
+
+/// Do `a` and any of `taken` share addresses?
+fn overlaps((a, p): (Ipv4Addr, u8), taken: &[(Ipv4Addr, u8)]) -> bool {
+    taken.iter().any(|(b, q)| {
+        let m = u32::MAX.checked_shl(32 - (p.min(*q)) as u32).unwrap_or(0);
+        u32::from(a) & m == u32::from(*b) & m
+    })
 }
 
 /// What `POST /networks/create` asks for.
@@ -235,32 +259,88 @@ fn random_hex(n: usize) -> String {
 }
 
 impl Net {
-    /// `data_root/network` for state, `exec_root/netns` for namespaces; `bip` and `bridge`
-    /// from daemon.json (the default bridge's gateway/prefix, e.g. "172.18.0.1/16", and its
-    /// interface name, default `berth0`).
-    pub fn new(
-        data_root: &Path,
-        exec_root: &Path,
-        bip: Option<String>,
-        bridge: Option<String>,
-        mtu: Option<u32>,
-    ) -> Net {
+    /// `data_root/network` for state, `exec_root/netns` for namespaces, `settings` from
+    /// daemon.json.
+    pub fn new(data_root: &Path, exec_root: &Path, settings: Settings) -> Net {
         let dir = data_root.join("network");
         let state = std::fs::read(dir.join("state.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        let bridge = settings
+            .bridge
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
+        let backend = firewall::Backend::choose(settings.firewall.as_deref()).unwrap_or_else(|e| {
+            tracing::warn!("{e}: no firewall rules");
+            firewall::Backend::Off
+        });
+        if backend == firewall::Backend::Off {
+            tracing::warn!("neither nft nor iptables found: published ports work through the proxy only, no masquerading or isolation rules");
+        }
         Net {
             dir,
             netns_dir: exec_root.join("netns"),
             state: tokio::sync::Mutex::new(state),
             ports: ports::Ports::default(),
-            bip,
-            bridge: bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string()),
-            mtu: mtu.unwrap_or(MTU),
-            applied: Default::default(),
+            firewall: firewall::Firewall::new(backend, &bridge),
+            bip: settings.bip,
+            bridge,
+            mtu: settings.mtu.unwrap_or(MTU),
+            pools: settings.pools,
             dns: Default::default(),
         }
+    }
+
+    /// Subnets for networks made without one, in order: daemon.json
+    /// `default-address-pools` cut into subnets of their `size`, or Docker's defaults
+    /// (172.17–31.0.0/16, then 192.168.0.0/16 in /20s).
+    fn candidates(&self) -> Vec<(Ipv4Addr, u8)> {
+        let default = [
+            (Ipv4Addr::new(172, 17, 0, 0), 16, 16),
+            (Ipv4Addr::new(172, 18, 0, 0), 15, 16),
+            (Ipv4Addr::new(172, 20, 0, 0), 14, 16),
+            (Ipv4Addr::new(172, 24, 0, 0), 13, 16),
+            (Ipv4Addr::new(192, 168, 0, 0), 16, 20),
+        ];
+        let pools: Vec<(Ipv4Addr, u8, u8)> = if self.pools.is_empty() {
+            default.to_vec()
+        } else {
+            self.pools.clone()
+        };
+        let mut out = Vec::new();
+        for (base, bp, size) in pools {
+            let n = 1u32 << (size - bp).min(16);
+            for i in 0..n {
+                let a = u32::from(base) + (i << (32 - size as u32));
+                out.push((Ipv4Addr::from(a), size));
+            }
+        }
+        out
+    }
+
+    /// The first candidate subnet that overlaps no other network and no route of the host
+    /// (other than to Berth's own bridges).
+    async fn free_subnet(&self, st: &State) -> Result<(Ipv4Addr, u8), String> {
+        let ours: std::collections::HashSet<&str> =
+            st.networks.values().map(|n| n.bridge.as_str()).collect();
+        let mut taken: Vec<(Ipv4Addr, u8)> = st
+            .networks
+            .values()
+            .filter_map(|n| parse_cidr(&n.subnet).ok())
+            .collect();
+        match links::routes().await {
+            Ok(r) => taken.extend(
+                r.into_iter()
+                    .filter(|(_, _, dev)| !ours.contains(dev.as_str()) && *dev != self.bridge)
+                    .map(|(a, p, _)| (a, p)),
+            ),
+            Err(e) => tracing::warn!("host routes not checked for a new subnet: {e}"),
+        }
+        self.candidates()
+            .into_iter()
+            .find(|c| !overlaps(*c, &taken))
+            .ok_or_else(|| "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".to_string())
     }
 
     fn save(&self, st: &State) -> Result<(), String> {
@@ -270,8 +350,9 @@ impl Net {
             .map_err(|e| format!("{}: {e}", p.display()))
     }
 
-    /// The default bridge network's record (created in the state on first use).
-    fn default_network(&self, st: &mut State) -> Result<Network, String> {
+    /// The default bridge network's record (created in the state on first use: `bip`, or
+    /// the first free subnet of the pools).
+    async fn default_network(&self, st: &mut State) -> Result<Network, String> {
         if let Some(n) = st.networks.get("bridge") {
             return Ok(n.clone());
         }
@@ -283,7 +364,13 @@ impl Net {
                 let (net, p) = parse_cidr(&format!("{gw}/{p}"))?;
                 (format!("{net}/{p}"), gw.to_string())
             }
-            None => (DEFAULT_SUBNET.to_string(), "172.17.0.1".to_string()),
+            None => {
+                let (net, p) = self.free_subnet(st).await?;
+                (
+                    format!("{net}/{p}"),
+                    Ipv4Addr::from(u32::from(net) + 1).to_string(),
+                )
+            }
         };
         let n = Network {
             id: random_hex(64),
@@ -299,20 +386,22 @@ impl Net {
             mtu: self.mtu,
         };
         st.networks.insert("bridge".into(), n.clone());
+        // Saved at once: a subnet picked from the pools must not change at the next start.
+        self.save(st)?;
         Ok(n)
     }
 
     /// The networks berthd knows (the default bridge included once it exists).
     pub async fn networks(&self) -> Vec<Network> {
         let mut st = self.state.lock().await;
-        let _ = self.default_network(&mut st);
+        let _ = self.default_network(&mut st).await;
         st.networks.values().cloned().collect()
     }
 
     /// A network by name, full ID or ID prefix.
     pub async fn find(&self, what: &str) -> Option<Network> {
         let mut st = self.state.lock().await;
-        let _ = self.default_network(&mut st);
+        let _ = self.default_network(&mut st).await;
         if let Some(n) = st.networks.get(what) {
             return Some(n.clone());
         }
@@ -341,33 +430,24 @@ impl Net {
             return Err(format!("network name {:?} is reserved", req.name));
         }
         let mut st = self.state.lock().await;
-        self.default_network(&mut st)?;
+        self.default_network(&mut st).await?;
         if st.networks.contains_key(&req.name) {
             return Err(format!("network with name {} already exists", req.name));
         }
-        let taken: Vec<(Ipv4Addr, u8)> = st
-            .networks
-            .values()
-            .filter_map(|n| parse_cidr(&n.subnet).ok())
-            .collect();
-        let overlaps = |(a, p): (Ipv4Addr, u8)| {
-            taken.iter().any(|(b, q)| {
-                let m = u32::MAX.checked_shl(32 - (p.min(*q)) as u32).unwrap_or(0);
-                u32::from(a) & m == u32::from(*b) & m
-            })
-        };
         let (subnet, prefix) = match &req.subnet {
             Some(s) => {
                 let c = parse_cidr(s)?;
-                if overlaps(c) {
+                let taken: Vec<(Ipv4Addr, u8)> = st
+                    .networks
+                    .values()
+                    .filter_map(|n| parse_cidr(&n.subnet).ok())
+                    .collect();
+                if overlaps(c, &taken) {
                     return Err(format!("invalid pool request: Pool overlaps with other one on this address space ({s})"));
                 }
                 c
             }
-            None => (18..=31u8)
-                .map(|b| (Ipv4Addr::new(172, b, 0, 0), 16))
-                .find(|c| !overlaps(*c))
-                .ok_or("could not find an available, non-overlapping IPv4 address pool")?,
+            None => self.free_subnet(&st).await?,
         };
         let gateway = match &req.gateway {
             Some(g) => {
@@ -414,7 +494,7 @@ impl Net {
         }
         let all = st.networks.values().cloned().collect::<Vec<_>>();
         drop(st);
-        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+        self.firewall.apply(&all, &self.ports.rules().await).await;
         Ok(n)
     }
 
@@ -439,7 +519,7 @@ impl Net {
         let all = st.networks.values().cloned().collect::<Vec<_>>();
         drop(st);
         let _ = links::delete(&n.bridge).await;
-        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+        self.firewall.apply(&all, &self.ports.rules().await).await;
         Ok(n)
     }
 
@@ -532,7 +612,7 @@ impl Net {
     ) -> Result<Attachment, String> {
         let mut st = self.state.lock().await;
         let net = match network {
-            "bridge" => self.default_network(&mut st)?,
+            "bridge" => self.default_network(&mut st).await?,
             n => st
                 .networks
                 .get(n)
@@ -561,7 +641,7 @@ impl Net {
         }
         let all = st.networks.values().cloned().collect::<Vec<_>>();
         drop(st);
-        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+        self.firewall.apply(&all, &self.ports.rules().await).await;
         Ok(Attachment {
             netns: Some(ns),
             endpoint: Some(ep),
@@ -753,7 +833,7 @@ impl Net {
         if !stopped && n.name != "bridge" {
             self.serve_dns(id, &ns).await;
         }
-        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+        self.firewall.apply(&all, &self.ports.rules().await).await;
         Ok(ep)
     }
 
@@ -841,7 +921,7 @@ impl Net {
         }
         let ns = links::netns_path(&self.netns_dir, id);
         let _ = tokio::task::spawn_blocking(move || links::remove_netns(&ns)).await;
-        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+        self.firewall.apply(&all, &self.ports.rules().await).await;
     }
 
     /// Before a (re)start: the namespace and the endpoints [`release`](Self::release) took
@@ -927,7 +1007,7 @@ impl Net {
         {
             self.serve_dns(id, &ns).await;
         }
-        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+        self.firewall.apply(&all, &self.ports.rules().await).await;
         Ok(Some((first, rest)))
     }
 
@@ -958,13 +1038,13 @@ impl Net {
         drop(st);
         let ns = links::netns_path(&self.netns_dir, id);
         let _ = tokio::task::spawn_blocking(move || links::remove_netns(&ns)).await;
-        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+        self.firewall.apply(&all, &self.ports.rules().await).await;
     }
 
     /// Rewrite the nftables table from the networks and the published ports.
     pub async fn refresh_rules(&self) {
         let all = self.networks().await;
-        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+        self.firewall.apply(&all, &self.ports.rules().await).await;
     }
 
     /// After a crash: remove the endpoints of containers that are gone (not in `exist`),
@@ -1011,7 +1091,7 @@ impl Net {
             }
         }
         let all = self.networks().await;
-        ports::apply_rules(&self.applied, &self.bridge, &all, &self.ports.rules().await).await;
+        self.firewall.apply(&all, &self.ports.rules().await).await;
     }
 
     /// Write the container's /etc/hosts, /etc/hostname and /etc/resolv.conf into `dir`;
