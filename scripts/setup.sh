@@ -2,7 +2,7 @@
 # Install the Debian packages Berth needs to build, run and test (idempotent; root).
 set -euo pipefail
 pkgs=(busybox-static runc crun containerd podman jq file procps iproute2 python3 time ca-certificates
-  docker-registry apache2-utils curl openssl python3-yaml nftables iptables)
+  docker-registry apache2-utils curl openssl python3-yaml nftables iptables docker-compose)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -561,6 +561,27 @@ fn docker_cli_run_lifecycle() {
         mounts_containing(&s.state.path().display().to_string()).is_empty(),
         "no container rootfs left mounted"
     );
+
+    // `logs -f` of a container removed right after it exits (docker-py's run(remove=True)
+    // does that before reading the followed logs) ends, with all the output.
+    for _ in 0..3 {
+        let id = ok(&s.docker(&["run", "-d", "busybox", "sh", "-c", "sleep 0.5; echo done"]));
+        let id = id.trim();
+        let follow = Command::new("timeout")
+            .args(["20", "docker", "logs", "-f", id])
+            .env("DOCKER_HOST", format!("unix://{}", s.sock().display()))
+            .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        ok(&s.docker(&["wait", id]));
+        ok(&s.docker(&["rm", id]));
+        let o = follow.wait_with_output().unwrap();
+        assert!(o.status.success(), "logs -f ended: {:?}", o.status);
+        assert_eq!(text(&o.stdout), "done\n");
+    }
 }
 
 /// docker-py runs a container to completion and reads its output.
@@ -1320,7 +1341,9 @@ fn docker_py_exec_archive_volumes_commit() {
     let s = Stack::busybox("api-pymore");
     let script = format!(
         r#"
-import docker, io, tarfile, time
+import docker, io, tarfile, time, faulthandler
+# A hang shows where it is (every thread's stack on stderr), then ends the script.
+faulthandler.dump_traceback_later(120, exit=True)
 c = docker.DockerClient(base_url="unix://{sock}", version="auto")
 ctr = c.containers.run("busybox", ["sleep", "1000"], detach=True, name="py2")
 r = ctr.exec_run(["sh", "-c", "echo out; echo err >&2; exit 3"])
@@ -2562,6 +2585,12 @@ fn docker_cli_networking() {
         "the host's bridge is visible: {hl}"
     );
     assert!(host_links.lines().count() >= 2);
+    let host_name = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    assert_eq!(
+        ok(&s.docker(&["run", "--rm", "--network", "host", "busybox", "hostname"])).trim(),
+        host_name,
+        "the host's name on the host's network"
+    );
     assert_eq!(
         ok(&s.docker(&[
             "run",
@@ -3063,7 +3092,7 @@ fn network_released_at_stop() {
     s.until("keep serves", || {
         http_get(port).is_some_and(|r| r.contains("kept"))
     });
-    let ip_of = |net: &str| {
+    let ip_of = |s: &Stack, net: &str| {
         ok(&s.docker(&[
             "inspect",
             "-f",
@@ -3073,7 +3102,7 @@ fn network_released_at_stop() {
         .trim()
         .to_string()
     };
-    let ip = ip_of("relnet");
+    let ip = ip_of(&s, "relnet");
     assert!(ip.starts_with(&format!("{base}.")), "{ip}");
     assert_eq!((ports_on(&relbr), ports_on(&bridge)), (1, 1));
     let netns = s.dir.path().join("exec").join("netns");
@@ -3098,7 +3127,11 @@ fn network_released_at_stop() {
     s.until("its veths are gone", || {
         ports_on(&relbr) == 0 && ports_on(&bridge) == 0
     });
-    assert_eq!(ip_of("relnet"), "", "a stopped container shows no address");
+    assert_eq!(
+        ip_of(&s, "relnet"),
+        "",
+        "a stopped container shows no address"
+    );
     let took = ok(&s.docker(&[
         "run",
         "--rm",
@@ -3124,12 +3157,12 @@ fn network_released_at_stop() {
     s.until("keep serves again", || {
         http_get(port).is_some_and(|r| r.contains("kept"))
     });
-    assert_eq!(ip_of("relnet"), ip);
+    assert_eq!(ip_of(&s, "relnet"), ip);
     let links = ok(&s.docker(&["exec", "keep", "ip", "-o", "link"]));
     for i in ["eth0", "eth1", "eth2"] {
         assert!(links.contains(&format!(": {i}@")), "{i}: {links}");
     }
-    assert!(!ip_of("late").is_empty());
+    assert!(!ip_of(&s, "late").is_empty());
     assert_eq!(
         ok(&s.docker(&[
             "run",
@@ -3161,7 +3194,7 @@ fn network_released_at_stop() {
         "1000",
     ]));
     ok(&s.docker(&["start", "keep"]));
-    let ip2 = ip_of("relnet");
+    let ip2 = ip_of(&s, "relnet");
     assert!(ip2.starts_with(&format!("{base}.")) && ip2 != ip, "{ip2}");
     let hosts = ok(&s.docker(&["exec", "keep", "cat", "/etc/hosts"]));
     assert!(
@@ -3180,13 +3213,56 @@ fn network_released_at_stop() {
     s.start_manager();
     s.start_berthd();
     s.until("the dead container's network is released", || {
-        count(&netns) == 0 && ports_on(&relbr) == 0 && ports_on(&bridge) == 0
+        count(&netns) == 0
+            && ports_on(&relbr) == 0
+            && ports_on(&bridge) == 0
+            && !table().contains("dnat")
     });
-    assert!(!table().contains("dnat"), "{}", table());
     ok(&s.docker(&["start", "keep"]));
     s.until("keep serves after the crash", || {
         http_get(port).is_some_and(|r| r.contains("kept"))
     });
+
+    // Disconnected from the network it was created on (docker-compose does this to every
+    // container it makes): eth0, its address and the default route go; connected again,
+    // they come back.
+    ok(&s.docker(&["network", "disconnect", "relnet", "keep"]));
+    let links = ok(&s.docker(&["exec", "keep", "ip", "-o", "link"]));
+    assert!(!links.contains(": eth0@"), "{links}");
+    let nets = ok(&s.docker(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+        "keep",
+    ]));
+    assert_eq!(nets.trim(), "bridge late", "{nets}");
+    ok(&s.docker(&[
+        "network",
+        "connect",
+        "--alias",
+        "kept-again",
+        "relnet",
+        "keep",
+    ]));
+    let ip3 = ip_of(&s, "relnet");
+    let route = ok(&s.docker(&["exec", "keep", "ip", "route", "show", "default"]));
+    assert!(route.contains(&format!("via {base}.1 dev eth0")), "{route}");
+    let hosts = ok(&s.docker(&["exec", "keep", "cat", "/etc/hosts"]));
+    assert!(hosts.contains(&format!("{ip3}\t")), "{hosts}");
+    assert_eq!(
+        ok(&s.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "relnet",
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            "http://kept-again/"
+        ])),
+        "kept\n"
+    );
     ok(&s.docker(&["rm", "-f", "keep"]));
     for n in ["relnet", "late"] {
         ok(&s.docker(&["network", "rm", n]));
@@ -3556,4 +3632,152 @@ fn default_address_pools_skip_host_routes() {
     ok(&s.docker(&["network", "rm", "pool1", "pool2"]));
     drop(s);
     drop(dummy);
+}
+
+impl Stack {
+    /// Debian's docker-compose (1.29, Python) against berthd, run by the system Python
+    /// with the docker-py it was packaged with (a newer one from pip would break it).
+    fn compose(&self, dir: &Path, args: &[&str]) -> Output {
+        const MAIN: &str = "import sys; sys.path = [p for p in sys.path if not p.startswith('/usr/local')]; sys.argv[0] = 'docker-compose'; from compose.cli.main import main; main()";
+        Command::new("timeout")
+            .args(["120", "/usr/bin/python3", "-c", MAIN])
+            .args(args)
+            .current_dir(dir)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock().display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .env_remove("PYTHONPATH")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+/// docker-compose (Debian's 1.29) brings a project up and down against berthd: its own
+/// network (with a bridge name from driver_opts) where services reach each other by
+/// service name and alias, a published port, a named volume, environment, depends_on;
+/// `exec`, `ps`, `logs`, `restart` (names still resolve after it); `down -v` removes the
+/// containers, the network, its bridge and the volume.
+#[test]
+fn docker_compose_up_and_down() {
+    if !need_root("docker_compose_up_and_down") {
+        return;
+    }
+    let s = Stack::busybox("api-compose");
+    let port = free_port();
+    let proj = s.dir.path().join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    let bridge = format!("bc{}", std::process::id() % 100_000);
+    let base = s.subnet_prefix().replace("10.2", "10.1");
+    std::fs::write(
+        proj.join("docker-compose.yml"),
+        format!(
+            r#"version: "3.8"
+services:
+  web:
+    image: busybox
+    command: sh -c 'mkdir -p /www && echo "hello $$GREETING" > /www/index.html && exec httpd -f -p 80 -h /www'
+    environment:
+      GREETING: compose
+    ports:
+      - "127.0.0.1:{port}:80"
+    networks:
+      app:
+        aliases: [frontend]
+  client:
+    image: busybox
+    command: sh -c 'echo started > /data/mark; exec sleep 1000'
+    depends_on: [web]
+    volumes:
+      - data:/data
+    networks: [app]
+networks:
+  app:
+    driver_opts:
+      com.docker.network.bridge.name: {bridge}
+    ipam:
+      config:
+        - subnet: {base}.0/24
+volumes:
+  data: {{}}
+"#
+        ),
+    )
+    .unwrap();
+    let p = "bcp";
+    let up = s.compose(&proj, &["-p", p, "up", "-d"]);
+    assert!(up.status.success(), "up: {}", text(&up.stderr));
+    s.until("web answers on its published port", || {
+        http_get(port).is_some_and(|r| r.contains("hello compose"))
+    });
+    let fetch = |name: &str| {
+        let o = s.compose(
+            &proj,
+            &[
+                "-p",
+                p,
+                "exec",
+                "-T",
+                "client",
+                "wget",
+                "-q",
+                "-O-",
+                &format!("http://{name}/"),
+            ],
+        );
+        text(&o.stdout)
+    };
+    assert_eq!(fetch("web"), "hello compose\n");
+    assert_eq!(fetch("frontend"), "hello compose\n");
+    let ps = s.compose(&proj, &["-p", p, "ps"]);
+    let ps = text(&ps.stdout);
+    assert!(
+        ps.contains("bcp_web_1") && ps.contains("bcp_client_1"),
+        "{ps}"
+    );
+    assert!(ps.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
+    let addr = ok(&s.docker(&[
+        "exec",
+        "bcp_web_1",
+        "ip",
+        "-o",
+        "-4",
+        "addr",
+        "show",
+        "eth0",
+    ]));
+    assert!(addr.contains(&format!(" {base}.")), "{addr}");
+    assert_eq!(ports_on(&bridge), 2, "both services on the {bridge} bridge");
+    let vol = ok(&s.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "bcp_data:/d",
+        "busybox",
+        "cat",
+        "/d/mark",
+    ]));
+    assert_eq!(vol, "started\n");
+    let restart = s.compose(&proj, &["-p", p, "restart", "-t", "1", "web"]);
+    assert!(restart.status.success(), "{}", text(&restart.stderr));
+    s.until("web answers by name after its restart", || {
+        fetch("web") == "hello compose\n"
+    });
+    assert!(http_get(port).is_some_and(|r| r.contains("hello compose")));
+
+    let down = s.compose(&proj, &["-p", p, "down", "-v", "-t", "1"]);
+    assert!(down.status.success(), "down: {}", text(&down.stderr));
+    assert_eq!(ok(&s.docker(&["ps", "-aq"])).trim(), "");
+    let nets = ok(&s.docker(&["network", "ls", "--format", "{{.Name}}"]));
+    assert!(!nets.contains("bcp_app"), "{nets}");
+    assert!(!ok(&s.docker(&["volume", "ls", "-q"])).contains("bcp_data"));
+    assert!(
+        !Command::new("ip")
+            .args(["link", "show", &bridge])
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "the network's bridge is gone"
+    );
+    assert!(http_get(port).is_none());
 }

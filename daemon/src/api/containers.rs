@@ -650,6 +650,12 @@ async fn attach_network(
 ) -> Result<serde_json::Value, ApiError> {
     use berth_manager::oci::NsMode;
     let mode = host["NetworkMode"].as_str().unwrap_or("").to_string();
+    if mode == "host" && opts.hostname.is_none() {
+        // Like dockerd: the host's name on the host's network.
+        opts.hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok());
+    }
     let hostname = opts
         .hostname
         .clone()
@@ -858,6 +864,8 @@ pub(super) async fn restore_network(d: &State) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let Some(cs) = cs else { return };
+    // Exits are handled after this (their release then undoes what is published here).
+    let _g = d.exit_lock.lock().await;
     let exist = cs.iter().map(|c| c.id.clone()).collect();
     let mut states = std::collections::HashMap::new();
     for c in &cs {
@@ -877,7 +885,13 @@ pub(super) async fn restore_network(d: &State) {
         else {
             continue;
         };
-        let Some(ep) = d.net.endpoint(&c.id).await.filter(|_| running) else {
+        // (Not if its exit was handled meanwhile: the endpoint is released then.)
+        let Some(ep) = d
+            .net
+            .endpoint(&c.id)
+            .await
+            .filter(|e| running && !e.released)
+        else {
             continue;
         };
         let mut wants = Vec::new();
@@ -976,7 +990,7 @@ pub(super) fn network_settings(c: &Ctr, running: bool) -> serde_json::Value {
             "Links": [],
             "Aliases": e["aliases"].as_array().cloned().unwrap_or_default(),
             "MacAddress": live(&e["mac"]),
-            "NetworkID": "",
+            "NetworkID": e["network_id"].as_str().unwrap_or(""),
             "EndpointID": live(&e["id"]),
             "Gateway": live(&e["gateway"]),
             "IPAddress": live(&e["ip"]),
@@ -988,8 +1002,17 @@ pub(super) fn network_settings(c: &Ctr, running: bool) -> serde_json::Value {
             "DNSNames": [],
         })
     };
-    if !name.starts_with("container:") {
-        networks.insert(name.to_string(), entry(ep));
+    match ep["network"].as_str() {
+        // The first endpoint, under its network's name (a connect after a disconnect from
+        // the creation network may have put it on another one).
+        Some(n) => {
+            networks.insert(n.to_string(), entry(ep));
+        }
+        None if matches!(name, "host" | "none") => {
+            networks.insert(name.to_string(), entry(ep));
+        }
+        // container: mode, or disconnected from the network it was created on.
+        None => {}
     }
     for e in net["Extra"].as_array().cloned().unwrap_or_default() {
         if let Some(n) = e["network"].as_str() {
@@ -1165,18 +1188,10 @@ async fn reattach_network(d: &State, c: &Ctr) -> Result<(), ApiError> {
         return Ok(());
     };
     let old = c.doc["Net"]["Endpoint"]["ip"].as_str().unwrap_or("");
-    if !old.is_empty() && old != first.ip {
-        let p = d.data_root.join("containers").join(&c.id).join("hosts");
-        if let Ok(h) = std::fs::read_to_string(&p) {
-            let h: String = h
-                .lines()
-                .map(|l| match l.split_once('\t') {
-                    Some((a, rest)) if a == old => format!("{}\t{rest}\n", first.ip),
-                    _ => format!("{l}\n"),
-                })
-                .collect();
-            crate::write_atomic(&p, h.as_bytes()).map_err(internal)?;
-        }
+    let new = first.as_ref().map(|e| e.ip.as_str()).unwrap_or("");
+    if old != new {
+        let dir = d.data_root.join("containers").join(&c.id);
+        crate::network::Net::retarget_hosts(&dir, old, new).map_err(internal)?;
     }
     update_doc(d, &c.id, None, |doc| {
         doc["Net"]["Endpoint"] = serde_json::to_value(&first).expect("json");

@@ -23,6 +23,9 @@ pub fn routes() -> Router<State> {
         .route("/networks/{id}/disconnect", post(disconnect))
 }
 
+const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+const BRIDGE_OPTION: &str = "com.docker.network.bridge.name";
+
 fn pseudo(name: &str) -> Value {
     use sha2::Digest;
     json!({
@@ -62,16 +65,16 @@ async fn doc(d: &State, n: &Network) -> Value {
     if let Some(r) = &n.ip_range {
         ipam["IPRange"] = r.clone().into();
     }
-    let mut options = serde_json::Map::new();
-    options.insert(
-        "com.docker.network.driver.mtu".into(),
-        n.mtu.to_string().into(),
-    );
+    // As given at creation (compose compares them with its file's); the default bridge's
+    // as dockerd shows docker0's.
+    let mut options: serde_json::Map<String, Value> = n
+        .options
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
     if n.name == "bridge" {
-        options.insert(
-            "com.docker.network.bridge.name".into(),
-            n.bridge.clone().into(),
-        );
+        options.insert(MTU_OPTION.into(), n.mtu.to_string().into());
+        options.insert(BRIDGE_OPTION.into(), n.bridge.clone().into());
         options.insert(
             "com.docker.network.bridge.default_bridge".into(),
             "true".into(),
@@ -180,14 +183,17 @@ async fn create(AxState(d): AxState<State>, body: axum::body::Bytes) -> Result<R
             .filter(|x| !x.is_empty())
             .map(String::from)
     };
-    let labels = v["Labels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let strings = |v: &Value| -> std::collections::BTreeMap<String, String> {
+        v.as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let labels = strings(&v["Labels"]);
+    let options = strings(&v["Options"]);
     let n = d
         .net
         .create_network(NewNetwork {
@@ -197,20 +203,35 @@ async fn create(AxState(d): AxState<State>, body: axum::body::Bytes) -> Result<R
             internal: v["Internal"].as_bool().unwrap_or(false),
             labels,
             ip_range: s("IPRange"),
-            mtu: match v["Options"]["com.docker.network.driver.mtu"].as_str() {
+            mtu: match options.get(MTU_OPTION) {
                 Some(m) => Some(
                     m.parse()
                         .map_err(|_| ApiError::bad_request(format!("invalid MTU option {m:?}")))?,
                 ),
                 None => None,
             },
+            bridge: options.get(BRIDGE_OPTION).cloned(),
+            options: options.clone(),
         })
         .await
         .map_err(ApiError::bad_request)?;
     super::events::publish_network(&d, "create", &n.id, &n.name);
+    let ignored: Vec<&str> = options
+        .keys()
+        .filter(|k| *k != MTU_OPTION && *k != BRIDGE_OPTION)
+        .map(String::as_str)
+        .collect();
+    let warning = if ignored.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "driver options not supported, ignored: {}",
+            ignored.join(", ")
+        )
+    };
     Ok((
         StatusCode::CREATED,
-        Json(json!({"Id": n.id, "Warning": ""})),
+        Json(json!({"Id": n.id, "Warning": warning})),
     )
         .into_response())
 }
@@ -270,6 +291,18 @@ async fn target(
     Ok((n, c, v))
 }
 
+/// host, none and container: modes have no interfaces of their own to add or take away.
+fn own_namespace(c: &super::containers::Ctr) -> Result<(), ApiError> {
+    let mode = c.doc["Net"]["Mode"].as_str().unwrap_or("default");
+    let why = match mode {
+        "host" => "container cannot be disconnected from host network or connected to host network",
+        "none" => "container cannot be connected to multiple networks with one of the networks in private (none) mode",
+        m if m.starts_with("container:") => "container sharing network namespace with another container or host cannot be connected to any other network",
+        _ => return Ok(()),
+    };
+    Err(ApiError::new(StatusCode::FORBIDDEN, why))
+}
+
 /// `POST /networks/{id}/connect`: one more interface for a container (running or not).
 async fn connect(
     AxState(d): AxState<State>,
@@ -277,33 +310,41 @@ async fn connect(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let (n, c, v) = target(&d, &what, &body).await?;
+    own_namespace(&c)?;
     let req = crate::network::EndpointRequest::from_config(&c.name, &v["EndpointConfig"], None)
         .map_err(ApiError::bad_request)?;
-    let ep = d
+    let (ep, first) = d
         .net
         .connect(&c.id, &n.name, &req)
         .await
         .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
+    let dir = d.data_root.join("containers").join(&c.id);
     if n.name != "bridge" {
         // Names on the new network resolve through the embedded DNS (rewritten in place:
         // the file is bind-mounted).
-        let p = d
-            .data_root
-            .join("containers")
-            .join(&c.id)
-            .join("resolv.conf");
+        let p = dir.join("resolv.conf");
         let cur = std::fs::read_to_string(&p).unwrap_or_default();
         if !cur.contains(crate::network::dns::ADDR) {
             let _ = std::fs::write(&p, format!("nameserver {}\n", crate::network::dns::ADDR));
         }
     }
+    if first {
+        let old = c.doc["Net"]["Endpoint"]["ip"].as_str().unwrap_or("");
+        crate::network::Net::retarget_hosts(&dir, old, &ep.ip)
+            .map_err(super::containers::internal)?;
+    }
     super::containers::update_doc(&d, &c.id, None, |doc| {
+        let value = serde_json::to_value(&ep).expect("json");
+        if first {
+            doc["Net"]["Endpoint"] = value;
+            return;
+        }
         let extra = doc["Net"]["Extra"].as_array().cloned().unwrap_or_default();
         let mut extra: Vec<Value> = extra
             .into_iter()
             .filter(|e| e["network"] != n.name.as_str())
             .collect();
-        extra.push(serde_json::to_value(&ep).expect("json"));
+        extra.push(value);
         doc["Net"]["Extra"] = extra.into();
     })
     .await?;
@@ -318,11 +359,22 @@ async fn disconnect(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let (n, c, _) = target(&d, &what, &body).await?;
-    d.net
+    own_namespace(&c)?;
+    let (ep, first) = d
+        .net
         .disconnect(&c.id, &n.name)
         .await
         .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
+    if first {
+        let dir = d.data_root.join("containers").join(&c.id);
+        crate::network::Net::retarget_hosts(&dir, &ep.ip, "")
+            .map_err(super::containers::internal)?;
+    }
     super::containers::update_doc(&d, &c.id, None, |doc| {
+        if first {
+            doc["Net"]["Endpoint"] = Value::Null;
+            return;
+        }
         let extra: Vec<Value> = doc["Net"]["Extra"]
             .as_array()
             .cloned()

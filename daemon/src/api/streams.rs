@@ -408,7 +408,16 @@ pub async fn logs(
             old.push_str(&t);
         }
     }
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    // The current file stays open for following: lines written before a removal of the
+    // container (and its log) are still read.
+    let mut current = std::fs::File::open(&path).ok();
+    let mut text = String::new();
+    if let Some(f) = current.as_mut() {
+        use std::io::Read;
+        let mut b = Vec::new();
+        let _ = f.read_to_end(&mut b);
+        text = String::from_utf8_lossy(&b).into_owned();
+    }
     let mut lines: Vec<&str> = old.lines().chain(text.lines()).collect();
     if let Some(n) = tail {
         lines = lines.split_off(lines.len().saturating_sub(n));
@@ -422,38 +431,41 @@ pub async fn logs(
             .expect("response"));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
-    let offset = text.len();
     tokio::spawn(async move {
+        use std::os::unix::fs::MetadataExt;
+        use tokio::io::AsyncReadExt;
         if tx.send(Ok(first)).await.is_err() {
             return;
         }
-        let mut offset = offset;
-        let mut pending = String::new();
+        let mut file = current.map(tokio::fs::File::from_std);
+        let mut pending: Vec<u8> = Vec::new();
         loop {
-            let running = matches!(
-                state_name(task(&d, &c.id).await.as_ref()),
-                "running" | "paused" | "created"
-            );
-            if let Ok(mut f) = tokio::fs::File::open(&path).await {
-                use tokio::io::AsyncSeekExt;
-                // Rotated since the last read: the new file starts from the beginning.
-                if f.metadata().await.is_ok_and(|m| m.len() < offset as u64) {
-                    offset = 0;
-                }
-                if f.seek(std::io::SeekFrom::Start(offset as u64))
-                    .await
-                    .is_ok()
-                {
-                    let mut more = String::new();
-                    if let Ok(n) = f.read_to_string(&mut more).await {
-                        offset += n;
-                        pending.push_str(&more);
-                    }
+            // No task: the container was removed (docker-py's run(remove=True) removes it
+            // before reading the followed logs) or is between two runs; either way, done
+            // once what was written is sent.
+            let running = task(&d, &c.id)
+                .await
+                .is_some_and(|t| matches!(state_name(Some(&t)), "running" | "paused" | "created"));
+            if let Some(f) = file.as_mut() {
+                let _ = f.read_to_end(&mut pending).await;
+            }
+            // Rotated (the path names another file now) or created since: on with the new
+            // one, from its start, once the old one is read to its end.
+            let inode = |m: std::io::Result<std::fs::Metadata>| m.ok().map(|m| m.ino());
+            let now = inode(std::fs::metadata(&path));
+            let ours = match &file {
+                Some(f) => inode(f.metadata().await),
+                None => None,
+            };
+            if now.is_some() && now != ours {
+                if let Ok(mut f) = tokio::fs::File::open(&path).await {
+                    let _ = f.read_to_end(&mut pending).await;
+                    file = Some(f);
                 }
             }
-            while let Some(i) = pending.find('\n') {
-                let line: String = pending.drain(..=i).collect();
-                if let Some(b) = render(line.trim_end()) {
+            while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=i).collect();
+                if let Some(b) = render(String::from_utf8_lossy(&line).trim_end()) {
                     if tx.send(Ok(b)).await.is_err() {
                         return;
                     }

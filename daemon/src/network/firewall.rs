@@ -389,6 +389,7 @@ mod tests {
             labels: Default::default(),
             ip_range: None,
             mtu: 1500,
+            options: Default::default(),
         };
         let mut m = n.clone();
         m.name = "inside".into();

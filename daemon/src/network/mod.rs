@@ -39,6 +39,9 @@ pub struct Network {
     pub ip_range: Option<String>,
     #[serde(default = "default_mtu")]
     pub mtu: u32,
+    /// Driver options as given at creation (`-o`).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 fn default_mtu() -> u32 {
@@ -128,6 +131,8 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
 pub struct Endpoint {
     pub id: String,
     pub network: String,
+    #[serde(default)]
+    pub network_id: String,
     pub ip: String,
     pub prefix: u8,
     pub gateway: String,
@@ -226,6 +231,9 @@ pub struct NewNetwork {
     pub labels: BTreeMap<String, String>,
     pub ip_range: Option<String>,
     pub mtu: Option<u32>,
+    /// Its bridge's name (`com.docker.network.bridge.name`; default `br-<id>`).
+    pub bridge: Option<String>,
+    pub options: BTreeMap<String, String>,
 }
 
 /// What a container gets: a namespace path (None: the host's) and, on a bridge, its endpoint.
@@ -384,6 +392,7 @@ impl Net {
             labels: Default::default(),
             ip_range: None,
             mtu: self.mtu,
+            options: Default::default(),
         };
         st.networks.insert("bridge".into(), n.clone());
         // Saved at once: a subnet picked from the pools must not change at the next start.
@@ -472,10 +481,28 @@ impl Net {
             return Err(format!("invalid MTU {mtu}"));
         }
         let id = random_hex(64);
+        let bridge = match req.bridge {
+            Some(b) => {
+                if b.is_empty() || b.len() > 15 || b.contains(['/', ' ', ':']) {
+                    return Err(format!(
+                        "invalid bridge name {b:?}: 1 to 15 characters, no '/', ':' or spaces"
+                    ));
+                }
+                if st.networks.values().any(|n| n.bridge == b) || b == self.bridge {
+                    return Err(format!("bridge name {b} is used by another network"));
+                }
+                if links::exists(&b).await? {
+                    return Err(format!("bridge name {b}: an interface of that name exists"));
+                }
+                b
+            }
+            None => format!("br-{}", &id[..12]),
+        };
         let n = Network {
             ip_range: req.ip_range.clone(),
             mtu,
-            bridge: format!("br-{}", &id[..12]),
+            bridge,
+            options: req.options,
             id,
             name: req.name.clone(),
             driver: "bridge".into(),
@@ -725,6 +752,7 @@ impl Net {
         Ok(Endpoint {
             id: random_hex(64),
             network: net.name.clone(),
+            network_id: net.id.clone(),
             ip: ip.to_string(),
             prefix,
             gateway: gateway.to_string(),
@@ -743,28 +771,24 @@ impl Net {
         })
     }
 
-    /// `network connect`: one more interface (eth1, …) for a container that has its own
-    /// namespace on a bridge network; the embedded DNS when it is a user-defined network.
-    /// A stopped container gets it at its next start.
+    /// `network connect`: one more interface (eth0, eth1, …) for a container with a
+    /// namespace of its own (the API refuses host, none and container: modes); the first
+    /// one (after a disconnect from the creation network) carries the default route. A
+    /// stopped container gets it at its next start. Returns the endpoint and whether it
+    /// is the container's first.
     pub async fn connect(
         self: &Arc<Self>,
         id: &str,
         network: &str,
         req: &EndpointRequest,
-    ) -> Result<Endpoint, String> {
+    ) -> Result<(Endpoint, bool), String> {
         let n = self
             .find(network)
             .await
             .ok_or_else(|| format!("network {network} not found"))?;
         let ns = links::netns_path(&self.netns_dir, id);
+        let live = ns.exists();
         let mut st = self.state.lock().await;
-        let Some(first) = st.endpoints.get(id) else {
-            return Err(format!(
-                "container {} is not on a bridge network (none, host or container: mode): it cannot be connected",
-                &id[..id.len().min(12)]
-            ));
-        };
-        let stopped = first.released;
         if st.all().any(|(k, e)| k == id && e.network == n.name) {
             return Err(format!(
                 "endpoint with name {} already exists in network {}",
@@ -772,6 +796,7 @@ impl Net {
                 n.name
             ));
         }
+        let first = !st.endpoints.contains_key(id);
         let taken: std::collections::HashSet<String> = st
             .all()
             .filter(|(k, _)| k.as_str() == id)
@@ -783,15 +808,18 @@ impl Net {
                 }
             })
             .collect();
-        let ifname = (1..)
+        let ifname = (0..)
             .map(|i| format!("eth{i}"))
             .find(|f| !taken.contains(f))
             .expect("a free name");
-        let ep = if stopped {
+        let ep = if live {
+            self.plug(&st, &n, &ns, &ifname, first, req).await?
+        } else {
             // Recorded only: plugged in by `reattach` at the next start.
             Endpoint {
                 id: random_hex(64),
                 network: n.name.clone(),
+                network_id: n.id.clone(),
                 ip: req.ip.map(|a| a.to_string()).unwrap_or_default(),
                 prefix: 0,
                 gateway: String::new(),
@@ -812,29 +840,33 @@ impl Net {
                 static_ip: req.ip.is_some(),
                 static_mac: req.mac.is_some(),
             }
-        } else {
-            self.plug(&st, &n, &ns, &ifname, false, req).await?
         };
-        st.extras
-            .entry(id.to_string())
-            .or_default()
-            .push(ep.clone());
+        if first {
+            st.endpoints.insert(id.to_string(), ep.clone());
+        } else {
+            st.extras
+                .entry(id.to_string())
+                .or_default()
+                .push(ep.clone());
+        }
         if let Err(e) = self.save(&st) {
-            if let Some(v) = st.extras.get_mut(id) {
+            if first {
+                st.endpoints.remove(id);
+            } else if let Some(v) = st.extras.get_mut(id) {
                 v.retain(|x| x.id != ep.id);
             }
-            if !stopped {
+            if live {
                 let _ = links::delete(&ep.veth).await;
             }
             return Err(e);
         }
         let all = st.networks.values().cloned().collect::<Vec<_>>();
         drop(st);
-        if !stopped && n.name != "bridge" {
+        if live && n.name != "bridge" {
             self.serve_dns(id, &ns).await;
         }
         self.firewall.apply(&all, &self.ports.rules().await).await;
-        Ok(ep)
+        Ok((ep, first))
     }
 
     /// Start the embedded DNS in the namespace `ns` of container `id` (once).
@@ -853,39 +885,45 @@ impl Net {
         }
     }
 
-    /// `network disconnect` of an interface added by [`connect`](Self::connect).
-    pub async fn disconnect(&self, id: &str, network: &str) -> Result<Endpoint, String> {
+    /// `network disconnect`: the container's interface on `network` goes (its first one
+    /// too: it is left without a default route until it is connected again). Returns the
+    /// endpoint and whether it was the first.
+    pub async fn disconnect(&self, id: &str, network: &str) -> Result<(Endpoint, bool), String> {
         let n = self
             .find(network)
             .await
             .ok_or_else(|| format!("network {network} not found"))?;
         let mut st = self.state.lock().await;
-        if st.endpoints.get(id).is_some_and(|e| e.network == n.name) {
-            return Err(format!(
-                "disconnecting a container from {}, the network it was created on, is not supported",
-                n.name
-            ));
-        }
-        let not_connected = || {
-            format!(
-                "container {} is not connected to network {}",
-                &id[..id.len().min(12)],
-                n.name
-            )
+        let (ep, first) = if st.endpoints.get(id).is_some_and(|e| e.network == n.name) {
+            (st.endpoints.remove(id).expect("checked"), true)
+        } else {
+            let i = st
+                .extras
+                .get(id)
+                .and_then(|v| v.iter().position(|e| e.network == n.name))
+                .ok_or_else(|| {
+                    format!(
+                        "container {} is not connected to network {}",
+                        &id[..id.len().min(12)],
+                        n.name
+                    )
+                })?;
+            (st.extras.get_mut(id).expect("checked").remove(i), false)
         };
-        let v = st.extras.get_mut(id).ok_or_else(not_connected)?;
-        let i = v
-            .iter()
-            .position(|e| e.network == n.name)
-            .ok_or_else(not_connected)?;
-        let ep = v.remove(i);
-        self.save(&st)?;
+        if let Err(e) = self.save(&st) {
+            if first {
+                st.endpoints.insert(id.to_string(), ep);
+            } else {
+                st.extras.entry(id.to_string()).or_default().push(ep);
+            }
+            return Err(e);
+        }
         drop(st);
         // The host end goes, and its peer in the container with it.
         if !ep.released {
             let _ = links::delete(&ep.veth).await;
         }
-        Ok(ep)
+        Ok((ep, first))
     }
 
     /// At the container's exit: its veths, namespace, embedded DNS and published ports go,
@@ -925,13 +963,14 @@ impl Net {
     }
 
     /// Before a (re)start: the namespace and the endpoints [`release`](Self::release) took
-    /// away, made again at the same path (the spec names it). Returns the endpoints (eth0's
-    /// first, the connected ones) when it plugged any in; undone on failure.
+    /// away, made again at the same path (the spec names it). Returns the endpoints (the
+    /// first one, with the default route, and the others) when it plugged any in; undone
+    /// on failure.
     pub async fn reattach(
         self: &Arc<Self>,
         id: &str,
         mode: &str,
-    ) -> Result<Option<(Endpoint, Vec<Endpoint>)>, String> {
+    ) -> Result<Option<(Option<Endpoint>, Vec<Endpoint>)>, String> {
         if mode == "host" || mode.starts_with("container:") {
             return Ok(None);
         }
@@ -947,14 +986,19 @@ impl Net {
                 .await
                 .map_err(|e| e.to_string())??;
         }
-        let Some(first) = st.endpoints.get(id).cloned() else {
-            // --network none: the namespace is all there is.
-            return Ok(None);
-        };
+        let first = st.endpoints.get(id).cloned();
         let extras = st.extras.get(id).cloned().unwrap_or_default();
+        if first.is_none() && extras.is_empty() {
+            // --network none (or disconnected from everything): the namespace is all.
+            return Ok(None);
+        }
         let mut plugged: Vec<Endpoint> = Vec::new();
         let mut failed = None;
-        for (i, old) in std::iter::once(&first).chain(&extras).enumerate() {
+        let olds = first
+            .iter()
+            .map(|e| (e, true))
+            .chain(extras.iter().map(|e| (e, false)));
+        for (old, route) in olds {
             let Some(net) = st.networks.get(&old.network).cloned() else {
                 failed = Some(format!(
                     "network {} not found (removed while the container was stopped)",
@@ -968,7 +1012,7 @@ impl Net {
                 &old.ifname
             };
             match self
-                .plug(&st, &net, &ns, ifname, i == 0, &EndpointRequest::again(old))
+                .plug(&st, &net, &ns, ifname, route, &EndpointRequest::again(old))
                 .await
             {
                 Ok(mut ep) => {
@@ -990,9 +1034,11 @@ impl Net {
             return Err(e);
         }
         let mut it = plugged.into_iter();
-        let first = it.next().expect("eth0's endpoint");
+        let first = if first.is_some() { it.next() } else { None };
         let rest: Vec<Endpoint> = it.collect();
-        st.endpoints.insert(id.to_string(), first.clone());
+        if let Some(f) = &first {
+            st.endpoints.insert(id.to_string(), f.clone());
+        }
         if !rest.is_empty() {
             st.extras.insert(id.to_string(), rest.clone());
         }
@@ -1001,10 +1047,7 @@ impl Net {
         }
         let all = st.networks.values().cloned().collect::<Vec<_>>();
         drop(st);
-        if std::iter::once(&first)
-            .chain(&rest)
-            .any(|e| e.network != "bridge")
-        {
+        if first.iter().chain(&rest).any(|e| e.network != "bridge") {
             self.serve_dns(id, &ns).await;
         }
         self.firewall.apply(&all, &self.ports.rules().await).await;
@@ -1092,6 +1135,30 @@ impl Net {
         }
         let all = self.networks().await;
         self.firewall.apply(&all, &self.ports.rules().await).await;
+    }
+
+    /// The container's own line of its /etc/hosts (in `dir`) when its first address
+    /// changes: `old`'s lines go (none: ""), `new` gets one with its hostname (none: "").
+    /// Rewritten in place: the file is bind-mounted into a running container.
+    pub fn retarget_hosts(dir: &Path, old: &str, new: &str) -> Result<(), String> {
+        let p = dir.join("hosts");
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            return Ok(());
+        };
+        let hostname = std::fs::read_to_string(dir.join("hostname")).unwrap_or_default();
+        let addr = |l: &str| l.split_whitespace().next().unwrap_or("").to_string();
+        let mut out: String = text
+            .lines()
+            .filter(|l| old.is_empty() || addr(l) != old)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        if !new.is_empty() && !text.lines().any(|l| addr(l) == new) {
+            out.push_str(&format!("{new}\t{}\n", hostname.trim()));
+        }
+        if out != text {
+            std::fs::write(&p, out).map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        Ok(())
     }
 
     /// Write the container's /etc/hosts, /etc/hostname and /etc/resolv.conf into `dir`;
