@@ -145,8 +145,7 @@ impl Stack {
             .arg("60")
             .arg("docker")
             .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock().display()))
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .client_of(self)
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -166,6 +165,19 @@ impl Stack {
             .unwrap();
         assert!(o.status.success());
         tar
+    }
+}
+
+/// The docker CLI's (and docker-py's, docker-compose's) environment for a stack: its
+/// berthd's socket and an empty client configuration of its own.
+trait ClientOf {
+    fn client_of(&mut self, s: &Stack) -> &mut Self;
+}
+
+impl ClientOf for Command {
+    fn client_of(&mut self, s: &Stack) -> &mut Command {
+        self.env("DOCKER_HOST", format!("unix://{}", s.sock().display()))
+            .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
     }
 }
 
@@ -569,8 +581,7 @@ fn docker_cli_run_lifecycle() {
         let id = id.trim();
         let follow = Command::new("timeout")
             .args(["20", "docker", "logs", "-f", id])
-            .env("DOCKER_HOST", format!("unix://{}", s.sock().display()))
-            .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
+            .client_of(&s)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -675,9 +686,8 @@ impl Stack {
             .arg(input)
             .arg(program)
             .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock().display()))
+            .client_of(self)
             .env("BERTH_HOST", format!("unix://{}", self.sock().display()))
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -691,8 +701,7 @@ impl Stack {
             .arg("60")
             .arg("docker")
             .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock().display()))
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .client_of(self)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1318,8 +1327,7 @@ fn live_restore_after_kill_9() {
             "--sig-proxy=false",
             "ticker",
         ])
-        .env("DOCKER_HOST", format!("unix://{}", s.sock().display()))
-        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
+        .client_of(&s)
         .output()
         .unwrap();
     assert!(text(&o.stdout).contains("tick"), "{}", text(&o.stderr));
@@ -2019,8 +2027,7 @@ impl Stack {
             .args(args)
             .arg(ctx)
             .env("DOCKER_BUILDKIT", "0")
-            .env("DOCKER_HOST", format!("unix://{}", self.sock().display()))
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .client_of(self)
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -2387,8 +2394,7 @@ fn build_interrupted_by_kill9_leaves_nothing_mounted() {
     let mut build = Command::new("docker")
         .args(["build", ctx.to_str().unwrap()])
         .env("DOCKER_BUILDKIT", "0")
-        .env("DOCKER_HOST", format!("unix://{}", s.sock().display()))
-        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
+        .client_of(&s)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -3643,8 +3649,7 @@ impl Stack {
             .args(["120", "/usr/bin/python3", "-c", MAIN])
             .args(args)
             .current_dir(dir)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock().display()))
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .client_of(self)
             .env_remove("PYTHONPATH")
             .stdin(Stdio::null())
             .output()

@@ -190,6 +190,28 @@ fn run_with_stdin(cmd: &mut Command, input: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What isolation drops, as Docker's: forwarding between two networks' bridges, and any
+/// in or out of an internal network's.
+enum Cut<'a> {
+    Between(&'a str, &'a str),
+    OutOf(&'a str),
+    Into(&'a str),
+}
+
+fn cuts<'a>(bridges: &[&'a Network]) -> Vec<Cut<'a>> {
+    let mut out = Vec::new();
+    for n in bridges {
+        if n.internal {
+            out.push(Cut::OutOf(&n.bridge));
+            out.push(Cut::Into(&n.bridge));
+        }
+        for o in bridges.iter().filter(|o| o.bridge != n.bridge) {
+            out.push(Cut::Between(&n.bridge, &o.bridge));
+        }
+    }
+    out
+}
+
 /// The nftables table for a set of bridge networks and rules (None: no table at all).
 pub fn nft_ruleset(table: &str, networks: &[Network], rules: &[Rule]) -> Option<String> {
     let bridges: Vec<&Network> = networks.iter().filter(|n| n.driver == "bridge").collect();
@@ -197,24 +219,13 @@ pub fn nft_ruleset(table: &str, networks: &[Network], rules: &[Rule]) -> Option<
         return None;
     }
     let mut s = format!("table ip {table} {{\n");
-    // Isolation, as Docker's: no forwarding between two networks' bridges, and none in or
-    // out of an internal network's.
     s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
-    for n in &bridges {
-        if n.internal {
-            s.push_str(&format!(
-                "    iifname \"{b}\" oifname != \"{b}\" drop\n    oifname \"{b}\" iifname != \"{b}\" drop\n",
-                b = n.bridge
-            ));
-        }
-        for o in &bridges {
-            if o.bridge != n.bridge {
-                s.push_str(&format!(
-                    "    iifname \"{}\" oifname \"{}\" drop\n",
-                    n.bridge, o.bridge
-                ));
-            }
-        }
+    for c in cuts(&bridges) {
+        s.push_str(&match c {
+            Cut::Between(a, b) => format!("    iifname \"{a}\" oifname \"{b}\" drop\n"),
+            Cut::OutOf(b) => format!("    iifname \"{b}\" oifname != \"{b}\" drop\n"),
+            Cut::Into(b) => format!("    oifname \"{b}\" iifname != \"{b}\" drop\n"),
+        });
     }
     s.push_str("  }\n");
     s.push_str(
@@ -287,21 +298,12 @@ pub fn iptables_ruleset(prefix: &str, networks: &[Network], rules: &[Rule]) -> O
     }
     nat.push_str("COMMIT\n");
     let mut filter = format!("*filter\n:{prefix}-FWD - [0:0]\n");
-    for n in &bridges {
-        if n.internal {
-            filter.push_str(&format!(
-                "-A {prefix}-FWD -i {b} ! -o {b} -j DROP\n-A {prefix}-FWD -o {b} ! -i {b} -j DROP\n",
-                b = n.bridge
-            ));
-        }
-        for o in &bridges {
-            if o.bridge != n.bridge {
-                filter.push_str(&format!(
-                    "-A {prefix}-FWD -i {} -o {} -j DROP\n",
-                    n.bridge, o.bridge
-                ));
-            }
-        }
+    for c in cuts(&bridges) {
+        filter.push_str(&match c {
+            Cut::Between(a, b) => format!("-A {prefix}-FWD -i {a} -o {b} -j DROP\n"),
+            Cut::OutOf(b) => format!("-A {prefix}-FWD -i {b} ! -o {b} -j DROP\n"),
+            Cut::Into(b) => format!("-A {prefix}-FWD -o {b} ! -i {b} -j DROP\n"),
+        });
     }
     // In the same FORWARD chain as other software's rules: a DROP policy there (dockerd
     // sets one) must not cut the containers off. In: replies and published ports only.
