@@ -2933,6 +2933,58 @@ fn berth_cli_ports() {
     let o = s.berth(&["port", "ww", "9999"]);
     assert!(!o.status.success());
     ok(&s.berth(&["rm", "-f", "ww"]));
+
+    // 8 MiB through the proxy (spliced): every byte arrives, and the client's EOF reaches
+    // the container (nc ends, the checksum is written).
+    let p2 = free_port();
+    ok(&s.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "sink",
+        "-p",
+        &format!("127.0.0.1:{p2}:9000"),
+        "busybox",
+        "sh",
+        "-c",
+        "nc -l -p 9000 | md5sum > /tmp/sum; sleep 1000",
+    ]));
+    let data: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut sent = false;
+    for _ in 0..50 {
+        use std::io::Write;
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", p2)) {
+            c.write_all(&data).unwrap();
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+            sent = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(sent);
+    let want = Command::new("md5sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&data)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let want = text(&want.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    s.until("the container's checksum of what it got", || {
+        s.berth(&["exec", "sink", "cat", "/tmp/sum"])
+            .stdout
+            .starts_with(want.as_bytes())
+    });
+    ok(&s.berth(&["rm", "-f", "sink"]));
 }
 
 /// `berth network create/ls/inspect/connect/disconnect/rm/prune` and `berth run --network

@@ -129,27 +129,85 @@ impl Ports {
     }
 }
 
-const PROXY_BUF: usize = 256 << 10;
-
 async fn proxy_tcp(l: tokio::net::TcpListener, to: SocketAddr) {
     loop {
-        let Ok((mut client, _)) = l.accept().await else {
+        let Ok((client, _)) = l.accept().await else {
             continue;
         };
         tokio::spawn(async move {
-            if let Ok(mut upstream) = tokio::net::TcpStream::connect(to).await {
+            if let Ok(upstream) = tokio::net::TcpStream::connect(to).await {
                 let _ = client.set_nodelay(true);
                 let _ = upstream.set_nodelay(true);
-                // Large buffers: fewer, bigger reads and writes per byte proxied.
-                let _ = tokio::io::copy_bidirectional_with_sizes(
-                    &mut client,
-                    &mut upstream,
-                    PROXY_BUF,
-                    PROXY_BUF,
-                )
-                .await;
+                // Each direction until its EOF (then the write side of the other socket
+                // is shut), or an error on either, which ends both.
+                let _ = tokio::try_join!(
+                    splice_copy(&client, &upstream),
+                    splice_copy(&upstream, &client)
+                );
             }
         });
+    }
+}
+
+/// What one splice moves at most (the pipe is sized to it).
+const SPLICE_CHUNK: usize = 1 << 20;
+
+/// Copy `from` → `to` through a pipe with splice(2): the bytes stay in the kernel (as
+/// docker-proxy's Go io.Copy does); readiness from tokio, EAGAIN waits for it again.
+async fn splice_copy(
+    from: &tokio::net::TcpStream,
+    to: &tokio::net::TcpStream,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+    let (rd, wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
+    // SAFETY: F_SETPIPE_SZ on a pipe we own; failure only leaves the default size.
+    unsafe {
+        libc::fcntl(
+            wr.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            SPLICE_CHUNK as libc::c_int,
+        )
+    };
+    let splice = |fd_in: i32, fd_out: i32, len: usize| -> std::io::Result<usize> {
+        // SAFETY: plain descriptors owned by this function's sockets and pipe; null
+        // offsets (both ends are streams).
+        let n = unsafe {
+            libc::splice(
+                fd_in,
+                std::ptr::null_mut(),
+                fd_out,
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    };
+    let (src, dst) = (from.as_raw_fd(), to.as_raw_fd());
+    loop {
+        // The pipe is empty here: EAGAIN means the socket has nothing to read.
+        let mut held = from
+            .async_io(Interest::READABLE, || {
+                splice(src, wr.as_raw_fd(), SPLICE_CHUNK)
+            })
+            .await?;
+        if held == 0 {
+            // EOF: the peer writes no more; tell the other side the same.
+            // SAFETY: shutdown(2) of our own connected socket.
+            unsafe { libc::shutdown(dst, libc::SHUT_WR) };
+            return Ok(());
+        }
+        while held > 0 {
+            held -= to
+                .async_io(Interest::WRITABLE, || splice(rd.as_raw_fd(), dst, held))
+                .await?;
+        }
     }
 }
 
