@@ -11,11 +11,14 @@ cd "$here"
 cargo build --workspace
 log=$(mktemp)
 # The host's network state before the tests: links (veths come and go with other
-# software, so they are left out), addresses and nftables tables; diffed at the end.
+# software, so they are left out), addresses, nftables tables and iptables rules; diffed at
+# the end.
 netstate() {
   ip -o link | awk -F': ' '{print $2}' | grep -v '^veth' | sed 's/@.*//' | sort
   ip -o addr | awk '{print $2, $4}' | grep -v '^veth' | sort
   nft list tables 2>/dev/null | sort
+  # iptables rules (either backend's view), without counters and comments.
+  { iptables-save 2>/dev/null || true; } | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' | sort
 }
 before=$(mktemp)
 netstate > "$before"
