@@ -18,7 +18,8 @@ netstate() {
   ip -o addr | awk '{print $2, $4}' | grep -v '^veth' | sort
   nft list tables 2>/dev/null | sort
   # iptables rules (either backend's view), without counters and comments.
-  { iptables-save 2>/dev/null || true; } | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' | sort
+  # (sed, not grep -v: no rules at all is no failure under pipefail.)
+  { iptables-save 2>/dev/null || true; } | sed -e '/^#/d' -e 's/\[[0-9]*:[0-9]*\]//' | sort
 }
 before=$(mktemp)
 netstate > "$before"

@@ -610,20 +610,9 @@ impl Net {
                 let a = self.attach_bridge(id, &n.name, req).await?;
                 // User-defined networks resolve their containers' names.
                 if let Some(ns) = &a.netns {
-                    let ns2 = ns.clone();
-                    let sock = tokio::task::spawn_blocking(move || dns::bind_in(&ns2))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r);
-                    match sock {
-                        Ok(sock) => {
-                            let t = tokio::spawn(dns::serve(sock, self.clone(), id.to_string()));
-                            self.dns.lock().expect("dns map").insert(id.to_string(), t);
-                        }
-                        Err(e) => {
-                            self.detach(id).await;
-                            return Err(e);
-                        }
+                    if let Err(e) = self.serve_dns(id, ns).await {
+                        self.detach(id).await;
+                        return Err(e);
                     }
                 }
                 Ok(a)
@@ -863,26 +852,26 @@ impl Net {
         let all = st.networks.values().cloned().collect::<Vec<_>>();
         drop(st);
         if live && n.name != "bridge" {
-            self.serve_dns(id, &ns).await;
+            if let Err(e) = self.serve_dns(id, &ns).await {
+                tracing::warn!(container = %id, "embedded DNS: {e}");
+            }
         }
         self.firewall.apply(&all, &self.ports.rules().await).await;
         Ok((ep, first))
     }
 
     /// Start the embedded DNS in the namespace `ns` of container `id` (once).
-    async fn serve_dns(self: &Arc<Self>, id: &str, ns: &Path) {
+    async fn serve_dns(self: &Arc<Self>, id: &str, ns: &Path) -> Result<(), String> {
         if self.dns.lock().expect("dns map").contains_key(id) {
-            return;
+            return Ok(());
         }
         let ns2 = ns.to_path_buf();
-        match tokio::task::spawn_blocking(move || dns::bind_in(&ns2)).await {
-            Ok(Ok(sock)) => {
-                let t = tokio::spawn(dns::serve(sock, self.clone(), id.to_string()));
-                self.dns.lock().expect("dns map").insert(id.to_string(), t);
-            }
-            Ok(Err(e)) => tracing::warn!(container = %id, "embedded DNS: {e}"),
-            Err(e) => tracing::warn!(container = %id, "embedded DNS: {e}"),
-        }
+        let sock = tokio::task::spawn_blocking(move || dns::bind_in(&ns2))
+            .await
+            .map_err(|e| e.to_string())??;
+        let t = tokio::spawn(dns::serve(sock, self.clone(), id.to_string()));
+        self.dns.lock().expect("dns map").insert(id.to_string(), t);
+        Ok(())
     }
 
     /// `network disconnect`: the container's interface on `network` goes (its first one
@@ -1048,7 +1037,9 @@ impl Net {
         let all = st.networks.values().cloned().collect::<Vec<_>>();
         drop(st);
         if first.iter().chain(&rest).any(|e| e.network != "bridge") {
-            self.serve_dns(id, &ns).await;
+            if let Err(e) = self.serve_dns(id, &ns).await {
+                tracing::warn!(container = %id, "embedded DNS: {e}");
+            }
         }
         self.firewall.apply(&all, &self.ports.rules().await).await;
         Ok(Some((first, rest)))
