@@ -138,6 +138,7 @@ pub fn create_body(o: &RunOpts) -> Result<Value, ApiError> {
     host["PortBindings"] = ports.into();
     host["PublishAllPorts"] = o.publish_all.into();
     host["ExtraHosts"] = json!(o.add_host);
+    host["Links"] = json!(o.link);
     host["Dns"] = json!(o.dns);
     if let Some(r) = &o.restart {
         let (name, n) = r.split_once(':').unwrap_or((r, "0"));

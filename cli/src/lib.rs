@@ -127,6 +127,9 @@ pub struct RunOpts {
     /// Network-scoped aliases for the container.
     #[arg(long)]
     pub network_alias: Vec<String>,
+    /// Add a link to another container (NAME[:ALIAS]).
+    #[arg(long)]
+    pub link: Vec<String>,
     /// IPv4 address (user-defined networks).
     #[arg(long)]
     pub ip: Option<String>,

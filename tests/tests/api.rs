@@ -2625,6 +2625,25 @@ fn docker_cli_networking() {
         "hello-web\n"
     );
 
+    // --link on the default bridge: the alias and the name in /etc/hosts.
+    let linked = ok(&s.docker(&[
+        "run",
+        "--rm",
+        "--link",
+        "web:site",
+        "busybox",
+        "sh",
+        "-c",
+        "grep site /etc/hosts; wget -q -O- http://site/",
+    ]));
+    assert_eq!(linked, format!("{ip}\tsite web\nhello-web\n"));
+    let o = s.docker(&["run", "--rm", "--link", "nosuch:x", "busybox", "true"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("could not get container for nosuch"),
+        "{}",
+        text(&o.stderr)
+    );
+
     // A port in use: a clear error, the container stays created, nothing bound or ruled.
     let o = s.docker(&[
         "run",
@@ -2747,6 +2766,37 @@ fn docker_cli_networking() {
         ])),
         "from-api\n"
     );
+    // --link on a user-defined network: a name only the linking container resolves.
+    assert_eq!(
+        ok(&s.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "appnet",
+            "--link",
+            "api:apilink",
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            "http://apilink/"
+        ])),
+        "from-api\n"
+    );
+    assert!(!s
+        .docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "appnet",
+            "busybox",
+            "ping",
+            "-c1",
+            "-W1",
+            "apilink"
+        ])
+        .status
+        .success());
     let ls = ok(&s.docker(&[
         "network",
         "ls",
@@ -2932,6 +2982,17 @@ fn berth_cli_ports() {
     assert!(ok(&s.berth(&["exec", "ww", "cat", "/etc/hosts"])).contains("10.1.2.3\tx.test"));
     let o = s.berth(&["port", "ww", "9999"]);
     assert!(!o.status.success());
+    let linked = ok(&s.berth(&[
+        "run",
+        "--rm",
+        "--link",
+        "ww:w2",
+        "busybox",
+        "grep",
+        "w2 ww",
+        "/etc/hosts",
+    ]));
+    assert_eq!(linked.lines().count(), 1, "{linked}");
     ok(&s.berth(&["rm", "-f", "ww"]));
 
     // 8 MiB through the proxy (spliced): every byte arrives, and the client's EOF reaches

@@ -688,12 +688,22 @@ async fn attach_network(
                 format!("network {mode} not found"),
             ));
         }
-        let req = crate::network::EndpointRequest::from_config(
+        let mut req = crate::network::EndpointRequest::from_config(
             name,
             &cfg["NetworkingConfig"]["EndpointsConfig"][&mode],
             cfg["MacAddress"].as_str(),
         )
         .map_err(ApiError::bad_request)?;
+        let links = links_of(d, host).await?;
+        if !links.is_empty() && matches!(mode.as_str(), "none" | "host") {
+            return Err(ApiError::bad_request(format!(
+                "conflicting options: {mode} type networking can't be used with links"
+            )));
+        }
+        if user_net {
+            // On a user-defined network a link is a name only the linking container sees.
+            req.links.extend(links);
+        }
         let a = d.net.attach(id, &mode, &req).await.map_err(|e| {
             if e.contains("user defined networks only") || e.starts_with("invalid address") {
                 ApiError::bad_request(e)
@@ -749,6 +759,57 @@ async fn attach_network(
         "Mode": if mode.is_empty() { "default".to_string() } else { mode },
         "Endpoint": endpoint,
     }))
+}
+
+/// `HostConfig.Links` (`--link NAME[:ALIAS]`), each naming an existing container.
+async fn links_of(d: &State, host: &serde_json::Value) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out = Vec::new();
+    for l in host["Links"].as_array().into_iter().flatten() {
+        let l = l.as_str().unwrap_or("");
+        let (name, alias) = crate::network::parse_link(l).map_err(ApiError::bad_request)?;
+        if find(d, &name).await.is_err() {
+            return Err(ApiError::bad_request(format!(
+                "could not get container for {name}"
+            )));
+        }
+        out.push((name, alias));
+    }
+    Ok(out)
+}
+
+/// On the default bridge, `--link`s are lines of /etc/hosts, written at each start with
+/// the linked containers' current addresses (they must run, as with Docker).
+async fn link_hosts(d: &State, c: &Ctr) -> Result<(), ApiError> {
+    let mode = c.doc["Net"]["Mode"].as_str().unwrap_or("default");
+    if !matches!(mode, "default" | "bridge") {
+        return Ok(());
+    }
+    let links = links_of(d, &c.doc["HostConfig"]).await?;
+    let mut entries = Vec::new();
+    for (name, alias) in links {
+        let target = find(d, &name).await?;
+        let ip = d
+            .net
+            .endpoint(&target.id)
+            .await
+            .filter(|e| !e.released)
+            .map(|e| e.ip)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "Cannot link to a non running container: /{name} AS {}/{alias}",
+                        c.name
+                    ),
+                )
+            })?;
+        entries.push((ip, alias, name));
+    }
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let dir = d.data_root.join("containers").join(&c.id);
+    crate::network::Net::link_hosts(&dir, &entries).map_err(internal)
 }
 
 /// Bind the container's published ports (`-p`, `-P`): at start, released at exit.
@@ -1094,12 +1155,15 @@ fn patch_resources(spec: &mut serde_json::Value, host: &serde_json::Value) {
 /// running already.
 pub(super) async fn start_container(d: &State, c: &Ctr) -> Result<bool, ApiError> {
     let tasks = d.images.mgr.tasks.clone();
-    match task(d, &c.id).await {
-        Some(t)
-            if t.status == pb::Status::Running as i32 || t.status == pb::Status::Paused as i32 =>
-        {
-            return Ok(false);
-        }
+    let current = task(d, &c.id).await;
+    if current.as_ref().is_some_and(|t| {
+        t.status == pb::Status::Running as i32 || t.status == pb::Status::Paused as i32
+    }) {
+        return Ok(false);
+    }
+    // (Before anything is made: a link to a stopped container refuses the start.)
+    link_hosts(d, c).await?;
+    match current {
         Some(t) if t.status == pb::Status::Stopped as i32 => {
             tasks
                 .clone()

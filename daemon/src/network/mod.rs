@@ -60,6 +60,20 @@ pub struct EndpointRequest {
     pub mac: Option<[u8; 6]>,
     /// The address to take again when it is free (a restarted container's last one).
     pub prefer_ip: Option<Ipv4Addr>,
+    /// `--link NAME:ALIAS` on a user-defined network: the embedded DNS answers ALIAS with
+    /// NAME's address, for this container only.
+    pub links: Vec<(String, String)>,
+}
+
+/// `NAME[:ALIAS]` (or the stored `/NAME:/CONTAINER/ALIAS`) → (NAME, ALIAS).
+pub fn parse_link(l: &str) -> Result<(String, String), String> {
+    let (name, alias) = l.split_once(':').unwrap_or((l, l));
+    let name = name.trim_start_matches('/');
+    let alias = alias.rsplit('/').next().unwrap_or(alias);
+    if name.is_empty() || alias.is_empty() {
+        return Err(format!("invalid link {l:?}: want NAME[:ALIAS]"));
+    }
+    Ok((name.to_string(), alias.to_string()))
 }
 
 impl EndpointRequest {
@@ -97,6 +111,13 @@ impl EndpointRequest {
             ip,
             mac,
             prefer_ip: None,
+            links: ec["Links"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l.as_str())
+                .map(parse_link)
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -110,6 +131,7 @@ impl EndpointRequest {
             ip: ip.filter(|_| ep.static_ip),
             mac: parse_mac(&ep.mac).ok().filter(|_| ep.static_mac),
             prefer_ip: ip,
+            links: ep.links.clone(),
         }
     }
 }
@@ -155,6 +177,9 @@ pub struct Endpoint {
     pub static_ip: bool,
     #[serde(default)]
     pub static_mac: bool,
+    /// `--link`s on a user-defined network: (container name, alias).
+    #[serde(default)]
+    pub links: Vec<(String, String)>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -559,6 +584,14 @@ impl Net {
             .filter(|(k, e)| k.as_str() == asker && e.network != "bridge")
             .map(|(_, e)| e.network.as_str())
             .collect();
+        // The asker's own links first: ALIAS means that container, on a shared network.
+        let linked = st
+            .active()
+            .filter(|(k, _)| k.as_str() == asker)
+            .flat_map(|(_, e)| e.links.iter())
+            .find(|(_, alias)| alias.eq_ignore_ascii_case(name.trim_end_matches('.')))
+            .map(|(target, _)| target.clone());
+        let name = linked.as_deref().unwrap_or(name);
         let hit = st
             .active()
             .filter(|(_, e)| nets.contains(e.network.as_str()))
@@ -757,6 +790,7 @@ impl Net {
             released: false,
             static_ip: req.ip.is_some(),
             static_mac: req.mac.is_some(),
+            links: req.links.clone(),
         })
     }
 
@@ -828,6 +862,7 @@ impl Net {
                 released: true,
                 static_ip: req.ip.is_some(),
                 static_mac: req.mac.is_some(),
+                links: req.links.clone(),
             }
         };
         if first {
@@ -1152,6 +1187,32 @@ impl Net {
         Ok(())
     }
 
+    /// The `--link` lines of a container's /etc/hosts (in `dir`; default bridge): each
+    /// (address, alias, name) replaces the lines naming that alias. In place (bind-mounted).
+    pub fn link_hosts(dir: &Path, links: &[(String, String, String)]) -> Result<(), String> {
+        let p = dir.join("hosts");
+        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let mut out: String = text
+            .lines()
+            .filter(|l| {
+                let alias = l.split_whitespace().nth(1).unwrap_or("");
+                !links.iter().any(|(_, a, _)| a == alias)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for (ip, alias, name) in links {
+            if alias == name {
+                out.push_str(&format!("{ip}\t{alias}\n"));
+            } else {
+                out.push_str(&format!("{ip}\t{alias} {name}\n"));
+            }
+        }
+        if out != text {
+            std::fs::write(&p, out).map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        Ok(())
+    }
+
     /// Write the container's /etc/hosts, /etc/hostname and /etc/resolv.conf into `dir`;
     /// returns (destination, source) bind mounts for its spec.
     pub fn etc_files(
@@ -1232,5 +1293,14 @@ mod tests {
         );
         assert!(parse_cidr("10.0.0.0").is_err());
         assert!(parse_cidr("10.0.0.0/31").is_err());
+    }
+
+    #[test]
+    fn links() {
+        let l = |s: &str| parse_link(s).unwrap();
+        assert_eq!(l("db:database"), ("db".into(), "database".into()));
+        assert_eq!(l("db"), ("db".into(), "db".into()));
+        assert_eq!(l("/db:/web/database"), ("db".into(), "database".into()));
+        assert!(parse_link(":x").is_err());
     }
 }
