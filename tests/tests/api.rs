@@ -205,6 +205,24 @@ impl Stack {
         bip.rsplit_once('.').unwrap().0.to_string()
     }
 
+    /// Does a container on network `net` get an answer to one ping of `to`? (Ping: this
+    /// busybox's `wget -T` crashes, which would pass for "unreachable".)
+    fn reaches(&self, net: &str, to: &str) -> bool {
+        self.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "busybox",
+            "ping",
+            "-c1",
+            "-W1",
+            to,
+        ])
+        .status
+        .success()
+    }
+
     /// The stack's default bridge (from its daemon.json).
     fn bridge(&self) -> String {
         let cfg: serde_json::Value =
@@ -2783,20 +2801,7 @@ fn docker_cli_networking() {
         ])),
         "from-api\n"
     );
-    assert!(!s
-        .docker(&[
-            "run",
-            "--rm",
-            "--network",
-            "appnet",
-            "busybox",
-            "ping",
-            "-c1",
-            "-W1",
-            "apilink"
-        ])
-        .status
-        .success());
+    assert!(!s.reaches("appnet", "apilink"));
     let ls = ok(&s.docker(&[
         "network",
         "ls",
@@ -2847,20 +2852,7 @@ fn docker_cli_networking() {
         .docker(&["exec", "web", "ip", "link", "show", "eth1"])
         .status
         .success());
-    assert!(!s
-        .docker(&[
-            "run",
-            "--rm",
-            "--network",
-            "appnet",
-            "busybox",
-            "ping",
-            "-c1",
-            "-W1",
-            "web"
-        ])
-        .status
-        .success());
+    assert!(!s.reaches("appnet", "web"));
     // Automatic addresses come from the --ip-range.
     let api_ip = ok(&s.docker(&[
         "inspect",
@@ -2881,25 +2873,12 @@ fn docker_cli_networking() {
         &sealed,
         "sealed",
     ]));
-    // (ping: this busybox's `wget -T` crashes, which would pass for "unreachable".)
-    let ping = |net: &str| {
-        s.docker(&[
-            "run",
-            "--rm",
-            "--network",
-            net,
-            "busybox",
-            "ping",
-            "-c1",
-            "-W1",
-            &ip,
-        ])
-        .status
-        .success()
-    };
-    assert!(ping("bridge"), "web answers on its own bridge");
+    assert!(s.reaches("bridge", &ip), "web answers on its own bridge");
     for net in ["sealed", "appnet"] {
-        assert!(!ping(net), "{net} reached the default bridge's web");
+        assert!(
+            !s.reaches(net, &ip),
+            "{net} reached the default bridge's web"
+        );
     }
     ok(&s.docker(&["network", "rm", "sealed"]));
     let o = s.docker(&["network", "rm", "appnet"]);
@@ -3600,23 +3579,8 @@ fn firewall_backends_nat_and_isolation() {
             "{{.NetworkSettings.Networks.fwa.IPAddress}}",
             "ina",
         ]));
-        let ping = |net: &str| {
-            s.docker(&[
-                "run",
-                "--rm",
-                "--network",
-                net,
-                "busybox",
-                "ping",
-                "-c1",
-                "-W1",
-                ina.trim(),
-            ])
-            .status
-            .success()
-        };
-        assert!(ping("fwa"), "{backend}: same network");
-        assert!(!ping("fwb"), "{backend}: across networks");
+        assert!(s.reaches("fwa", ina.trim()), "{backend}: same network");
+        assert!(!s.reaches("fwb", ina.trim()), "{backend}: across networks");
 
         let bridge = s.bridge();
         match backend {
