@@ -303,6 +303,24 @@ fn own_namespace(c: &super::containers::Ctr) -> Result<(), ApiError> {
     Err(ApiError::new(StatusCode::FORBIDDEN, why))
 }
 
+/// The container document's record of its endpoint on `network` (the first one, or one
+/// of the connected ones): replaced by `ep`, or removed (None).
+fn record_endpoint(doc: &mut Value, network: &str, first: bool, ep: Option<Value>) {
+    if first {
+        doc["Net"]["Endpoint"] = ep.unwrap_or(Value::Null);
+        return;
+    }
+    let mut extra: Vec<Value> = doc["Net"]["Extra"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["network"] != network)
+        .collect();
+    extra.extend(ep);
+    doc["Net"]["Extra"] = extra.into();
+}
+
 /// `POST /networks/{id}/connect`: one more interface for a container (running or not).
 async fn connect(
     AxState(d): AxState<State>,
@@ -333,19 +351,9 @@ async fn connect(
         crate::network::Net::retarget_hosts(&dir, old, &ep.ip)
             .map_err(super::containers::internal)?;
     }
+    let value = serde_json::to_value(&ep).expect("json");
     super::containers::update_doc(&d, &c.id, None, |doc| {
-        let value = serde_json::to_value(&ep).expect("json");
-        if first {
-            doc["Net"]["Endpoint"] = value;
-            return;
-        }
-        let extra = doc["Net"]["Extra"].as_array().cloned().unwrap_or_default();
-        let mut extra: Vec<Value> = extra
-            .into_iter()
-            .filter(|e| e["network"] != n.name.as_str())
-            .collect();
-        extra.push(value);
-        doc["Net"]["Extra"] = extra.into();
+        record_endpoint(doc, &n.name, first, Some(value))
     })
     .await?;
     super::events::publish_network(&d, "connect", &n.id, &n.name);
@@ -371,18 +379,7 @@ async fn disconnect(
             .map_err(super::containers::internal)?;
     }
     super::containers::update_doc(&d, &c.id, None, |doc| {
-        if first {
-            doc["Net"]["Endpoint"] = Value::Null;
-            return;
-        }
-        let extra: Vec<Value> = doc["Net"]["Extra"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| e["network"] != n.name.as_str())
-            .collect();
-        doc["Net"]["Extra"] = extra.into();
+        record_endpoint(doc, &n.name, first, None)
     })
     .await?;
     super::events::publish_network(&d, "disconnect", &n.id, &n.name);

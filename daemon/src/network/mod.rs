@@ -149,6 +149,14 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     Ok(out)
 }
 
+/// Bytes → `aa:bb:cc:dd:ee:ff`.
+fn mac_text(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Endpoint {
     pub id: String,
@@ -778,11 +786,7 @@ impl Net {
             ip: ip.to_string(),
             prefix,
             gateway: gateway.to_string(),
-            mac: mac
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":"),
+            mac: mac_text(&mac),
             veth,
             name: req.name.trim_start_matches('/').to_string(),
             aliases: req.aliases.clone(),
@@ -846,15 +850,7 @@ impl Net {
                 ip: req.ip.map(|a| a.to_string()).unwrap_or_default(),
                 prefix: 0,
                 gateway: String::new(),
-                mac: req
-                    .mac
-                    .map(|m| {
-                        m.iter()
-                            .map(|b| format!("{b:02x}"))
-                            .collect::<Vec<_>>()
-                            .join(":")
-                    })
-                    .unwrap_or_default(),
+                mac: req.mac.as_ref().map(mac_text).unwrap_or_default(),
                 veth: String::new(),
                 name: req.name.trim_start_matches('/').to_string(),
                 aliases: req.aliases.clone(),
@@ -1163,23 +1159,21 @@ impl Net {
         self.firewall.apply(&all, &self.ports.rules().await).await;
     }
 
-    /// The container's own line of its /etc/hosts (in `dir`) when its first address
-    /// changes: `old`'s lines go (none: ""), `new` gets one with its hostname (none: "").
-    /// Rewritten in place: the file is bind-mounted into a running container.
-    pub fn retarget_hosts(dir: &Path, old: &str, new: &str) -> Result<(), String> {
+    /// Edit a container's /etc/hosts (in `dir`): the lines `drop` picks go, `add` is
+    /// appended. In place: the file is bind-mounted into a running container.
+    fn edit_hosts(dir: &Path, drop: impl Fn(&str) -> bool, add: &[String]) -> Result<(), String> {
         let p = dir.join("hosts");
         let Ok(text) = std::fs::read_to_string(&p) else {
             return Ok(());
         };
-        let hostname = std::fs::read_to_string(dir.join("hostname")).unwrap_or_default();
-        let addr = |l: &str| l.split_whitespace().next().unwrap_or("").to_string();
         let mut out: String = text
             .lines()
-            .filter(|l| old.is_empty() || addr(l) != old)
+            .filter(|l| !drop(l))
             .map(|l| format!("{l}\n"))
             .collect();
-        if !new.is_empty() && !text.lines().any(|l| addr(l) == new) {
-            out.push_str(&format!("{new}\t{}\n", hostname.trim()));
+        for l in add {
+            out.push_str(l);
+            out.push('\n');
         }
         if out != text {
             std::fs::write(&p, out).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -1187,30 +1181,38 @@ impl Net {
         Ok(())
     }
 
-    /// The `--link` lines of a container's /etc/hosts (in `dir`; default bridge): each
-    /// (address, alias, name) replaces the lines naming that alias. In place (bind-mounted).
-    pub fn link_hosts(dir: &Path, links: &[(String, String, String)]) -> Result<(), String> {
-        let p = dir.join("hosts");
-        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let mut out: String = text
-            .lines()
-            .filter(|l| {
-                let alias = l.split_whitespace().nth(1).unwrap_or("");
-                !links.iter().any(|(_, a, _)| a == alias)
-            })
-            .map(|l| format!("{l}\n"))
+    /// The container's own line of its /etc/hosts (in `dir`) when its first address
+    /// changes: `old`'s lines go (none: ""), `new` gets one with its hostname (none: "").
+    pub fn retarget_hosts(dir: &Path, old: &str, new: &str) -> Result<(), String> {
+        let hostname = std::fs::read_to_string(dir.join("hostname")).unwrap_or_default();
+        let addr = |l: &str| l.split_whitespace().next().unwrap_or("").to_string();
+        let mine = |a: &str| !a.is_empty() && (a == old || a == new);
+        let add: Vec<String> = (!new.is_empty())
+            .then(|| format!("{new}\t{}", hostname.trim()))
+            .into_iter()
             .collect();
-        for (ip, alias, name) in links {
-            if alias == name {
-                out.push_str(&format!("{ip}\t{alias}\n"));
-            } else {
-                out.push_str(&format!("{ip}\t{alias} {name}\n"));
-            }
-        }
-        if out != text {
-            std::fs::write(&p, out).map_err(|e| format!("{}: {e}", p.display()))?;
-        }
-        Ok(())
+        Self::edit_hosts(dir, |l| mine(&addr(l)), &add)
+    }
+
+    /// The `--link` lines of a container's /etc/hosts (in `dir`; default bridge): each
+    /// (address, alias, name) replaces the lines naming that alias.
+    pub fn link_hosts(dir: &Path, links: &[(String, String, String)]) -> Result<(), String> {
+        let alias_of = |l: &str| l.split_whitespace().nth(1).unwrap_or("").to_string();
+        let add: Vec<String> = links
+            .iter()
+            .map(|(ip, alias, name)| {
+                if alias == name {
+                    format!("{ip}\t{alias}")
+                } else {
+                    format!("{ip}\t{alias} {name}")
+                }
+            })
+            .collect();
+        Self::edit_hosts(
+            dir,
+            |l| links.iter().any(|(_, a, _)| *a == alias_of(l)),
+            &add,
+        )
     }
 
     /// Write the container's /etc/hosts, /etc/hostname and /etc/resolv.conf into `dir`;
