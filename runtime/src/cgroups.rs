@@ -470,6 +470,14 @@ impl Cgroup {
             if m.disable_oom_killer() == Some(true) {
                 write(dir, "memory.oom_control", "1")?;
             }
+            // Kernel memory limits (deprecated by the spec, still honoured where the kernel
+            // has them; newer kernels dropped memory.kmem.limit_in_bytes).
+            if let Some(k) = m.kernel() {
+                write(dir, "memory.kmem.limit_in_bytes", &k.to_string())?;
+            }
+            if let Some(k) = m.kernel_tcp() {
+                write(dir, "memory.kmem.tcp.limit_in_bytes", &k.to_string())?;
+            }
         }
         if let Some(c) = res.cpu() {
             if c.shares().is_some()
@@ -632,6 +640,13 @@ impl Cgroup {
             }
             if m.disable_oom_killer() == Some(true) {
                 return Err(Error::Unsupported("disableOOMKiller on cgroup v2".into()));
+            }
+            // v2 has no separate kernel memory limits (kernel memory is part of memory.max),
+            // so there is nothing to write; say so rather than pretend.
+            if m.kernel().is_some() || m.kernel_tcp().is_some() {
+                tracing::warn!(
+                    "linux.resources.memory.kernel/kernelTCP: cgroup v2 has no kernel memory limits (counted in memory.max); not applied"
+                );
             }
         }
         if let Some(c) = res.cpu() {
@@ -867,9 +882,16 @@ pub fn join_self_v1(dirs: &[(String, PathBuf)]) -> Result<()> {
     Ok(())
 }
 
+/// Write a cgroup file that must exist: opened without O_CREAT, so a file the kernel does
+/// not have is reported as missing (ENOENT), not as kernfs's "Permission denied".
 fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
+    use std::io::Write;
     let p = dir.join(file);
-    fs::write(&p, value).map_err(|e| Error::cgroup(p, format!("write {value:?}"), Some(e)))
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| Error::cgroup(p, format!("write {value:?}"), Some(e)))
 }
 
 fn create_cpuset(dir: &Path) -> Result<()> {

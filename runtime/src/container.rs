@@ -71,6 +71,11 @@ impl Drop for CreateGuard<'_> {
             }
             let _ = cg.destroy();
         }
+        if let Ok(st) = self.dir.load() {
+            if st.host_mounts {
+                let _ = crate::rootfs::unmount_under(&st.rootfs);
+            }
+        }
         let _ = self.dir.remove();
     }
 }
@@ -117,13 +122,7 @@ fn owner_name(uid: u32) -> String {
 pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
     let bundle = spec::load_bundle(&opts.bundle)?;
     let spec = &bundle.spec;
-    if spec.process().is_none() {
-        return Err(Error::config(
-            bundle.dir.join("config.json"),
-            "process: missing",
-        ));
-    }
-    crate::process::seal_if_needed(spec.process().as_ref().expect("checked above"))?;
+    crate::process::ensure_sealed()?;
     let layout = Layout::detect()?;
     tracing::debug!(container_id = %opts.id, bundle = %bundle.dir.display(), cgroups = layout.name(), "create");
     let seccomp =
@@ -146,6 +145,7 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
         owner: nix::unistd::getuid().as_raw(),
         cgroup_paths: Vec::new(),
         annotations: spec.annotations().clone().unwrap_or_default(),
+        host_mounts: false,
         late_hooks: spec.hooks().as_ref().is_some_and(|h| {
             h.poststart().as_ref().is_some_and(|v| !v.is_empty())
                 || h.poststop().as_ref().is_some_and(|v| !v.is_empty())
@@ -169,9 +169,17 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
     guard.cgroup = Some(cg.clone());
     let mut extra_dev = Vec::new();
     for d in linux.devices().iter().flatten() {
+        use oci_spec::runtime::LinuxDeviceType;
+        // Only character and block devices have device-cgroup rules; a FIFO needs none (the
+        // controllers refuse a `p` rule).
+        let typ = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => LinuxDeviceType::C,
+            LinuxDeviceType::B => LinuxDeviceType::B,
+            _ => continue,
+        };
         let mut r = oci_spec::runtime::LinuxDeviceCgroup::default();
         r.set_allow(true);
-        r.set_typ(Some(d.typ()));
+        r.set_typ(Some(typ));
         r.set_major(Some(d.major()));
         r.set_minor(Some(d.minor()));
         r.set_access(Some("rwm".into()));
@@ -213,11 +221,12 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
     };
     let join_user = take(&mut joins, LinuxNamespaceType::User);
     let join_mnt = take(&mut joins, LinuxNamespaceType::Mount);
-    if flags & libc::CLONE_NEWNS as u64 == 0 && join_mnt.is_none() {
-        return Err(Error::config(
-            bundle.dir.join("config.json"),
-            "linux.namespaces: a mount namespace is required",
-        ));
+    // No mount namespace at all: the container shares the runtime's (the spec allows it).
+    // Its mounts are then made under the rootfs in our namespace, where `delete` removes them.
+    let host_mounts = flags & libc::CLONE_NEWNS as u64 == 0 && join_mnt.is_none();
+    if host_mounts {
+        st.host_mounts = true;
+        dir.save(&st)?;
     }
     let (parent_chan, child_chan) = channel::pair()?;
     // The unified hierarchy (pure v2, or hybrid): the init is born in its cgroup there
@@ -277,6 +286,7 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
                 new_cgroup_ns: flags & libc::CLONE_NEWCGROUP as u64 != 0,
                 new_uts_ns: flags & libc::CLONE_NEWUTS as u64 != 0,
                 join_mnt: join_mnt.as_ref(),
+                host_mounts,
                 join_user: join_user.as_ref(),
                 unshare_flags: flags,
                 late_cgroup_ns,
@@ -719,6 +729,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         }
     }
     wait_gone(&st, &cg);
+    if st.host_mounts {
+        crate::rootfs::unmount_under(&st.rootfs)?;
+    }
     cg.destroy()?;
     tracing::debug!(container_id = %id, was = %status, "deleted");
     let spec = st.late_hooks.then(|| dir.load_config().ok()).flatten();

@@ -44,7 +44,7 @@ pub fn exec(root: &Path, opts: &ExecOpts) -> Result<i32> {
             op: "exec (it must be running)",
         });
     }
-    process::seal_if_needed(&opts.process)?;
+    process::ensure_sealed()?;
     let spec = dir.load_config()?;
     let linux = spec.linux().clone().unwrap_or_default();
     let mut nses: Vec<(LinuxNamespaceType, OwnedFd)> = Vec::new();
@@ -63,6 +63,19 @@ pub fn exec(root: &Path, opts: &ExecOpts) -> Result<i32> {
             sys::open(p.as_str(), OFlag::O_RDONLY, Mode::empty()).sys(|| format!("open {p}"))?;
         nses.push((ns.typ(), fd));
     }
+    // A container in the runtime's mount namespace lives in a chroot: enter the same root.
+    let chroot = st
+        .host_mounts
+        .then(|| {
+            let p = format!("/proc/{}/root", st.pid);
+            sys::open(
+                p.as_str(),
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
+                Mode::empty(),
+            )
+            .sys(|| format!("open {p}"))
+        })
+        .transpose()?;
     let tty = opts.process.terminal() == Some(true);
     let mut ours = None;
     let console = match &opts.console_socket {
@@ -111,6 +124,7 @@ pub fn exec(root: &Path, opts: &ExecOpts) -> Result<i32> {
                 seccomp.as_ref(),
                 opts,
                 &nses,
+                chroot.as_ref(),
                 console.as_ref().map(|c| c.as_raw_fd()),
                 &cchan,
             );
@@ -171,6 +185,7 @@ fn exec_child(
     seccomp: Option<&crate::seccomp::Compiled>,
     opts: &ExecOpts,
     nses: &[(LinuxNamespaceType, OwnedFd)],
+    chroot: Option<&OwnedFd>,
     console: Option<i32>,
     chan: &channel::Channel,
 ) -> Result<std::convert::Infallible> {
@@ -191,6 +206,10 @@ fn exec_child(
             nix::sched::setns(fd, nix::sched::CloneFlags::from_bits_truncate(flag as i32))
                 .sys(|| format!("join {name} namespace of {}", opts.id))?;
         }
+    }
+    if let Some(root) = chroot {
+        nix::unistd::fchdir(root.as_raw_fd()).sys(|| format!("enter the root of {}", opts.id))?;
+        nix::unistd::chroot(".").sys(|| format!("chroot into the root of {}", opts.id))?;
     }
     // The parent has finished with our cgroups when it says go.
     chan.expect(b"go")?;

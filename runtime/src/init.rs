@@ -34,6 +34,8 @@ pub struct InitCtx<'a> {
     pub new_uts_ns: bool,
     /// Mount namespace to join (by path) instead of a new one.
     pub join_mnt: Option<&'a OwnedFd>,
+    /// Neither a new nor a joined mount namespace: we are in the runtime's.
+    pub host_mounts: bool,
     /// User namespace to join, then unshare `unshare_flags` (and fork for a new pid ns).
     pub join_user: Option<&'a OwnedFd>,
     pub unshare_flags: u64,
@@ -64,10 +66,9 @@ pub fn run(ctx: InitCtx) -> ! {
 
 fn setup(ctx: &InitCtx) -> Result<std::convert::Infallible> {
     let spec = ctx.spec;
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::config("config.json", "process: missing"))?;
+    // `process` may be missing at create (the spec requires it only at start, which then
+    // fails): the environment is built all the same.
+    let process = spec.process().as_ref();
     sys::set_parent_death_signal(libc::SIGKILL).sys(|| "set parent death signal".into())?;
     if ctx.self_join_v1 {
         // Single-threaded here: we were cloned from the runtime's only thread.
@@ -140,20 +141,20 @@ fn setup(ctx: &InitCtx) -> Result<std::convert::Infallible> {
         }
     }
 
-    let joined_mnt = ctx.join_mnt.is_some();
-    if !joined_mnt {
-        rootfs::prepare(&rootfs::RootfsCtx {
-            mnt: &sys::Kernel,
-            spec,
-            rootfs: ctx.rootfs,
-            bundle: ctx.bundle,
-            cgroup_dirs: ctx.cgroup_dirs,
-            cgroup_v2: ctx.cgroup_v2,
-            // Joined or new: either way mknod is not ours to use.
-            new_user_ns: ctx.new_user_ns || ctx.join_user.is_some(),
-            new_cgroup_ns: ctx.new_cgroup_ns,
-        })?;
-    }
+    // A joined mount namespace gets the same rootfs work as a new one, done inside it (the
+    // bundle's paths are resolved there, as runc and crun do).
+    rootfs::prepare(&rootfs::RootfsCtx {
+        mnt: &sys::Kernel,
+        spec,
+        rootfs: ctx.rootfs,
+        bundle: ctx.bundle,
+        cgroup_dirs: ctx.cgroup_dirs,
+        cgroup_v2: ctx.cgroup_v2,
+        // Joined or new: either way mknod is not ours to use.
+        new_user_ns: ctx.new_user_ns || ctx.join_user.is_some(),
+        new_cgroup_ns: ctx.new_cgroup_ns,
+        host_mounts: ctx.host_mounts,
+    })?;
     let h = spec.hooks().as_ref();
     let has_hooks = h.is_some_and(|h| {
         [
@@ -180,10 +181,9 @@ fn setup(ctx: &InitCtx) -> Result<std::convert::Infallible> {
             &state,
         )?;
     }
-    if !joined_mnt {
-        rootfs::switch_root(ctx.rootfs, ctx.no_pivot)?;
-    }
-    if process.terminal() == Some(true) {
+    // pivot_root needs a mount namespace of our own: in the runtime's, chroot.
+    rootfs::switch_root(ctx.rootfs, ctx.no_pivot, ctx.host_mounts)?;
+    if let Some(process) = process.filter(|p| p.terminal() == Some(true)) {
         let sock = ctx.console.ok_or_else(|| {
             Error::config(
                 "config.json",
@@ -198,9 +198,7 @@ fn setup(ctx: &InitCtx) -> Result<std::convert::Infallible> {
         bind_console(&slave)?;
     }
     rootfs::apply_sysctl(spec)?;
-    if !joined_mnt {
-        rootfs::finish(spec)?;
-    }
+    rootfs::finish(spec)?;
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         let persona = match p.domain() {
             oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
@@ -208,7 +206,6 @@ fn setup(ctx: &InitCtx) -> Result<std::convert::Infallible> {
         };
         sys::personality(persona).sys(|| "personality".into())?;
     }
-    process::apply_rlimits(process)?;
     if let Some(m) = spec
         .linux()
         .as_ref()
@@ -216,13 +213,26 @@ fn setup(ctx: &InitCtx) -> Result<std::convert::Infallible> {
     {
         crate::sched::apply_memory_policy(m)?;
     }
-    crate::sched::apply_process(process)?;
-    let program = process::resolve(process)?;
-    process::enter_cwd(process.cwd())?;
+    let program = match process {
+        Some(process) => {
+            process::apply_rlimits(process)?;
+            crate::sched::apply_process(process)?;
+            let program = process::resolve(process)?;
+            process::enter_cwd(process.cwd())?;
+            Some((process, program))
+        }
+        None => None,
+    };
     sys::set_parent_death_signal(0).sys(|| "clear parent death signal".into())?;
     ctx.chan.send(b"ready")?;
 
     wait_for_start(ctx.fifo)?;
+    let Some((process, program)) = program else {
+        return Err(Error::config(
+            ctx.bundle.join("config.json"),
+            "process: missing (start needs a process to run)",
+        ));
+    };
     hooks::run(
         "startContainer",
         h.and_then(|h| h.start_container().as_ref()),

@@ -158,8 +158,20 @@ pub fn set_identity(process: &Process, setgroups_allowed: bool) -> Result<()> {
     Ok(())
 }
 
-/// Set the effective, permitted, inheritable and ambient sets exactly as the spec says
-/// (inheritable and ambient stay empty unless asked: CVE-2022-29162).
+/// Capability names, sorted, for messages.
+fn cap_names(set: &CapsHashSet) -> String {
+    let mut v: Vec<String> = set.iter().map(|c| c.to_string()).collect();
+    v.sort();
+    v.join(" ")
+}
+
+/// Set the effective, permitted, inheritable and ambient sets as the spec says (inheritable
+/// and ambient stay empty unless asked: CVE-2022-29162).
+///
+/// Like runc, an ambient capability the kernel cannot raise (it must be both permitted and
+/// inheritable; `runc spec` lists ambient capabilities with no inheritable ones) is skipped
+/// with a warning in the log. A permitted, effective or inheritable capability we cannot grant
+/// is an error that names it.
 pub fn set_capabilities(c: Option<&LinuxCapabilities>) -> Result<()> {
     let eff = to_caps(c.and_then(|c| c.effective().as_ref()))?;
     let perm = to_caps(c.and_then(|c| c.permitted().as_ref()))?;
@@ -169,18 +181,75 @@ pub fn set_capabilities(c: Option<&LinuxCapabilities>) -> Result<()> {
         id: String::new(),
         msg: format!("set {set} capabilities: {e}"),
     };
-    caps::set(None, CapSet::Inheritable, &inh).map_err(|e| fail("inheritable", e))?;
     let cur_perm = caps::read(None, CapSet::Permitted).map_err(|e| fail("permitted", e))?;
+    let missing: CapsHashSet = perm.difference(&cur_perm).copied().collect();
+    if !missing.is_empty() {
+        return Err(Error::Init {
+            id: String::new(),
+            msg: format!(
+                "cannot grant capabilities {} (process.capabilities.permitted): the runtime itself does not hold them",
+                cap_names(&missing)
+            ),
+        });
+    }
+    let not_perm: CapsHashSet = eff.difference(&perm).copied().collect();
+    if !not_perm.is_empty() {
+        return Err(Error::config(
+            "process.capabilities.effective",
+            format!(
+                "{} not in the permitted set: the kernel refuses an effective capability that is not permitted",
+                cap_names(&not_perm)
+            ),
+        ));
+    }
+    caps::set(None, CapSet::Inheritable, &inh).map_err(|e| {
+        let bounding = caps::read(None, CapSet::Bounding).unwrap_or_default();
+        let out: CapsHashSet = inh
+            .iter()
+            .filter(|c| !bounding.contains(c) && !cur_perm.contains(c))
+            .copied()
+            .collect();
+        if out.is_empty() {
+            fail("inheritable", e)
+        } else {
+            Error::Init {
+                id: String::new(),
+                msg: format!(
+                    "cannot grant capabilities {} (process.capabilities.inheritable): not in the runtime's bounding or permitted set",
+                    cap_names(&out)
+                ),
+            }
+        }
+    })?;
     let eff_now: CapsHashSet = eff.intersection(&cur_perm).copied().collect();
     caps::set(None, CapSet::Effective, &eff_now).map_err(|e| fail("effective", e))?;
     caps::set(None, CapSet::Permitted, &perm).map_err(|e| fail("permitted", e))?;
     caps::set(None, CapSet::Effective, &eff).map_err(|e| fail("effective", e))?;
     caps::clear(None, CapSet::Ambient).map_err(|e| fail("ambient", e))?;
-    for cap in &amb {
+    let (raise, skip) = ambient_split(&amb, &perm, &inh);
+    if !skip.is_empty() {
+        tracing::warn!(
+            "ambient capabilities {} skipped: an ambient capability must also be permitted and inheritable",
+            cap_names(&skip)
+        );
+    }
+    for cap in &raise {
         caps::raise(None, CapSet::Ambient, *cap).map_err(|e| fail("ambient", e))?;
     }
     sys::clear_keep_caps();
     Ok(())
+}
+
+/// Split the requested ambient set into what the kernel can raise (permitted and
+/// inheritable) and what it would refuse with EPERM.
+fn ambient_split(
+    amb: &CapsHashSet,
+    perm: &CapsHashSet,
+    inh: &CapsHashSet,
+) -> (CapsHashSet, CapsHashSet) {
+    amb.iter()
+        .copied()
+        .partition(|c| perm.contains(c) && inh.contains(c))
 }
 
 /// Compile a container's seccomp profile in the runtime (before forking), logging the
@@ -199,28 +268,18 @@ pub fn compile_seccomp(seccomp: Option<&LinuxSeccomp>) -> Result<Option<Compiled
     Ok(Some(c))
 }
 
-/// Could a process with these capabilities reach the runtime through /proc/<pid>/exe
-/// despite it being non-dumpable? (Only with CAP_SYS_PTRACE in its bounding set.)
-pub fn needs_sealed_runtime(process: &Process) -> bool {
-    process
-        .capabilities()
-        .as_ref()
-        .and_then(|c| c.bounding().as_ref())
-        .is_some_and(|b| b.iter().any(|c| c.to_string() == "SYS_PTRACE"))
-}
-
-/// Re-execute from a sealed copy when `process` needs it and we are not sealed yet.
-pub fn seal_if_needed(process: &Process) -> Result<()> {
-    if needs_sealed_runtime(process) && std::env::var_os(sys::SEALED_ENV).is_none() {
-        tracing::debug!("re-executing from a sealed copy (CAP_SYS_PTRACE container)");
-        let e = sys::reexec_sealed().unwrap_err();
-        return Err(Error::io(
-            "re-execute from a sealed copy of",
-            "/proc/self/exe",
-            e,
-        ));
+/// Make sure we run from a sealed copy of our binary before any container process is
+/// forked from us (CVE-2019-5736, for every container: see [`sys::reexec_sealed`]).
+pub fn ensure_sealed() -> Result<()> {
+    if sys::running_sealed() {
+        return Ok(());
     }
-    Ok(())
+    let e = sys::reexec_sealed().unwrap_err();
+    Err(Error::io(
+        "re-execute from a sealed copy of",
+        "/proc/self/exe",
+        e,
+    ))
 }
 
 /// Capabilities named on the command line (`exec --cap`), checked.
@@ -351,4 +410,26 @@ pub fn send_fd(socket: RawFd, fd: RawFd, payload: &[u8]) -> Result<()> {
     sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::empty(), None)
         .sys(|| "send pty master to the console socket".into())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ambient_needs_permitted_and_inheritable() {
+        let set = |v: &[Capability]| v.iter().copied().collect::<CapsHashSet>();
+        // `runc spec`: ambient = permitted, inheritable empty: nothing can be raised.
+        let caps = [Capability::CAP_KILL, Capability::CAP_NET_BIND_SERVICE];
+        let (raise, skip) = ambient_split(&set(&caps), &set(&caps), &set(&[]));
+        assert!(raise.is_empty());
+        assert_eq!(skip, set(&caps));
+        let (raise, skip) = ambient_split(
+            &set(&caps),
+            &set(&caps),
+            &set(&[Capability::CAP_NET_BIND_SERVICE]),
+        );
+        assert_eq!(raise, set(&[Capability::CAP_NET_BIND_SERVICE]));
+        assert_eq!(skip, set(&[Capability::CAP_KILL]));
+    }
 }

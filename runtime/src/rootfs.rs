@@ -121,6 +121,9 @@ pub struct RootfsCtx<'a, M: Mounter = sys::Kernel> {
     pub cgroup_v2: bool,
     pub new_user_ns: bool,
     pub new_cgroup_ns: bool,
+    /// No mount namespace of our own (see [`crate::state::State::host_mounts`]): leave the
+    /// propagation of the runtime's mounts alone.
+    pub host_mounts: bool,
 }
 
 fn mount_err<'a>(what: &str, dst: &'a Path) -> impl FnOnce(nix::Error) -> Error + 'a {
@@ -211,10 +214,13 @@ pub fn prepare<M: Mounter>(ctx: &RootfsCtx<M>) -> Result<()> {
         Some(f) if f.contains(MsFlags::MS_PRIVATE) => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
         _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
-    ctx.mnt
-        .mount(None::<&str>, "/", None::<&str>, base, None::<&str>)
-        .map_err(mount_err("set propagation of", Path::new("/")))?;
-    // The rootfs must be a mount point for pivot_root.
+    if !ctx.host_mounts {
+        ctx.mnt
+            .mount(None::<&str>, "/", None::<&str>, base, None::<&str>)
+            .map_err(mount_err("set propagation of", Path::new("/")))?;
+    }
+    // The rootfs must be a mount point for pivot_root (and, without a mount namespace, so
+    // that a read-only root or rootfsPropagation changes it alone, not the mount holding it).
     ctx.mnt
         .mount(
             Some(ctx.rootfs),
@@ -625,9 +631,12 @@ fn dev_symlinks(root: &OwnedFd) -> Result<()> {
 }
 
 /// Switch the root to the rootfs (pivot_root, or MS_MOVE + chroot with `no_pivot`).
-pub fn switch_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
+pub fn switch_root(rootfs: &Path, no_pivot: bool, host_mounts: bool) -> Result<()> {
     nix::unistd::chdir(rootfs).sys(|| format!("chdir {}", rootfs.display()))?;
-    if no_pivot {
+    if host_mounts {
+        // The runtime's mount namespace: moving or pivoting would change the host's root.
+        nix::unistd::chroot(".").sys(|| "chroot .".into())?;
+    } else if no_pivot {
         mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .map_err(mount_err("move rootfs to", Path::new("/")))?;
         nix::unistd::chroot(".").sys(|| "chroot .".into())?;
@@ -646,6 +655,48 @@ pub fn switch_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
         umount2(".", MntFlags::MNT_DETACH).sys(|| "detach old root".into())?;
     }
     nix::unistd::chdir("/").sys(|| "chdir /".into())
+}
+
+/// Unmount every mount at or below `rootfs`, deepest first (a container without a mount
+/// namespace of its own made them in the runtime's).
+pub fn unmount_under(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(rootfs))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    for p in points {
+        match umount2(&p, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(Error::sys(format!("unmount {}", p.display()), e)),
+        }
+    }
+    Ok(())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Everything after the root switch: propagation, read-only root, masked and read-only paths.
@@ -823,6 +874,7 @@ mod tests {
             cgroup_v2: false,
             new_user_ns: false,
             new_cgroup_ns: true,
+            host_mounts: false,
         };
         let root = sys::open(&rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
         for m in spec.mounts().iter().flatten() {

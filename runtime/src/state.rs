@@ -64,6 +64,10 @@ pub struct State {
     /// frozen config.json (state.json stays the only file they parse otherwise).
     #[serde(default)]
     pub late_hooks: bool,
+    /// No mount namespace of its own: the container's mounts were made under the rootfs in
+    /// the runtime's mount namespace, and `delete` unmounts them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_mounts: bool,
 }
 
 /// The directory holding one container's state.

@@ -392,63 +392,104 @@ impl Mounter for Recorder {
 }
 
 /// Environment marker of a runtime that already runs from a sealed copy of itself.
-pub const SEALED_ENV: &str = "_BERTH_RUNTIME_SEALED";
+/// Seals that make a memfd immutable: no write, no resize, no further seal changes.
+const EXE_SEALS: i32 =
+    libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 
-/// Re-execute ourselves from a sealed, anonymous copy of our binary (CVE-2019-5736 for
-/// containers that could ptrace us): `/proc/<pid>/exe` of the init and of exec'd processes
-/// then names a memfd whose contents can never change, not the host's binary. Costs a copy
-/// of the binary and one execve, so callers do it only when the container holds
-/// CAP_SYS_PTRACE (non-dumpable protects the others). Only returns on failure.
+/// Are we running from a sealed memfd (see [`reexec_sealed`])? Asked of the kernel, not of an
+/// environment variable a caller could set.
+pub fn running_sealed() -> bool {
+    let Ok(exe) = std::fs::File::open("/proc/self/exe") else {
+        return false;
+    };
+    // SAFETY: fcntl on an fd we own, integer arguments; a regular file answers EINVAL.
+    let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
+    seals >= 0 && seals & EXE_SEALS == EXE_SEALS
+}
+
+/// Re-execute ourselves from a sealed, anonymous copy of our binary (CVE-2019-5736): the
+/// container's init and exec'd processes are forks of this process, so `/proc/<pid>/exe` of
+/// each then names a memfd whose contents can never change, never the host's binary, whatever
+/// capabilities the container holds and whatever it executes (`#!/proc/self/exe` included).
+/// Costs a copy of the binary in the page cache and one execve. Only returns on failure.
 pub fn reexec_sealed() -> std::io::Result<std::convert::Infallible> {
     use std::os::unix::ffi::OsStrExt;
     let name = c"berth-runtime";
     // SAFETY: a valid NUL-terminated name and flags; the kernel returns a new fd.
-    let fd =
-        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let fd = unsafe {
+        libc::memfd_create(
+            name.as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | libc::MFD_EXEC,
+        )
+    };
+    // MFD_EXEC is unknown before Linux 6.3: retry without it.
+    let fd = if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // SAFETY: as above.
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) }
+    } else {
+        fd
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: memfd_create just returned this fd; we own it.
-    let mut memfd = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let mut exe = std::fs::File::open("/proc/self/exe")?;
-    std::io::copy(&mut exe, &mut memfd)?;
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    let memfd = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let exe = std::fs::File::open("/proc/self/exe")?;
+    let len = exe.metadata()?.len();
+    memfd.set_len(len)?;
+    // In-kernel copy from the page cache (sendfile: copy_file_range cannot cross from the
+    // binary's file system to the memfd's on current kernels).
+    let mut off: libc::off_t = 0;
+    while (off as u64) < len {
+        // SAFETY: both fds are open and ours; `off` is a valid offset pointer.
+        let n = unsafe {
+            libc::sendfile(
+                memfd.as_raw_fd(),
+                exe.as_raw_fd(),
+                &mut off,
+                (len - off as u64) as usize,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "/proc/self/exe shrank while being copied",
+            ));
+        }
+    }
+    drop(exe);
     // SAFETY: fcntl on our own fd with integer arguments.
-    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, EXE_SEALS) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
         .collect();
-    let mut env: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k != SEALED_ENV)
-        .map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            CString::new(kv).unwrap_or_default()
-        })
-        .collect();
-    env.push(CString::new(format!("{SEALED_ENV}=1")).expect("no NUL"));
     let argv: Vec<*const libc::c_char> = args
         .iter()
         .map(|a| a.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
-    let envp: Vec<*const libc::c_char> = env
-        .iter()
-        .map(|e| e.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    // SAFETY: argv and envp are NULL-terminated arrays of pointers into `args` and `env`,
-    // which outlive the call; AT_EMPTY_PATH executes the fd itself.
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: argv is a NULL-terminated array of pointers into `args`, which outlives the
+    // call; `environ` is libc's own NULL-terminated environment (single-threaded here, so
+    // nobody changes it meanwhile); AT_EMPTY_PATH executes the fd itself.
     unsafe {
         libc::syscall(
             libc::SYS_execveat,
             memfd.as_raw_fd(),
             c"".as_ptr(),
             argv.as_ptr(),
-            envp.as_ptr(),
+            environ,
             libc::AT_EMPTY_PATH,
         )
     };

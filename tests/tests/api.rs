@@ -614,6 +614,55 @@ fn docker_cli_run_lifecycle() {
 }
 
 /// docker-py runs a container to completion and reads its output.
+/// `docker run --privileged` on a host whose root lacks a capability (this VM's root has no
+/// CAP_SYS_RESOURCE; dockerd + runc fail here with "capset failure"): the container gets
+/// every capability the engine holds (its bounding set, as podman does), /sys writable, and
+/// no seccomp filter. `--cap-add ALL` the same.
+#[test]
+fn docker_cli_privileged() {
+    if !need_root("docker_cli_privileged") {
+        return;
+    }
+    let s = Stack::new("api-priv");
+    let tar = s.rootfs_tar().display().to_string();
+    ok(&s.docker(&["import", "--change", "CMD [\"sh\"]", &tar, "busybox:latest"]));
+    let ours = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+        .unwrap();
+    let script = "grep -E '^(CapEff|CapBnd|Seccomp):' /proc/self/status; grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1";
+    let out = ok(&s.docker(&["run", "--rm", "--privileged", "busybox", "sh", "-c", script]));
+    assert!(
+        out.contains(&format!("CapEff:\t{ours}\n")),
+        "{out} (engine: {ours})"
+    );
+    assert!(out.contains(&format!("CapBnd:\t{ours}\n")), "{out}");
+    assert!(out.contains("Seccomp:\t0\n"), "{out}");
+    assert!(out.ends_with("rw\n"), "/sys not writable: {out}");
+    let out = ok(&s.docker(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "ALL",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]));
+    assert_eq!(out, format!("CapEff:\t{ours}\n"));
+    // The default stays Docker's list (CAP_CHOWN … CAP_AUDIT_WRITE: 0xa80425fb).
+    let out = ok(&s.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]));
+    assert_eq!(out, "CapEff:\t00000000a80425fb\n");
+}
+
 #[test]
 fn docker_py_runs_a_container() {
     if !need_root("docker_py_runs_a_container") {

@@ -207,35 +207,121 @@ fn cve_2022_29162_inheritable_empty_unless_asked() {
     assert!(out.contains("CapAmb:\t0000000000000000"), "{out}");
 }
 
-/// CVE-2019-5736 for containers that may ptrace (CAP_SYS_PTRACE): non-dumpable is not enough
-/// there, so the runtime re-executes from a sealed memfd copy of itself, and what the
-/// container reaches through /proc/<pid>/exe can never be written.
+/// CVE-2019-5736 for every container: the runtime re-executes from a sealed memfd copy of
+/// itself before any container process exists, so `/proc/<pid>/exe` of its init and of its
+/// exec'd processes never names the host's binary. Host-side check first (even host root
+/// cannot write what a container's runtime process runs from), then the published attack:
+/// the container's entrypoint is `#!/proc/self/exe` (so `exec` makes the runtime run inside
+/// the container), and a process in the container holding CAP_SYS_PTRACE (so non-dumpable
+/// does not stop it) opens `/proc/<pid>/exe` of every process it sees and keeps trying to
+/// write it after that process exits. Runs a copy of the binary, so a failure cannot
+/// corrupt the one other tests use.
 #[test]
-fn cve_2019_5736_sealed_copy_for_ptrace_capable_containers() {
-    if !need_root("cve_2019_5736_sealed_copy_for_ptrace_capable_containers") {
+fn cve_2019_5736_binary_overwrite_through_proc_self_exe() {
+    if !need_root("cve_2019_5736_binary_overwrite_through_proc_self_exe") {
         return;
     }
-    let bin = berth_runtime();
+    use std::os::unix::fs::PermissionsExt;
+    let work = TempDir::new("cve5736");
+    let bin = work.path().join("berth-runtime");
+    std::fs::copy(berth_runtime(), &bin).unwrap();
     let before = sha(&bin);
-    let mut b = Bundle::new(&["sleep", "1000"]);
+    let root = work.path().join("root");
+    let rt = |args: &[&str]| {
+        std::process::Command::new(&bin)
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // The attacker: pid 1 of the container. Shell builtins only (no fork per try), so it
+    // catches short-lived processes.
+    let attack = r#"
+        : > /tmp/captured
+        while [ ! -e /tmp/stop ]; do
+          for d in /proc/[0-9]*; do
+            [ "$d" = /proc/$$ ] && continue
+            [ "$d/exe" -ef /bin/busybox ] && continue
+            exec 3< "$d/exe" 2>/dev/null || continue
+            echo "$d" >> /tmp/captured
+            i=0
+            while [ $i -lt 2000 ]; do
+              if { echo pwned >> /proc/self/fd/3; } 2>/dev/null; then echo "wrote via $d" >> /tmp/wrote; break; fi
+              i=$((i+1))
+            done
+            exec 3<&-
+          done
+        done
+    "#;
+    let mut b = Bundle::new(&["sh", "-c", attack]);
+    let entry = b.rootfs().join("entry");
+    std::fs::write(&entry, "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o755)).unwrap();
     for set in ["bounding", "effective", "permitted"] {
         b.push(
             &format!("/process/capabilities/{set}"),
             json!("CAP_SYS_PTRACE"),
         );
     }
-    let c = Ctr::new(Runtime::Berth, "sealed");
+    b.write();
+    let id = unique_id("cve5736");
+    let bundle = b.path().to_str().unwrap().to_string();
+    // The init keeps its stdio until start: files, not pipes.
+    let st = std::process::Command::new(&bin)
+        .arg("--root")
+        .arg(&root)
+        .args(["create", "--bundle", &bundle, &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(work.path().join("out")).unwrap())
+        .stderr(std::fs::File::create(work.path().join("err")).unwrap())
+        .status()
+        .unwrap();
+    let err = std::fs::read_to_string(work.path().join("err")).unwrap();
+    assert!(st.success(), "create: {err}");
+    struct Gone<'a>(&'a dyn Fn(&[&str]) -> std::process::Output, &'a str);
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            (self.0)(&["delete", "--force", self.1]);
+        }
+    }
+    let _gone = Gone(&rt, &id);
+    // Host side, while created: the waiting init runs from the sealed memfd, which even the
+    // host's root cannot write.
+    let state: serde_json::Value = serde_json::from_slice(&rt(&["state", &id]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let exe = format!("/proc/{pid}/exe");
+    let link = std::fs::read_link(&exe).unwrap();
     assert!(
-        c.create(&b).success(),
-        "{}",
-        std::fs::read_to_string(b.path().join("ctr.err")).unwrap()
+        link.to_string_lossy().starts_with("/memfd:berth-runtime"),
+        "init runs from {}",
+        link.display()
     );
-    let out = text(
-        &c.sh("readlink /proc/1/exe; echo pwned >> /proc/1/exe 2>/dev/null && echo exe-writable; echo end")
-            .stdout,
+    let w = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&exe)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"pwned"));
+    assert!(w.is_err(), "host root could write the init's executable");
+    let o = rt(&["start", &id]);
+    assert!(o.status.success(), "start: {}", text(&o.stderr));
+    // The attack: every exec runs the runtime's code inside the container (the exec child
+    // until execve, then the runtime again as /entry's interpreter).
+    for _ in 0..60 {
+        let _ = rt(&["exec", &id, "/entry"]);
+    }
+    std::fs::write(b.rootfs().join("tmp/stop"), "").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let captured = std::fs::read_to_string(b.rootfs().join("tmp/captured")).unwrap_or_default();
+    let wrote = std::fs::read_to_string(b.rootfs().join("tmp/wrote")).unwrap_or_default();
+    eprintln!(
+        "attacker opened the exe of {} runtime processes",
+        captured.lines().count()
     );
-    assert!(out.starts_with("/memfd:berth-runtime"), "{out}");
-    assert!(!out.contains("exe-writable"), "{out}");
-    ok(&c.verb("start", &[], &[]));
+    let first: Vec<&str> = wrote.lines().take(3).collect();
+    assert!(
+        wrote.is_empty(),
+        "the container wrote an executable: {first:?}"
+    );
     assert_eq!(sha(&bin), before, "berth-runtime was modified");
 }

@@ -338,9 +338,34 @@ fn norm_cap(c: &str) -> String {
     }
 }
 
+/// The capabilities in `bounding` (the kernel's bit mask, capability n = bit n), by name.
+fn caps_in_mask(bounding: u64) -> Vec<String> {
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bounding & (1u64 << i) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
+/// "Every capability" for `--privileged` and `--cap-add ALL`: those in our own bounding set,
+/// as podman does. Where the engine itself lacks one (this host's root has no
+/// CAP_SYS_RESOURCE, say), asking the runtime for it could only fail the container.
+pub fn all_capabilities() -> Vec<String> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    caps_in_mask(bounding)
+}
+
 pub fn with_capabilities(spec: &mut Value, opts: &Options) -> Result<(), Error> {
     let mut caps: Vec<String> = if opts.privileged {
-        ALL_CAPS.iter().map(|s| s.to_string()).collect()
+        all_capabilities()
     } else {
         DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
     };
@@ -351,7 +376,7 @@ pub fn with_capabilities(spec: &mut Value, opts: &Options) -> Result<(), Error> 
             return Err(Error::UnknownCap(c));
         }
         if c == "CAP_ALL" {
-            caps = ALL_CAPS.iter().map(|s| s.to_string()).collect();
+            caps = all_capabilities();
         } else if !caps.contains(&c) {
             caps.push(c);
         }
