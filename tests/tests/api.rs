@@ -663,6 +663,42 @@ fn docker_cli_privileged() {
     assert_eq!(out, "CapEff:\t00000000a80425fb\n");
 }
 
+/// 32-bit (i386) programs run under Docker's default seccomp profile, whose architectures
+/// include SCMP_ARCH_X86, and the profile applies to them by their own numbers (keyctl is
+/// refused with EPERM, as for 64-bit programs), as under dockerd + runc.
+#[test]
+fn docker_cli_i386_under_default_seccomp() {
+    if !need_root("docker_cli_i386_under_default_seccomp") {
+        return;
+    }
+    let s = Stack::new("api-i386");
+    // An image holding just the static probe.
+    let dir = s.dir.path().join("probe");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("probe32"), i386_probe_elf()).unwrap();
+    let tar = s.dir.path().join("probe.tar");
+    let st = std::process::Command::new("tar")
+        .args(["--mode=755", "-C"])
+        .arg(&dir)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("probe32")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    ok(&s.docker(&[
+        "import",
+        "--change",
+        "CMD [\"/probe32\"]",
+        tar.to_str().unwrap(),
+        "probe32",
+    ]));
+    ok(&s.docker(&["create", "--name", "p32", "probe32"]));
+    let o = s.docker(&["start", "-a", "p32"]);
+    assert_eq!(text(&o.stdout), "ok\n", "{}", text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "keyctl was not refused");
+}
+
 #[test]
 fn docker_py_runs_a_container() {
     if !need_root("docker_py_runs_a_container") {

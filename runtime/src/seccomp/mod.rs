@@ -7,10 +7,17 @@
 //! otherwise; each other action gets a filter returning that action for its rules and ALLOW
 //! otherwise. A syscall named by a rule therefore gets that rule's action, any other the default.
 //!
-//! Syscalls unknown on this architecture are skipped with a warning (profiles list syscalls of
-//! newer kernels and other arches). Syscalls of other ABIs (i386, x32) are denied: the
-//! architecture check kills the process, and x32 numbers get ENOSYS.
+//! A profile whose `architectures` name `SCMP_ARCH_X86` (Docker's default does) also filters
+//! i386 system calls, by their own numbers: each program then starts by dispatching on the
+//! audit architecture to an x86_64 part and an i386 part (seccompiler builds x86_64 filters
+//! only; the i386 part is built from the i386 table and its architecture check retargeted).
+//! Without it i386 calls fail the architecture check and kill the process, like libseccomp's
+//! native-only default. x32 numbers get ENOSYS (or the default action).
+//!
+//! Syscalls unknown on every filtered architecture are skipped with a warning (profiles list
+//! syscalls of newer kernels and other arches).
 
+mod x86;
 mod x86_64;
 
 use std::collections::BTreeMap;
@@ -25,17 +32,26 @@ use seccompiler::{
 
 use crate::error::{Error, Result};
 
+type Table = &'static [(&'static str, i64)];
+
+fn lookup(table: Table, name: &str) -> Option<i64> {
+    table
+        .binary_search_by(|(n, _)| n.cmp(&name))
+        .ok()
+        .map(|i| table[i].1)
+}
+
 /// The number of the syscall `name` on this machine's architecture.
 pub fn syscall_number(name: &str) -> Option<i64> {
     if cfg!(target_arch = "x86_64") {
-        x86_64::SYSCALLS
-            .binary_search_by(|(n, _)| n.cmp(&name))
-            .ok()
-            .map(|i| x86_64::SYSCALLS[i].1)
+        lookup(x86_64::SYSCALLS, name)
     } else {
         None
     }
 }
+
+const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
 
 fn target_arch() -> Result<TargetArch> {
     if cfg!(target_arch = "x86_64") {
@@ -148,29 +164,20 @@ pub struct Compiled {
     pub flags: u32,
 }
 
-/// Compile an OCI profile. Unknown syscalls are skipped and their names passed to `warn`.
-pub fn compile(s: &LinuxSeccomp, warn: &mut dyn FnMut(&str)) -> Result<Compiled> {
-    let arch = target_arch()?;
-    if let Some(archs) = s.architectures() {
-        let ours = archs.iter().any(|a| {
-            matches!(
-                a,
-                oci_spec::runtime::Arch::ScmpArchX86_64 | oci_spec::runtime::Arch::ScmpArchNative
-            )
-        });
-        if !archs.is_empty() && !ours {
-            return Err(Error::Seccomp(
-                "architectures does not include this machine's (x86_64)".into(),
-            ));
-        }
-    }
-    let default = action(s.default_action(), s.default_errno_ret())?;
+/// The rule maps of one architecture: the default filter's (syscalls some rule names) and
+/// one per other action, in `acts` order.
+fn rule_maps(
+    s: &LinuxSeccomp,
+    default: &SeccompAction,
+    acts: &[SeccompAction],
+    table: Table,
+    unknown: &mut std::collections::BTreeSet<String>,
+) -> Result<(RuleMap, Vec<RuleMap>)> {
     let mut allow_map = RuleMap::new();
-    // (action, rules) for every action other than ALLOW and the default.
-    let mut others: Vec<(SeccompAction, RuleMap)> = Vec::new();
+    let mut others: Vec<RuleMap> = acts.iter().map(|_| RuleMap::new()).collect();
     for rule in s.syscalls().iter().flatten() {
         let act = action(rule.action(), rule.errno_ret())?;
-        if act == default {
+        if act == *default {
             continue;
         }
         let conds = rule
@@ -185,29 +192,29 @@ pub fn compile(s: &LinuxSeccomp, warn: &mut dyn FnMut(&str)) -> Result<Compiled>
             Some(SeccompRule::new(conds).map_err(|e| Error::Seccomp(e.to_string()))?)
         };
         for name in rule.names() {
-            let Some(nr) = syscall_number(name) else {
-                warn(name);
+            let Some(nr) = lookup(table, name) else {
+                unknown.insert(name.clone());
                 continue;
             };
             add_rule(&mut allow_map, nr, srule.clone());
-            if act != SeccompAction::Allow {
-                let idx = match others.iter().position(|(a, _)| *a == act) {
-                    Some(i) => i,
-                    None => {
-                        others.push((act.clone(), RuleMap::new()));
-                        others.len() - 1
-                    }
-                };
-                add_rule(&mut others[idx].1, nr, srule.clone());
+            if let Some(i) = acts.iter().position(|a| *a == act) {
+                add_rule(&mut others[i], nr, srule.clone());
             }
         }
     }
+    Ok((allow_map, others))
+}
+
+/// The programs of one architecture, in install order.
+fn programs_for(
+    allow_map: RuleMap,
+    others: Vec<RuleMap>,
+    default: &SeccompAction,
+    acts: &[SeccompAction],
+    arch: TargetArch,
+) -> Result<Vec<BpfProgram>> {
     let mut programs = Vec::new();
-    let x32_action = match &default {
-        SeccompAction::Allow | SeccompAction::Log => SeccompAction::Errno(libc::ENOSYS as u32),
-        d => d.clone(),
-    };
-    if default != SeccompAction::Allow {
+    if *default != SeccompAction::Allow {
         programs.push(build(
             allow_map,
             default.clone(),
@@ -215,8 +222,8 @@ pub fn compile(s: &LinuxSeccomp, warn: &mut dyn FnMut(&str)) -> Result<Compiled>
             arch,
         )?);
     }
-    for (act, map) in others {
-        programs.push(build(map, SeccompAction::Allow, act, arch)?);
+    for (act, map) in acts.iter().zip(others) {
+        programs.push(build(map, SeccompAction::Allow, act.clone(), arch)?);
     }
     if programs.is_empty() {
         // Default ALLOW and no rules: still deny foreign ABIs.
@@ -227,8 +234,61 @@ pub fn compile(s: &LinuxSeccomp, warn: &mut dyn FnMut(&str)) -> Result<Compiled>
             arch,
         )?);
     }
+    Ok(programs)
+}
+
+/// Compile an OCI profile. Unknown syscalls are skipped and their names passed to `warn`.
+pub fn compile(s: &LinuxSeccomp, warn: &mut dyn FnMut(&str)) -> Result<Compiled> {
+    use oci_spec::runtime::Arch;
+    let arch = target_arch()?;
+    let archs = s.architectures().clone().unwrap_or_default();
+    if !archs.is_empty()
+        && !archs
+            .iter()
+            .any(|a| matches!(a, Arch::ScmpArchX86_64 | Arch::ScmpArchNative))
+    {
+        return Err(Error::Seccomp(
+            "architectures does not include this machine's (x86_64)".into(),
+        ));
+    }
+    let i386 = archs.contains(&Arch::ScmpArchX86);
+    let default = action(s.default_action(), s.default_errno_ret())?;
+    // Every action other than the default, in the order the profile first names it.
+    let mut acts: Vec<SeccompAction> = Vec::new();
+    for rule in s.syscalls().iter().flatten() {
+        let act = action(rule.action(), rule.errno_ret())?;
+        if act != default && act != SeccompAction::Allow && !acts.contains(&act) {
+            acts.push(act);
+        }
+    }
+    let mut unknown = std::collections::BTreeSet::new();
+    let (allow_map, others) = rule_maps(s, &default, &acts, x86_64::SYSCALLS, &mut unknown)?;
+    let mut programs = programs_for(allow_map, others, &default, &acts, arch)?;
+    let x32_action = match &default {
+        SeccompAction::Allow | SeccompAction::Log => SeccompAction::Errno(libc::ENOSYS as u32),
+        d => d.clone(),
+    };
     for p in &mut programs {
         deny_x32(p, &x32_action);
+    }
+    if i386 {
+        let mut unknown32 = std::collections::BTreeSet::new();
+        let (allow_map, others) = rule_maps(s, &default, &acts, x86::SYSCALLS, &mut unknown32)?;
+        // seccompiler only targets 64-bit arches: build with the i386 numbers, then point
+        // the architecture check at i386.
+        let mut programs32 = programs_for(allow_map, others, &default, &acts, arch)?;
+        for p in &mut programs32 {
+            retarget_arch(p, AUDIT_ARCH_I386)?;
+        }
+        programs = programs
+            .into_iter()
+            .zip(programs32)
+            .map(|(p64, p32)| dispatch(p64, p32))
+            .collect::<Result<_>>()?;
+        unknown.retain(|n| unknown32.contains(n));
+    }
+    for name in &unknown {
+        warn(name);
     }
     let mut flags = 0;
     for f in s.flags().iter().flatten() {
@@ -243,6 +303,39 @@ pub fn compile(s: &LinuxSeccomp, warn: &mut dyn FnMut(&str)) -> Result<Compiled>
         } as u32;
     }
     Ok(Compiled { programs, flags })
+}
+
+/// Point seccompiler's leading architecture check (`jeq AUDIT_ARCH_X86_64`) at `audit_arch`.
+fn retarget_arch(prog: &mut BpfProgram, audit_arch: u32) -> Result<()> {
+    let check = prog
+        .iter_mut()
+        .take(4)
+        .find(|i| i.code == 0x15 && i.k == AUDIT_ARCH_X86_64)
+        .ok_or_else(|| Error::Seccomp("no architecture check in a compiled filter".into()))?;
+    check.k = audit_arch;
+    Ok(())
+}
+
+/// One program from an x86_64 and an i386 one: load the audit architecture, jump over the
+/// x86_64 part to the i386 part when it is i386. Both parts end every path in a return, so
+/// their own (relative) jumps stay valid.
+fn dispatch(p64: BpfProgram, p32: BpfProgram) -> Result<BpfProgram> {
+    const BPF_MAXINSNS: usize = 4096;
+    let ins = |code: u16, jt: u8, jf: u8, k: u32| seccompiler::sock_filter { code, jt, jf, k };
+    let mut out = vec![
+        ins(0x20, 0, 0, 4),                // ld [4]: seccomp_data.arch
+        ins(0x15, 0, 1, AUDIT_ARCH_I386),  // jeq i386: next, else skip the jump
+        ins(0x05, 0, 0, p64.len() as u32), // ja over the x86_64 part
+    ];
+    out.extend(p64);
+    out.extend(p32);
+    if out.len() > BPF_MAXINSNS {
+        return Err(Error::Seccomp(format!(
+            "the x86_64 and i386 filter is {} instructions, above the kernel's {BPF_MAXINSNS}",
+            out.len()
+        )));
+    }
+    Ok(out)
 }
 
 fn build(
@@ -325,6 +418,37 @@ mod tests {
         assert_eq!(warned.len(), 1);
         assert!(warned[0].contains("frobnicate"));
         assert_eq!(c.programs.len(), 3);
+    }
+
+    #[test]
+    fn i386_gets_its_own_numbers_when_asked() {
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],
+                "syscalls":[{"names":["read","chown32","frobnicate"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        );
+        let mut warned = Vec::new();
+        let c = compile(&p, &mut |w| warned.push(w.to_string())).unwrap();
+        // chown32 exists on i386: only the name no architecture has is reported.
+        assert_eq!(warned, ["frobnicate"]);
+        let prog = &c.programs[0];
+        assert_eq!((prog[1].code, prog[1].k), (0x15, AUDIT_ARCH_I386));
+        let jump = prog[2].k as usize;
+        // The jump lands on the i386 part's architecture check.
+        assert!(prog[3..4 + 3].iter().any(|i| i.k == AUDIT_ARCH_X86_64));
+        assert!(prog[3 + jump..3 + jump + 3]
+            .iter()
+            .any(|i| i.k == AUDIT_ARCH_I386));
+        // i386 numbers: chown32 is 212 there, read is 3 (x86_64: 0).
+        let ks: Vec<u32> = prog[3 + jump..].iter().map(|i| i.k).collect();
+        assert!(ks.contains(&212) && ks.contains(&3), "{ks:?}");
+        // Native only without SCMP_ARCH_X86: no dispatch.
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read","chown32"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        );
+        let mut warned = Vec::new();
+        let c = compile(&p, &mut |w| warned.push(w.to_string())).unwrap();
+        assert_eq!(warned, ["chown32"]);
+        assert!(!c.programs[0].iter().any(|i| i.k == AUDIT_ARCH_I386));
     }
 
     #[test]
