@@ -519,10 +519,19 @@ impl Cgroup {
         }
         if let Some(b) = res.block_io() {
             let dir = self.need("blkio")?;
-            if let Some(w) = b.weight() {
-                write(dir, "blkio.weight", &w.to_string())?;
+            // Weight 0 means "not set" (dockerd sends it for every container, as runc reads it).
+            if let Some(w) = b.weight().filter(|w| *w != 0) {
+                // Kernels without CFQ have the BFQ scheduler's file only.
+                let file = if !dir.join("blkio.weight").exists()
+                    && dir.join("blkio.bfq.weight").exists()
+                {
+                    "blkio.bfq.weight"
+                } else {
+                    "blkio.weight"
+                };
+                write(dir, file, &w.to_string())?;
             }
-            if let Some(w) = b.leaf_weight() {
+            if let Some(w) = b.leaf_weight().filter(|w| *w != 0) {
                 write(dir, "blkio.leaf_weight", &w.to_string())?;
             }
             for d in b.weight_device().iter().flatten() {
@@ -675,7 +684,7 @@ impl Cgroup {
             write(dir, "pids.max", &pids_max(p.limit()))?;
         }
         if let Some(b) = res.block_io() {
-            if let Some(w) = b.weight() {
+            if let Some(w) = b.weight().filter(|w| *w != 0) {
                 let w2 = 1 + (u64::from(w).saturating_sub(10)) * 9999 / 990;
                 write(dir, "io.weight", &format!("default {w2}"))?;
             }

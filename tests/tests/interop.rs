@@ -1,5 +1,5 @@
 //! berth-runtime in place of runc under other engines: containerd (`ctr run --runc-binary`)
-//! and podman (`--runtime`). Each test starts its own daemon/state under a temp dir and
+//! podman (`--runtime`) and dockerd (`--add-runtime`). Each test starts its own daemon/state under a temp dir and
 //! removes what the engine leaves (its parent cgroups) when it did not exist before.
 
 use std::path::{Path, PathBuf};
@@ -349,4 +349,163 @@ fn podman_runs_with_berth_runtime() {
     ok(&podman(&["rm", "-f", "-t", "0", &name]));
     let _ = podman(&["system", "reset", "-f"]);
     eprintln!("podman interop done: {out}");
+}
+
+/// dockerd (Debian's 20.10, with its own containerd) with `--add-runtime berth=…`: the real
+/// docker CLI runs, execs into and removes containers on berth-runtime, from the config
+/// dockerd generates (Docker's default capabilities and seccomp profile). No bridge, no
+/// iptables, no pulls: nothing of the host's network is touched.
+#[test]
+fn dockerd_runs_with_berth_runtime() {
+    if !need_root("dockerd_runs_with_berth_runtime") {
+        return;
+    }
+    if !have("dockerd") || !have("docker") {
+        eprintln!("skipping dockerd_runs_with_berth_runtime: dockerd or docker missing");
+        return;
+    }
+    let _cg = EngineCgroups::new(&["docker"]);
+    let dir = TempDir::new("dockerd");
+    let d = dir.path();
+    let sock = format!("unix://{}/d.sock", d.display());
+    std::fs::write(d.join("daemon.json"), "{}").unwrap();
+    let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
+    let child = Command::new("dockerd")
+        .arg("--config-file")
+        .arg(d.join("daemon.json"))
+        .arg("--data-root")
+        .arg(d.join("data"))
+        .arg("--exec-root")
+        .arg(d.join("exec"))
+        .arg("--pidfile")
+        .arg(d.join("dockerd.pid"))
+        .args([
+            "-H",
+            &sock,
+            "--bridge",
+            "none",
+            "--iptables=false",
+            "--ip6tables=false",
+        ])
+        .args([
+            "--ip-masq=false",
+            "--storage-driver",
+            "vfs",
+            "--add-runtime",
+        ])
+        .arg(format!("berth={}", berth_runtime().display()))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    struct Daemon(Child, PathBuf);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            for m in mounts_containing(self.1.to_str().unwrap())
+                .into_iter()
+                .rev()
+            {
+                let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+    let _daemon = Daemon(child, d.to_path_buf());
+    let docker = |args: &[&str]| {
+        Command::new("timeout")
+            .arg("60")
+            .arg("docker")
+            .args(["-H", &sock])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !docker(&["version"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "dockerd did not come up: {}",
+            std::fs::read_to_string(d.join("dockerd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rootfs = d.join("rootfs");
+    make_rootfs(&rootfs);
+    let tar = d.join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    ok(&docker(&["import", tar.to_str().unwrap(), "bb"]));
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        "bb",
+        "sh",
+        "-c",
+        "echo hello from dockerd; grep -E '^(CapEff|Seccomp):' /proc/self/status; exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.starts_with("hello from dockerd\n"), "{out}");
+    assert!(
+        out.contains("CapEff:\t00000000a80425fb"),
+        "Docker's default caps: {out}"
+    );
+    assert!(
+        out.contains("Seccomp:\t2"),
+        "Docker's default profile: {out}"
+    );
+    ok(&docker(&[
+        "run",
+        "-d",
+        "--name",
+        "long",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        "bb",
+        "sleep",
+        "1000",
+    ]));
+    assert_eq!(
+        ok(&docker(&["exec", "long", "sh", "-c", "echo exec ok"])).trim(),
+        "exec ok"
+    );
+    // dockerd ran our binary: the state it keeps (under the runc shim's root, which dockerd
+    // 20.10 names runtime-runc whatever the runtime) has berth-runtime's layout.
+    let id = ok(&docker(&["inspect", "-f", "{{.Id}}", "long"]));
+    let state = d
+        .join("exec/runtime-runc/moby")
+        .join(id.trim())
+        .join("state.json");
+    let state = std::fs::read_to_string(&state).unwrap_or_default();
+    assert!(
+        state.contains("\"pid_start\""),
+        "not berth-runtime's state: {state}"
+    );
+    ok(&docker(&["rm", "-f", "long"]));
 }
