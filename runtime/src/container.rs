@@ -244,6 +244,14 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
     // in all of it (CLONE_INTO_CGROUP on a pure v2 host), the init unshares it once moved.
     let into_cgroup = into_unified && cg.v2;
     let late_cgroup_ns = flags & libc::CLONE_NEWCGROUP as u64 != 0 && !into_cgroup;
+    // Time offsets must be written before any process enters the new time namespace: the init
+    // unshares it, writes them, then enters it (see init::enter_time_ns).
+    let time_offsets = time_offsets(&linux, flags, &bundle.dir)?;
+    let flags = if time_offsets.is_some() {
+        flags & !(libc::CLONE_NEWTIME as u64)
+    } else {
+        flags
+    };
     let clone_flags = if slow {
         0
     } else if late_cgroup_ns {
@@ -289,6 +297,7 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
                 host_mounts,
                 join_user: join_user.as_ref(),
                 unshare_flags: flags,
+                time_offsets: time_offsets.as_deref(),
                 late_cgroup_ns,
                 self_join_v1,
                 seccomp: seccomp.as_ref(),
@@ -326,6 +335,42 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
             Ok(pid)
         }
     }
+}
+
+/// `linux.timeOffsets` as `/proc/<pid>/timens_offsets` wants them, checked: only for a new
+/// time namespace, only the clocks a time namespace has.
+fn time_offsets(
+    linux: &oci_spec::runtime::Linux,
+    flags: u64,
+    bundle: &Path,
+) -> Result<Option<String>> {
+    let Some(offsets) = linux.time_offsets().as_ref().filter(|o| !o.is_empty()) else {
+        return Ok(None);
+    };
+    let config = bundle.join("config.json");
+    if flags & libc::CLONE_NEWTIME as u64 == 0 {
+        return Err(Error::config(
+            config,
+            "linux.timeOffsets: needs a new time namespace in linux.namespaces",
+        ));
+    }
+    let mut lines = String::new();
+    let mut clocks: Vec<_> = offsets.iter().collect();
+    clocks.sort_by(|a, b| a.0.cmp(b.0));
+    for (clock, off) in clocks {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(Error::config(
+                config,
+                format!("linux.timeOffsets: unknown clock {clock:?} (monotonic or boottime)"),
+            ));
+        }
+        lines.push_str(&format!(
+            "{clock} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
+    }
+    Ok(Some(lines))
 }
 
 fn recv_pid(chan: &Channel, id: &str) -> Result<i32> {

@@ -39,6 +39,8 @@ pub struct InitCtx<'a> {
     /// User namespace to join, then unshare `unshare_flags` (and fork for a new pid ns).
     pub join_user: Option<&'a OwnedFd>,
     pub unshare_flags: u64,
+    /// `linux.timeOffsets`, formatted: unshare the time namespace, write them, enter it.
+    pub time_offsets: Option<&'a str>,
     /// Unshare the cgroup namespace after `go` (once we sit in the container's cgroup).
     pub late_cgroup_ns: bool,
     /// Move ourselves into the legacy (v1) hierarchies first (see cgroups::join_self_v1).
@@ -85,6 +87,9 @@ fn setup(ctx: &InitCtx) -> Result<std::convert::Infallible> {
         let flags = ctx.unshare_flags & !(libc::CLONE_NEWCGROUP as u64);
         nix::sched::unshare(nix::sched::CloneFlags::from_bits_truncate(flags as i32))
             .sys(|| "unshare namespaces".into())?;
+        if let Some(offsets) = ctx.time_offsets {
+            enter_time_ns(offsets)?;
+        }
         if ctx.unshare_flags & libc::CLONE_NEWPID as u64 != 0 {
             // A new pid namespace only applies to children: the grandchild is the init.
             // CLONE_PARENT: the init becomes the runtime's child (waitable by `run`, and its
@@ -118,6 +123,9 @@ fn setup(ctx: &InitCtx) -> Result<std::convert::Infallible> {
         let root = nix::unistd::Uid::from_raw(0);
         nix::unistd::setresuid(root, root, root)
             .sys(|| "become uid 0 in the user namespace".into())?;
+    }
+    if let (Some(offsets), None) = (ctx.time_offsets, ctx.join_user) {
+        enter_time_ns(offsets)?;
     }
     if ctx.join_user.is_none() {
         if let Some(mnt) = ctx.join_mnt {
@@ -288,4 +296,27 @@ fn bind_console(slave: &Path) -> Result<()> {
         None::<&str>,
     )
     .sys(|| format!("bind {} on /dev/console", slave.display()))
+}
+
+/// A new time namespace with offsets: unshare it (it becomes our children's), write the
+/// offsets while no process is in it, then enter it ourselves (allowed for a single-threaded
+/// process), so the container's process sees the shifted clocks.
+fn enter_time_ns(offsets: &str) -> Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(
+        libc::CLONE_NEWTIME,
+    ))
+    .sys(|| "unshare the time namespace".into())?;
+    std::fs::write("/proc/self/timens_offsets", offsets)
+        .map_err(|e| Error::io("write linux.timeOffsets to", "/proc/self/timens_offsets", e))?;
+    let ns = sys::open(
+        "/proc/self/ns/time_for_children",
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .sys(|| "open /proc/self/ns/time_for_children".into())?;
+    nix::sched::setns(
+        ns,
+        nix::sched::CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    )
+    .sys(|| "enter the new time namespace".into())
 }

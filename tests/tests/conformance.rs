@@ -69,9 +69,6 @@ fn time_namespace_offsets() {
         json!({"boottime": {"secs": 86400 * 365, "nanosecs": 0}}),
     );
     let (code, out, err) = run(&b);
-    if code != 0 && err.contains("timeOffsets") {
-        return;
-    }
     assert_eq!(code, 0, "{err}");
     let host: f64 = std::fs::read_to_string("/proc/uptime")
         .unwrap()
@@ -80,10 +77,25 @@ fn time_namespace_offsets() {
         .unwrap()
         .parse()
         .unwrap();
-    let inside: f64 = out.trim().parse().unwrap_or(0.0);
-    // Without offsets applied, only the namespace is new; the uptime is the host's either way
-    // unless offsets were written. Accept both, but the container must have run.
-    assert!(inside >= host - 5.0, "uptime {inside} vs host {host}");
+    let inside: f64 = out.trim().parse().unwrap();
+    // The boot-time clock inside is a year ahead of the host's.
+    let year = 86400.0 * 365.0;
+    assert!(
+        (inside - host - year).abs() < 30.0,
+        "uptime inside {inside}, host {host}: the offset was not applied"
+    );
+    // Offsets without a time namespace, or for a clock that has none, are refused.
+    let mut b = sh("true");
+    b.set("/linux/timeOffsets", json!({"boottime": {"secs": 1}}));
+    let (code, _, err) = run(&b);
+    assert_ne!(code, 0);
+    assert!(err.contains("linux.timeOffsets"), "{err}");
+    let mut b = sh("true");
+    b.push("/linux/namespaces", json!({"type": "time"}));
+    b.set("/linux/timeOffsets", json!({"realtime": {"secs": 1}}));
+    let (code, _, err) = run(&b);
+    assert_ne!(code, 0);
+    assert!(err.contains("realtime"), "{err}");
 }
 
 #[test]
@@ -296,7 +308,13 @@ fn sysctl_rlimits_oom_score_personality_hostname() {
         return;
     }
     let mut b = sh("cat /proc/sys/net/ipv4/ip_forward; ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj; uname -m; hostname; domainname 2>/dev/null || cat /proc/sys/kernel/domainname");
-    b.set("/linux/sysctl", json!({"net.ipv4.ip_forward": "1"}));
+    // The opposite of the host's value, so both the container's and the host's can be told.
+    let host_forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        .unwrap()
+        .trim()
+        .to_string();
+    let want = if host_forward == "1" { "0" } else { "1" };
+    b.set("/linux/sysctl", json!({"net.ipv4.ip_forward": want}));
     b.set(
         "/process/rlimits",
         json!([{"type": "RLIMIT_NOFILE", "soft": 1234, "hard": 2345}]),
@@ -311,7 +329,7 @@ fn sysctl_rlimits_oom_score_personality_hostname() {
     assert_eq!(
         lines,
         [
-            "1",
+            want,
             "1234",
             "2345",
             "456",
@@ -322,7 +340,13 @@ fn sysctl_rlimits_oom_score_personality_hostname() {
         "{out}"
     );
     // The host's own setting is untouched by the container's network namespace.
-    let _ = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .unwrap()
+            .trim(),
+        host_forward,
+        "the container's sysctl changed the host's"
+    );
 }
 
 fn status_field(out: &str, key: &str) -> String {

@@ -1,6 +1,7 @@
-//! berth-runtime in place of runc under other engines: containerd (`ctr run --runc-binary`)
-//! podman (`--runtime`) and dockerd (`--add-runtime`). Each test starts its own daemon/state under a temp dir and
-//! removes what the engine leaves (its parent cgroups) when it did not exist before.
+//! berth-runtime in place of runc under other engines: containerd (`ctr run --runc-binary`),
+//! podman (`--runtime`) and dockerd (`--add-runtime`). Each test starts its own daemon/state
+//! under a temp dir and removes what the engine leaves (its parent cgroups) when it did not
+//! exist before.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
