@@ -204,6 +204,7 @@ fn setup(ctx: &InitCtx) -> Result<std::convert::Infallible> {
             .map(|b| (b.height() as u16, b.width() as u16));
         let slave = process::setup_terminal(sock, size)?;
         bind_console(&slave)?;
+        drop(slave);
     }
     rootfs::apply_sysctl(spec)?;
     rootfs::finish(spec)?;
@@ -283,21 +284,53 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
     }
 }
 
-fn bind_console(slave: &Path) -> Result<()> {
-    let console = Path::new("/dev/console");
-    if !console.exists() {
-        std::fs::File::create(console).map_err(|e| Error::io("create", console, e))?;
-    }
-    nix::mount::mount(
-        Some(slave),
-        console,
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
+/// Bind the pty slave on /dev/console through descriptors (CVE-2025-52565): the target is
+/// opened without following symlinks inside /dev and must be a regular file or character
+/// device (created when missing), the source is the slave we opened and checked; the bind
+/// goes from one fd to the other, before the masked and read-only paths are applied.
+fn bind_console(slave: &OwnedFd) -> Result<()> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    let dev = sys::open(
+        "/dev",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+        Mode::empty(),
     )
-    .sys(|| format!("bind {} on /dev/console", slave.display()))
+    .sys(|| "open /dev for /dev/console".into())?;
+    let open = || {
+        sys::openat(
+            dev.as_raw_fd(),
+            "console",
+            OFlag::O_PATH | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )
+    };
+    let target = match open() {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => {
+            match sys::openat(
+                dev.as_raw_fd(),
+                "console",
+                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW,
+                Mode::from_bits_truncate(0o600),
+            ) {
+                Ok(_) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(Error::sys("create /dev/console", e)),
+            }
+            open().sys(|| "open /dev/console".into())?
+        }
+        Err(e) => return Err(Error::sys("open /dev/console", e)),
+    };
+    let st = nix::sys::stat::fstat(target.as_raw_fd()).sys(|| "stat /dev/console".into())?;
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFREG && kind != libc::S_IFCHR {
+        return Err(Error::Init {
+            id: String::new(),
+            msg: "/dev/console in the container is not a file or device (a symlink?): refusing to bind the console there".into(),
+        });
+    }
+    sys::bind_fd(slave, &target).sys(|| "bind the pty on /dev/console".into())
 }
-
 /// A new time namespace with offsets: unshare it (it becomes our children's), write the
 /// offsets while no process is in it, then enter it ourselves (allowed for a single-threaded
 /// process), so the container's process sees the shifted clocks.

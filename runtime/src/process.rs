@@ -290,27 +290,35 @@ pub fn parse_caps(names: &[String]) -> Result<HashSet<Capability>> {
         .collect()
 }
 
-/// Write AppArmor/SELinux exec labels when the host has the LSM.
+/// Write AppArmor/SELinux exec labels when the host has the LSM, through a procfs of our
+/// own (never the container's /proc, which its mounts may have redirected).
 pub fn set_lsm_labels(process: &Process) -> Result<()> {
-    if let Some(profile) = process.apparmor_profile() {
-        let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-            .is_ok_and(|s| s.trim() == "Y");
-        if enabled && !profile.is_empty() {
-            let attr = if Path::new("/proc/self/attr/apparmor/exec").exists() {
-                "/proc/self/attr/apparmor/exec"
-            } else {
-                "/proc/self/attr/exec"
-            };
-            std::fs::write(attr, format!("exec {profile}"))
-                .map_err(|e| Error::io("set AppArmor profile via", attr, e))?;
-        }
+    let apparmor = process.apparmor_profile().as_ref().filter(|p| {
+        !p.is_empty()
+            && std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+                .is_ok_and(|s| s.trim() == "Y")
+    });
+    let selinux = process
+        .selinux_label()
+        .as_ref()
+        .filter(|l| !l.is_empty() && Path::new("/sys/fs/selinux/enforce").exists());
+    if apparmor.is_none() && selinux.is_none() {
+        return Ok(());
     }
-    if let Some(label) = process.selinux_label() {
-        let enabled = Path::new("/sys/fs/selinux/enforce").exists();
-        if enabled && !label.is_empty() {
-            std::fs::write("/proc/self/attr/exec", label)
-                .map_err(|e| Error::io("set SELinux label via", "/proc/self/attr/exec", e))?;
-        }
+    let proc = sys::Procfs::new().sys(|| "open a private procfs for LSM labels".into())?;
+    let me = Path::new(&nix::unistd::getpid().to_string()).join("attr");
+    if let Some(profile) = apparmor {
+        let attr = if proc.open(&me.join("apparmor/exec"), libc::O_PATH).is_ok() {
+            me.join("apparmor/exec")
+        } else {
+            me.join("exec")
+        };
+        proc.write(&attr, format!("exec {profile}").as_bytes())
+            .sys(|| format!("set AppArmor profile {profile}"))?;
+    }
+    if let Some(label) = selinux {
+        proc.write(&me.join("exec"), label.as_bytes())
+            .sys(|| format!("set SELinux label {label}"))?;
     }
     Ok(())
 }
@@ -374,10 +382,12 @@ pub fn enter_cwd(cwd: &Path) -> Result<()> {
 }
 
 /// Open a new pty inside the container, send its master to the console socket, and make the
-/// slave our controlling terminal and stdio. Returns the slave path.
-pub fn setup_terminal(socket: RawFd, size: Option<(u16, u16)>) -> Result<PathBuf> {
+/// slave our controlling terminal and stdio. Returns the slave, opened from the master
+/// (TIOCGPTPEER: no path that could have been swapped) and checked to be a pty.
+pub fn setup_terminal(socket: RawFd, size: Option<(u16, u16)>) -> Result<std::os::fd::OwnedFd> {
     use nix::fcntl::OFlag;
     use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    use std::os::fd::FromRawFd;
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .sys(|| "open /dev/ptmx".into())?;
     grantpt(&master).sys(|| "grantpt".into())?;
@@ -386,19 +396,42 @@ pub fn setup_terminal(socket: RawFd, size: Option<(u16, u16)>) -> Result<PathBuf
     if let Some((h, w)) = size {
         sys::set_winsize(master.as_raw_fd(), h, w);
     }
-    let slave = sys::open(
-        Path::new(&name),
-        OFlag::O_RDWR | OFlag::O_NOCTTY,
-        nix::sys::stat::Mode::empty(),
-    )
-    .sys(|| format!("open {name}"))?;
+    // SAFETY: ioctl TIOCGPTPEER on the master we own, with open flags as its argument; it
+    // returns a new fd for the peer.
+    let fd = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    let slave = if fd >= 0 {
+        // SAFETY: the kernel just returned this fd; we own it.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+    } else {
+        sys::open(
+            Path::new(&name),
+            OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_NOFOLLOW,
+            nix::sys::stat::Mode::empty(),
+        )
+        .sys(|| format!("open {name}"))?
+    };
+    let st = nix::sys::stat::fstat(slave.as_raw_fd()).sys(|| format!("stat {name}"))?;
+    // Unix98 pty slaves: character devices with majors 136-143.
+    let major = nix::sys::stat::major(st.st_rdev);
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || !(136..=143).contains(&major) {
+        return Err(Error::Init {
+            id: String::new(),
+            msg: format!("{name} is not a pty slave (device {major}): refusing it as the console"),
+        });
+    }
     send_fd(socket, master.as_raw_fd(), name.as_bytes())?;
     drop(master);
     for target in 0..3 {
         nix::unistd::dup2(slave.as_raw_fd(), target).sys(|| "dup2 pty slave".into())?;
     }
     sys::set_controlling_tty(0).sys(|| "make the pty the controlling terminal".into())?;
-    Ok(PathBuf::from(name))
+    Ok(slave)
 }
 
 /// Send one fd over a unix socket with `payload` (runc sends the pty name).

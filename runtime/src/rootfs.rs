@@ -259,7 +259,59 @@ fn is_bind(m: &Mount) -> bool {
             .any(|o| o == "bind" || o == "rbind")
 }
 
+/// Files under /proc a mount may cover (what runc allows: lxcfs-style views of system
+/// files, and `ns_last_pid` for checkpoint/restore). Nothing else under /proc may be a
+/// mount destination: a bind over a /proc file or directory is how masking and read-only
+/// paths get undone (CVE-2025-52565 class).
+const PROC_MOUNTS_ALLOWED: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// Refuse a mount on /proc itself that is not procfs, and on anything under /proc but the
+/// allowed files.
+fn check_proc_destination(m: &Mount) -> Result<()> {
+    let mut clean = PathBuf::from("/");
+    for c in m.destination().components() {
+        match c {
+            Component::Normal(n) => clean.push(n),
+            Component::ParentDir => {
+                clean.pop();
+            }
+            _ => {}
+        }
+    }
+    if !clean.starts_with("/proc") {
+        return Ok(());
+    }
+    if clean == Path::new("/proc") {
+        if m.typ().as_deref() == Some("proc") {
+            return Ok(());
+        }
+        return Err(Error::config(
+            m.destination(),
+            "only a proc file system can be mounted on /proc",
+        ));
+    }
+    if PROC_MOUNTS_ALLOWED.iter().any(|a| clean == Path::new(a)) {
+        return Ok(());
+    }
+    Err(Error::config(
+        m.destination(),
+        "cannot be a mount destination: it is inside /proc (only /proc/cpuinfo, meminfo, stat, uptime and the like may be covered)",
+    ))
+}
+
 fn mount_one<M: Mounter>(ctx: &RootfsCtx<M>, root: &OwnedFd, m: &Mount) -> Result<()> {
+    check_proc_destination(m)?;
     let dest = m.destination();
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().clone().unwrap_or_default();
@@ -810,12 +862,19 @@ pub fn apply_sysctl(spec: &Spec) -> Result<()> {
     let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else {
         return Ok(());
     };
+    if map.is_empty() {
+        return Ok(());
+    }
+    // Through a procfs of our own, never the container's /proc (whatever is mounted on it or
+    // under it): CVE-2025-52881 redirected such writes to /proc/sysrq-trigger.
+    let proc = sys::Procfs::new().sys(|| "open a private procfs for linux.sysctl".into())?;
     for (k, v) in map {
         if k.contains("..") || k.contains('/') && k.contains('.') {
             return Err(Error::config(&k, "invalid sysctl key"));
         }
-        let path = Path::new("/proc/sys").join(k.replace('.', "/"));
-        std::fs::write(&path, &v).map_err(|e| Error::io("write sysctl", &path, e))?;
+        let rel = Path::new("sys").join(k.replace('.', "/"));
+        proc.write(&rel, v.as_bytes())
+            .sys(|| format!("write sysctl {k} = {v:?} (/proc/{})", rel.display()))?;
     }
     Ok(())
 }
@@ -882,6 +941,28 @@ mod tests {
         }
         let calls = rec.calls.borrow().clone();
         calls
+    }
+
+    #[test]
+    fn proc_destinations() {
+        let m = |dest: &str, typ: &str| -> Mount {
+            serde_json::from_value(
+                serde_json::json!({"destination": dest, "type": typ, "source": "x"}),
+            )
+            .unwrap()
+        };
+        assert!(check_proc_destination(&m("/proc", "proc")).is_ok());
+        assert!(check_proc_destination(&m("/proc/uptime", "bind")).is_ok());
+        assert!(check_proc_destination(&m("/procfoo", "bind")).is_ok());
+        for bad in [
+            m("/proc", "bind"),
+            m("/proc/sys/kernel/core_pattern", "bind"),
+            m("/proc/sysrq-trigger", "bind"),
+            m("/proc/sys", "tmpfs"),
+            m("/tmp/../proc/self/attr", "bind"),
+        ] {
+            assert!(check_proc_destination(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

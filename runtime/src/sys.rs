@@ -124,6 +124,165 @@ pub fn open_in_root(root: RawFd, path: &Path, flags: i32) -> nix::Result<OwnedFd
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+const RESOLVE_NO_XDEV: u64 = 0x01;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_BENEATH: u64 = 0x08;
+
+fn openat2(dir: RawFd, rel: &Path, flags: i32, resolve: u64) -> nix::Result<OwnedFd> {
+    let c = CString::new(rel.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve,
+    };
+    // SAFETY: `c` is a NUL-terminated string that outlives the call and `how` is a valid
+    // open_how whose size we pass.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir,
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    let fd = Errno::result(ret)? as RawFd;
+    // SAFETY: the kernel just returned this fd to us and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// A procfs of our own that nothing in the container can have mounted over or swapped
+/// (CVE-2025-52881 class): a new, detached proc instance (`fsopen`/`fsmount`), or, where
+/// that is refused, a non-recursive clone of the `/proc` mount (`open_tree`), which carries
+/// none of the mounts stacked on its sub-paths. Reflects the caller's pid namespace.
+pub struct Procfs(OwnedFd);
+
+impl Procfs {
+    pub fn new() -> nix::Result<Procfs> {
+        let fresh = || -> nix::Result<OwnedFd> {
+            // SAFETY: fsopen with a NUL-terminated name and flags; returns a new fd.
+            let fs = Errno::result(unsafe {
+                libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), libc::FSOPEN_CLOEXEC)
+            })? as RawFd;
+            // SAFETY: the kernel just returned this fd; we own it.
+            let fs = unsafe { OwnedFd::from_raw_fd(fs) };
+            // SAFETY: fsconfig(FSCONFIG_CMD_CREATE) takes no key or value pointers.
+            Errno::result(unsafe {
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    libc::FSCONFIG_CMD_CREATE,
+                    std::ptr::null::<libc::c_char>(),
+                    std::ptr::null::<libc::c_void>(),
+                    0,
+                )
+            })?;
+            // SAFETY: fsmount on our fs context fd with integer flags; returns a new fd.
+            let m = Errno::result(unsafe {
+                libc::syscall(
+                    libc::SYS_fsmount,
+                    fs.as_raw_fd(),
+                    libc::FSMOUNT_CLOEXEC,
+                    libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC,
+                )
+            })? as RawFd;
+            // SAFETY: the kernel just returned this fd; we own it.
+            Ok(unsafe { OwnedFd::from_raw_fd(m) })
+        };
+        let fd = match fresh() {
+            Ok(fd) => fd,
+            Err(_) => {
+                // SAFETY: open_tree with a NUL-terminated path and flags; returns a new fd.
+                let t = Errno::result(unsafe {
+                    libc::syscall(
+                        libc::SYS_open_tree,
+                        libc::AT_FDCWD,
+                        c"/proc".as_ptr(),
+                        libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
+                    )
+                })? as RawFd;
+                // SAFETY: the kernel just returned this fd; we own it.
+                unsafe { OwnedFd::from_raw_fd(t) }
+            }
+        };
+        let p = Procfs(fd);
+        p.check(&p.0)?;
+        Ok(p)
+    }
+
+    fn check(&self, fd: &OwnedFd) -> nix::Result<()> {
+        let st = nix::sys::statfs::fstatfs(fd)?;
+        if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
+            return Err(Errno::EXDEV);
+        }
+        Ok(())
+    }
+
+    /// Open `rel` (like `sys/net/ipv4/ip_forward`) beneath our procfs: no symlinks, no `..`
+    /// out, no crossing into another mount; the result checked to be on procfs.
+    pub fn open(&self, rel: &Path, flags: i32) -> nix::Result<OwnedFd> {
+        let fd = openat2(
+            self.0.as_raw_fd(),
+            rel,
+            flags,
+            RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        )?;
+        self.check(&fd)?;
+        Ok(fd)
+    }
+
+    /// Write `value` to `rel` beneath our procfs.
+    pub fn write(&self, rel: &Path, value: &[u8]) -> nix::Result<()> {
+        let fd = self.open(rel, libc::O_WRONLY)?;
+        let n = nix::unistd::write(&fd, value)?;
+        if n != value.len() {
+            return Err(Errno::EIO);
+        }
+        Ok(())
+    }
+}
+
+/// Bind the object open at `src` onto the one open at `target` with the new mount API
+/// (`open_tree` + `move_mount`): both sides are the descriptors we checked, no path is
+/// resolved again. Falls back to `/proc/self/fd` paths where the API is missing.
+pub fn bind_fd(src: &OwnedFd, target: &OwnedFd) -> nix::Result<()> {
+    // SAFETY: open_tree on our fd with an empty path and flags; returns a new fd.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            src.as_raw_fd(),
+            c"".as_ptr(),
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as u32,
+        )
+    };
+    if tree < 0 && Errno::last() == Errno::ENOSYS {
+        return nix::mount::mount(
+            Some(fd_path(src).as_str()),
+            fd_path(target).as_str(),
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        );
+    }
+    let tree = Errno::result(tree)? as RawFd;
+    // SAFETY: the kernel just returned this fd; we own it.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree) };
+    // SAFETY: move_mount between two fds we own with empty paths and integer flags.
+    Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
 /// The `/proc/self/fd/N` path naming an open fd, usable as a mount source or target so that the
 /// kernel acts on exactly the object we checked.
 pub fn fd_path(fd: &impl AsRawFd) -> String {

@@ -325,3 +325,130 @@ fn cve_2019_5736_binary_overwrite_through_proc_self_exe() {
     );
     assert_eq!(sha(&bin), before, "berth-runtime was modified");
 }
+
+/// Run `b` in the foreground with a terminal (`script` provides one).
+fn run_on_tty(c: &Ctr, b: &Bundle) -> std::process::Output {
+    b.write();
+    let cmd = format!(
+        "{} --root {} run --bundle {} {}",
+        berth_runtime().display(),
+        c.root.path().display(),
+        b.path().display(),
+        c.id
+    );
+    std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// CVE-2025-52565: /dev/console is bound through descriptors. A container whose /dev holds a
+/// `console` symlink (here to /proc/sys/kernel/core_pattern, through a /dev bound from its own
+/// directory) must not get the pty bound over the link's target; a plain terminal container
+/// still gets its pty as /dev/console.
+#[test]
+fn cve_2025_52565_console_symlink_refused() {
+    if !need_root("cve_2025_52565_console_symlink_refused") || !have("script") {
+        return;
+    }
+    let mut b = Bundle::new(&["sh", "-c", "grep -c pts /proc/self/mountinfo; exit 3"]);
+    b.set("/process/terminal", json!(true));
+    let devdir = b.path().join("devdir");
+    std::fs::create_dir(&devdir).unwrap();
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", devdir.join("console")).unwrap();
+    std::os::unix::fs::symlink("pts/ptmx", devdir.join("ptmx")).unwrap();
+    // A real null device, so masking works and only the console can stop the container.
+    nix::sys::stat::mknod(
+        &devdir.join("null"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"));
+    mounts.push(json!({"destination": "/dev", "type": "bind", "source": devdir, "options": ["rbind", "rw"]}));
+    mounts.push(json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["newinstance", "ptmxmode=0666"]}));
+    let c = Ctr::new(Runtime::Berth, "console-link");
+    let o = run_on_tty(&c, &b);
+    let out = text(&o.stdout);
+    assert_ne!(o.status.code(), Some(3), "the container ran: {out}");
+    assert!(out.contains("/dev/console"), "{out}");
+    assert!(mounts_containing("core_pattern").is_empty());
+    assert!(cgroups_named(&c.id).is_empty());
+    // The ordinary case: the pty is /dev/console.
+    let b = {
+        let mut b = Bundle::new(&[
+            "sh",
+            "-c",
+            "[ /dev/console -ef /proc/self/fd/0 ] && echo console-is-pty; exit 3",
+        ]);
+        b.set("/process/terminal", json!(true));
+        b
+    };
+    let c = Ctr::new(Runtime::Berth, "console");
+    let o = run_on_tty(&c, &b);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("console-is-pty"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+/// CVE-2025-52565/52881 class: a mount over a /proc sub-path (which would undo masking or
+/// redirect the runtime's /proc writes) is refused, except the files runc allows (lxcfs-style
+/// views); a non-proc mount on /proc itself is refused. Sysctls are written through a procfs
+/// of the runtime's own, so they apply even with no /proc in the container at all.
+#[test]
+fn proc_mounts_refused_and_sysctls_through_own_procfs() {
+    if !need_root("proc_mounts_refused_and_sysctls_through_own_procfs") {
+        return;
+    }
+    let victim = TempDir::new("procvictim");
+    std::fs::write(victim.path().join("f"), "0\n").unwrap();
+    for dest in [
+        "/proc/sys/kernel/core_pattern",
+        "/proc/sysrq-trigger",
+        "/proc/self/attr/exec",
+        "/proc",
+    ] {
+        let mut b = Bundle::new(&["true"]);
+        b.push(
+            "/mounts",
+            json!({"destination": dest, "type": "bind", "source": victim.path().join("f"), "options": ["bind"]}),
+        );
+        let c = Ctr::new(Runtime::Berth, "procmnt");
+        let o = c.run(&b);
+        assert!(!o.status.success(), "{dest} accepted");
+        assert!(
+            text(&o.stderr).contains(dest),
+            "{dest}: {}",
+            text(&o.stderr)
+        );
+        assert!(cgroups_named(&c.id).is_empty());
+    }
+    // Allowed: a view of /proc/uptime (what lxcfs does).
+    std::fs::write(victim.path().join("uptime"), "12345.00 0.00\n").unwrap();
+    let mut b = Bundle::new(&["cat", "/proc/uptime"]);
+    b.push(
+        "/mounts",
+        json!({"destination": "/proc/uptime", "type": "bind", "source": victim.path().join("uptime"), "options": ["bind", "ro"]}),
+    );
+    let c = Ctr::new(Runtime::Berth, "lxcfs");
+    assert_eq!(ok(&c.run(&b)), "12345.00 0.00\n");
+    // No /proc in the container: the sysctl still lands (and in the container's namespace).
+    let mut b = Bundle::new(&["uname", "-n"]);
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["destination"] != "/proc");
+    b.set("/linux/maskedPaths", json!([]));
+    b.set("/linux/readonlyPaths", json!([]));
+    b.set("/linux/sysctl", json!({"kernel.hostname": "from-sysctl"}));
+    let c = Ctr::new(Runtime::Berth, "sysctl-noproc");
+    assert_eq!(ok(&c.run(&b)), "from-sysctl\n");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_ne!(host.trim(), "from-sysctl");
+}
