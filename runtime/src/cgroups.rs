@@ -274,7 +274,30 @@ impl Cgroup {
     }
 
     /// Create every directory (parents included), preparing cpuset and v2 controllers.
+    /// The parent directories that do not exist yet (the `a/b` of a `cgroupsPath` of
+    /// `a/b/leaf`): what [`Cgroup::create`] will make besides the leaves, for
+    /// [`remove_parents`] to take away again.
+    pub fn missing_parents(&self) -> Vec<PathBuf> {
+        let mut made = Vec::new();
+        for (_, dir) in &self.dirs {
+            let mut p = dir.parent();
+            while let Some(d) = p {
+                if d.exists() {
+                    break;
+                }
+                made.push(d.to_path_buf());
+                p = d.parent();
+            }
+        }
+        made
+    }
+
+    /// Create every directory.
     pub fn create(&self) -> Result<()> {
+        self.create_dirs()
+    }
+
+    fn create_dirs(&self) -> Result<()> {
         for (ctl, dir) in &self.dirs {
             if ctl == "cpuset" {
                 create_cpuset(dir)?;
@@ -805,6 +828,16 @@ impl Cgroup {
             }
         }
         data
+    }
+}
+
+/// Remove parent directories [`Cgroup::create`] made, deepest first; one still in use (another
+/// container's cgroup below it) stays.
+pub fn remove_parents(made: &[PathBuf]) {
+    let mut v: Vec<&PathBuf> = made.iter().collect();
+    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for d in v {
+        let _ = fs::remove_dir(d);
     }
 }
 

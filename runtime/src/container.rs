@@ -52,6 +52,7 @@ fn open_path(p: &Path, flags: OFlag) -> Result<OwnedFd> {
 struct CreateGuard<'a> {
     dir: &'a ContainerDir,
     cgroup: Option<Cgroup>,
+    cgroup_parents: Vec<PathBuf>,
     pid: Option<i32>,
     armed: bool,
 }
@@ -70,6 +71,7 @@ impl Drop for CreateGuard<'_> {
                 let _ = sys::kill(p, libc::SIGKILL);
             }
             let _ = cg.destroy();
+            crate::cgroups::remove_parents(&self.cgroup_parents);
         }
         if let Ok(st) = self.dir.load() {
             if st.host_mounts {
@@ -131,6 +133,7 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
     let mut guard = CreateGuard {
         dir: &dir,
         cgroup: None,
+        cgroup_parents: Vec::new(),
         pid: None,
         armed: true,
     };
@@ -144,6 +147,7 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
         created: state::now_rfc3339(),
         owner: nix::unistd::getuid().as_raw(),
         cgroup_paths: Vec::new(),
+        cgroup_parents: Vec::new(),
         annotations: spec.annotations().clone().unwrap_or_default(),
         host_mounts: false,
         late_hooks: spec.hooks().as_ref().is_some_and(|h| {
@@ -165,8 +169,13 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
     let cg = Cgroup::locate(&layout, linux.cgroups_path().as_deref(), &opts.id);
     st.cgroup_paths = cg.paths();
     dir.save(&st)?;
-    cg.create()?;
+    st.cgroup_parents = cg.missing_parents();
+    if !st.cgroup_parents.is_empty() {
+        dir.save(&st)?;
+    }
     guard.cgroup = Some(cg.clone());
+    guard.cgroup_parents = st.cgroup_parents.clone();
+    cg.create()?;
     let mut extra_dev = Vec::new();
     for d in linux.devices().iter().flatten() {
         use oci_spec::runtime::LinuxDeviceType;
@@ -778,6 +787,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         crate::rootfs::unmount_under(&st.rootfs)?;
     }
     cg.destroy()?;
+    crate::cgroups::remove_parents(&st.cgroup_parents);
     tracing::debug!(container_id = %id, was = %status, "deleted");
     let spec = st.late_hooks.then(|| dir.load_config().ok()).flatten();
     let poststop = spec

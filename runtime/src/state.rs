@@ -58,6 +58,9 @@ pub struct State {
     pub owner: u32,
     /// Cgroup directories the container was placed in (one per hierarchy).
     pub cgroup_paths: Vec<PathBuf>,
+    /// Parent cgroup directories create made (removed at delete when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroup_parents: Vec<PathBuf>,
     #[serde(default, skip_serializing_if = "std::collections::HashMap::is_empty")]
     pub annotations: std::collections::HashMap<String, String>,
     /// The config has poststart or poststop hooks: only then do `start` and `delete` read the

@@ -414,3 +414,47 @@ fn empty_cgroups_path_is_the_default() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_nothing_left(&c);
 }
+
+/// A nested cgroupsPath (`parent/child/leaf`, as runtime-tools and Kubernetes use): the
+/// parents create made are gone again after delete and after a create that failed; a parent
+/// that existed before is left alone.
+#[test]
+fn nested_cgroups_path_parents_removed() {
+    if !need_root("nested_cgroups_path_parents_removed") {
+        return;
+    }
+    let top = unique_id("cgparent");
+    let gone = |name: &str| cgroups_named(name).is_empty();
+    // Created, then deleted.
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.set("/linux/cgroupsPath", json!(format!("{top}/mid/leaf")));
+    let c = Ctr::new(Runtime::Berth, "nestedcg");
+    assert!(c.create(&b).success());
+    assert!(!gone(&top));
+    ok(&c.verb("delete", &["--force"], &[]));
+    assert!(gone(&top), "parents of the cgroup left behind");
+    // A create that fails after making the cgroups (an impossible cpuset).
+    let mut b = Bundle::new(&["true"]);
+    b.set("/linux/cgroupsPath", json!(format!("{top}/mid/leaf")));
+    b.set("/linux/resources/cpu", json!({"cpus": "999"}));
+    let c = Ctr::new(Runtime::Berth, "nestedcg-bad");
+    assert!(!c.create(&b).success());
+    assert!(gone(&top), "a failed create left parents behind");
+    // A parent that existed before stays.
+    let mut b = Bundle::new(&["true"]);
+    b.set("/linux/cgroupsPath", json!(format!("{top}/leaf")));
+    let mem = std::path::Path::new("/sys/fs/cgroup/memory").join(&top);
+    let pre = if mem.parent().unwrap().exists() {
+        mem
+    } else {
+        std::path::Path::new("/sys/fs/cgroup").join(&top)
+    };
+    std::fs::create_dir(&pre).unwrap();
+    let c = Ctr::new(Runtime::Berth, "nestedcg-pre");
+    let o = c.run(&b);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(pre.exists(), "a parent that existed before was removed");
+    std::fs::remove_dir(&pre).unwrap();
+    remove_cgroup_tree(&top);
+    assert!(gone(&top));
+}
