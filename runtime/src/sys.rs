@@ -102,26 +102,7 @@ pub fn open_in_root(root: RawFd, path: &Path, flags: i32) -> nix::Result<OwnedFd
     } else {
         rel
     };
-    let c = CString::new(rel.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: `c` is a NUL-terminated string that outlives the call and `how` is a valid
-    // open_how whose size we pass.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root,
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    let fd = Errno::result(ret)? as RawFd;
-    // SAFETY: the kernel just returned this fd to us and nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    openat2(root, rel, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
 }
 
 const RESOLVE_NO_XDEV: u64 = 0x01;
