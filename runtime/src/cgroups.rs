@@ -1040,10 +1040,34 @@ mod tests {
         fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"))
     }
 
+    /// The files a cgroup directory has (writes never create files: a missing one is ENOENT).
+    fn touch(dir: &Path, files: &[&str]) {
+        for f in files {
+            fs::write(dir.join(f), "").unwrap();
+        }
+    }
+
     /// v2 writes, checked in a plain directory standing in for the cgroup (no root needed).
     #[test]
     fn v2_files_and_conversions() {
         let d = scratch("v2");
+        touch(
+            &d,
+            &[
+                "memory.max",
+                "memory.low",
+                "memory.swap.max",
+                "memory.high",
+                "cpu.weight",
+                "cpu.max",
+                "cpuset.cpus",
+                "cpuset.mems",
+                "pids.max",
+                "io.weight",
+                "io.max",
+                "hugetlb.2MB.max",
+            ],
+        );
         let cg = Cgroup {
             dirs: vec![(String::new(), d.clone())],
             v2: true,
@@ -1091,6 +1115,21 @@ mod tests {
             fs::create_dir_all(base.join(c)).unwrap();
             dirs.push((c.to_string(), base.join(c)));
         }
+        touch(
+            &base.join("memory"),
+            &[
+                "memory.limit_in_bytes",
+                "memory.memsw.limit_in_bytes",
+                "memory.swappiness",
+            ],
+        );
+        touch(
+            &base.join("cpu"),
+            &["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us"],
+        );
+        touch(&base.join("cpuset"), &["cpuset.cpus"]);
+        touch(&base.join("pids"), &["pids.max"]);
+        touch(&base.join("devices"), &["devices.allow", "devices.deny"]);
         let cg = Cgroup { dirs, v2: false };
         cg.apply(
             &res(json!({
