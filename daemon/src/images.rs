@@ -37,7 +37,9 @@ pub enum Error {
     Manager(#[from] crate::manager::Error),
     #[error("{digest}: {reason}")]
     Content { digest: String, reason: String },
-    #[error("no such image: {0}")]
+    /// dockerd's exact words, capital N included: docker-py before 7 recognises a missing
+    /// image (ImageNotFound rather than NotFound) by this text.
+    #[error("No such image: {0}")]
     NoSuchImage(String),
     #[error("{0}")]
     Invalid(String),

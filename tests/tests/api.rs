@@ -392,7 +392,7 @@ fn docker_cli_image_commands() {
     // Errors: unknown image 404 named, bad reference 400 named, missing repository named.
     let o = s.docker(&["rmi", "nope"]);
     assert!(
-        !o.status.success() && text(&o.stderr).contains("no such image: nope"),
+        !o.status.success() && text(&o.stderr).contains("No such image: nope"),
         "{}",
         text(&o.stderr)
     );
