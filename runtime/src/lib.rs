@@ -10,7 +10,9 @@
 //!
 //! `create` forks the container's init with one `clone3` that creates every namespace at once;
 //! the init builds the root file system, reports `ready` over a socket pair, and blocks on
-//! `exec.fifo` until `start`. The runtime never re-executes itself.
+//! `exec.fifo` until `start`. `create`, `run` and `exec` first re-execute once from a sealed
+//! memfd copy of the binary, so no container process can reach the host's binary
+//! (CVE-2019-5736); the init itself is a fork, never an exec.
 
 pub mod bpf_devices;
 pub mod cgroups;
