@@ -2,6 +2,7 @@
 //! list, inspect, history. Blobs go into the store under a lease (so a collection running
 //! meanwhile keeps them), the image is recorded, unpacked, and the lease dropped.
 
+use crate::clock::now_rfc3339;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ pub enum Error {
     NoSuchImage(String),
     #[error("{0}")]
     Invalid(String),
+    /// Another image or name stands in the way (dockerd's 409).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{what} {path}")]
     Io {
         what: &'static str,
@@ -50,6 +54,25 @@ pub enum Error {
         #[source]
         err: std::io::Error,
     },
+}
+
+impl Error {
+    pub fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            Error::NoSuchImage(_) => Kind::NotFound,
+            Error::Reference(_) | Error::Invalid(_) => Kind::Invalid,
+            Error::Conflict(_) => Kind::Conflict,
+            Error::Registry(registry::Error::NotFound { .. }) => Kind::NotFound,
+            Error::Registry(registry::Error::Unauthorized { .. }) => Kind::Unauthorized,
+            Error::Pull { err, .. } | Error::Push { err, .. }
+                if matches!(**err, Error::Registry(registry::Error::NotFound { .. })) =>
+            {
+                Kind::NotFound
+            }
+            _ => Kind::Internal,
+        }
+    }
 }
 
 impl From<tonic::Status> for Error {
@@ -563,7 +586,7 @@ impl Images {
             vec![img.name.clone()]
         } else {
             if same.len() > 1 && !force {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Conflict(format!(
                     "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
                     short(&id)
                 )));
@@ -984,10 +1007,6 @@ pub struct NewImage<'a> {
     pub platform: Option<Platform>,
 }
 
-pub fn now_rfc3339() -> String {
-    berth_manager::images::now_rfc3339()
-}
-
 pub(crate) fn unique() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1175,4 +1194,41 @@ async fn download_once(
         )));
     }
     Ok(())
+}
+
+/// Group the store's names by image ID.
+pub async fn by_id(images: &Images) -> Result<Vec<(Resolved, Vec<String>, Vec<String>)>, Error> {
+    let mut out: Vec<(Resolved, Vec<String>, Vec<String>)> = Vec::new();
+    for img in images.mgr.images().await? {
+        let Ok(r) = images.resolve_record(&img).await else {
+            continue;
+        };
+        let (tag, digest) = if img.name.starts_with("sha256:") {
+            (None, None)
+        } else {
+            let rf = Reference::parse(&img.name).ok();
+            (
+                rf.as_ref()
+                    .filter(|r| r.tag.is_some())
+                    .map(|r| r.familiar()),
+                img.labels.get("berth.repo-digest").and_then(|d| {
+                    let r = Reference::parse(d).ok()?;
+                    Some(format!("{}@{}", r.familiar_repository(), r.digest?))
+                }),
+            )
+        };
+        if let Some(e) = out.iter_mut().find(|e| e.0.id() == r.id()) {
+            e.1.extend(tag);
+            e.2.extend(digest);
+        } else {
+            out.push((r, tag.into_iter().collect(), digest.into_iter().collect()));
+        }
+    }
+    for e in &mut out {
+        e.1.sort();
+        e.1.dedup();
+        e.2.sort();
+        e.2.dedup();
+    }
+    Ok(out)
 }

@@ -1,21 +1,26 @@
-//! berthd's library: image references with Docker's normalisation ([`reference`]), daemon.json
-//! ([`config`]), an OCI distribution client ([`registry`]), and image operations on top of
-//! berth-manager's content store and snapshotter ([`images`]: pull, push, import, tag,
-//! remove, list, inspect, history; [`archive`]: save and load).
+//! berthd's library: the Docker Engine API ([`api`]) over the daemon's services —
+//! containers ([`containers`]: lifecycle, exit monitor and restart policies, container
+//! networking and mounts), images ([`images`], [`archive`], [`registry`], [`reference`]),
+//! the classic builder ([`build`]), networks ([`network`]), volumes ([`volumes`]) — and
+//! their shared state ([`state`]) and event bus ([`events`]).
 //!
-//! What it leaves to neighbours: blobs, snapshots, unpacking and garbage collection live in
-//! berth-manager (reached over gRPC, [`manager`]); the Docker Engine API comes next.
+//! What it leaves to neighbours: blobs, snapshots, unpacking, containers' specs and tasks
+//! live in berth-manager, reached over gRPC ([`manager`]).
 
 pub mod api;
 pub mod archive;
+pub mod build;
+pub mod clock;
 pub mod config;
-pub mod dockerfile;
+pub mod containers;
+pub mod error;
+pub mod events;
 pub mod images;
-pub mod instructions;
 pub mod manager;
 pub mod network;
 pub mod reference;
 pub mod registry;
+pub mod state;
 pub mod supervise;
 pub mod volumes;
 

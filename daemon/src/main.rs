@@ -206,7 +206,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             std::fs::write(p, std::process::id().to_string())
                 .with_context(|| format!("pidfile {}", p.display()))?;
         }
-        let state = Arc::new(berth_daemon::api::Daemon::new(
+        let state = Arc::new(berth_daemon::state::Daemon::new(
             images,
             data_root.clone(),
             &args.exec_root,

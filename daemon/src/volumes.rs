@@ -27,6 +27,18 @@ pub enum Error {
     Driver(String),
 }
 
+impl Error {
+    pub fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            Error::BadName(_) | Error::Driver(_) => Kind::Invalid,
+            Error::NotFound(_) => Kind::NotFound,
+            Error::InUse { .. } => Kind::Conflict,
+            Error::Io { .. } => Kind::Internal,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Volume {
     #[serde(rename = "Name")]
@@ -104,7 +116,7 @@ impl Volumes {
             name: name.to_string(),
             driver: "local".into(),
             mountpoint: data.display().to_string(),
-            created_at: crate::images::now_rfc3339(),
+            created_at: crate::clock::now_rfc3339(),
             labels,
             options,
             scope: "local".into(),

@@ -180,7 +180,7 @@ fn pause_resume_and_ps() {
         let b = Bundle::new(&[
             "sh",
             "-c",
-            "i=0; while true; do i=$((i+1)); echo $i > /dev/shm/n; sleep 0.05; done",
+            "i=0; while true; do i=$((i+1)); echo $i > /dev/shm/n.t; mv /dev/shm/n.t /dev/shm/n; sleep 0.05; done",
         ]);
         let c = Ctr::new(rt, "pause");
         assert!(c.create(&b).success());
@@ -202,9 +202,21 @@ fn pause_resume_and_ps() {
             // crun 1.8 prints bare pids.
             assert!(table.contains("sh -c"), "{rt:?}: {table}");
         }
-        let n1 = ok(&c.sh("cat /dev/shm/n")).trim().parse::<u64>().unwrap();
+        // The loop renames each count into place, so a read sees a whole number;
+        // the first one may not have been written yet.
+        let count = || {
+            for _ in 0..100 {
+                let o = c.sh("cat /dev/shm/n");
+                if let Ok(n) = String::from_utf8_lossy(&o.stdout).trim().parse::<u64>() {
+                    return n;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            panic!("{rt:?}: /dev/shm/n never held a count");
+        };
+        let n1 = count();
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let n2 = ok(&c.sh("cat /dev/shm/n")).trim().parse::<u64>().unwrap();
+        let n2 = count();
         assert!(n2 > n1, "{rt:?}: the loop runs again after resume");
     });
 }

@@ -8,12 +8,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_proto::manager as pb;
-use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 
-use super::containers::{find, internal, is_true, state_name, status_err, task};
 use super::images::{url_all, url_pairs};
+use super::is_true;
 use super::{ApiError, State};
+use crate::containers::{find, state_name, task};
 
 pub fn routes() -> Router<State> {
     Router::new()
@@ -34,10 +34,9 @@ async fn changes(
         .clone()
         .changes(pb::DiffRequest {
             key: c.id.clone(),
-            mount_points: mount_points(&d, &c.id).await?,
+            mount_points: crate::containers::changes::mount_points(&d, &c.id).await?,
         })
-        .await
-        .map_err(status_err)?
+        .await?
         .into_inner()
         .changes;
     Ok(Json(
@@ -49,27 +48,6 @@ async fn changes(
 }
 
 /// Where the container's spec mounts things (the runtime creates these in its layer).
-async fn mount_points(d: &State, id: &str) -> Result<Vec<String>, ApiError> {
-    let c = d
-        .images
-        .mgr
-        .containers
-        .clone()
-        .get(pb::ContainerRef { id: id.to_string() })
-        .await
-        .map_err(status_err)?
-        .into_inner();
-    let spec: serde_json::Value = serde_json::from_slice(&c.spec).unwrap_or_default();
-    Ok(spec["mounts"]
-        .as_array()
-        .map(|ms| {
-            ms.iter()
-                .filter_map(|m| m["destination"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
 async fn export(
     AxState(d): AxState<State>,
     AxPath(what): AxPath<String>,
@@ -81,11 +59,10 @@ async fn export(
         .containers
         .clone()
         .export(pb::ContainerRef { id: c.id.clone() })
-        .await
-        .map_err(status_err)?
+        .await?
         .into_inner();
     // The first chunk (or error) before the headers, so a failure is a clean status.
-    let first = s.message().await.map_err(status_err)?;
+    let first = s.message().await?;
     let rest = async_stream_of(s);
     let body = tokio_stream::iter(first.map(|c| Ok::<_, std::io::Error>(c.data))).chain(rest);
     Ok(Response::builder()
@@ -134,7 +111,7 @@ async fn commit(
         crate::reference::Reference::parse(t)?;
     }
     // The image's config, then the container's, then the request's, then the changes.
-    let base_id = c.doc["Image"].as_str().unwrap_or("").to_string();
+    let base_id = c.doc.image.clone();
     let base_img = d.images.find(&base_id).await.map_err(|_| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -143,13 +120,16 @@ async fn commit(
     })?;
     let base = d.images.resolve_record(&base_img).await?;
     let mut run = base.config.config.clone().unwrap_or_default();
-    crate::instructions::overlay(&mut run, &c.doc["Config"]);
+    crate::build::instructions::overlay(
+        &mut run,
+        &serde_json::to_value(&c.doc.config).unwrap_or_default(),
+    );
     if body_cfg.is_object() {
-        crate::instructions::overlay(&mut run, &body_cfg);
+        crate::build::instructions::overlay(&mut run, &body_cfg);
     }
     for ch in url_all(&raw, "changes") {
         for line in ch.lines() {
-            crate::instructions::apply(&mut run, line).map_err(ApiError::bad_request)?;
+            crate::build::instructions::apply(&mut run, line).map_err(ApiError::bad_request)?;
         }
     }
     // Pause while reading the changes (the default), so the layer is consistent.
@@ -160,14 +140,13 @@ async fn commit(
         tasks
             .clone()
             .pause(pb::ContainerRef { id: c.id.clone() })
-            .await
-            .map_err(status_err)?;
+            .await?;
     }
     let tmp = d
         .data_root
         .join("tmp")
         .join(format!("commit-{}", crate::images::unique()));
-    let layer = write_diff(&d, &c.id, &tmp).await;
+    let layer = crate::containers::changes::write_diff(&d, &c.id, &tmp).await;
     if pause {
         let _ = tasks
             .clone()
@@ -176,17 +155,16 @@ async fn commit(
     }
     let r = match layer {
         Ok(()) => {
-            let cmd: Vec<String> =
-                std::iter::once(c.doc["Path"].as_str().unwrap_or("").to_string())
-                    .chain(super::containers::strs(&c.doc["Args"]).unwrap_or_default())
-                    .collect();
+            let cmd: Vec<String> = std::iter::once(c.doc.path.clone())
+                .chain(c.doc.args.iter().cloned())
+                .collect();
             d.images
                 .create_image(crate::images::NewImage {
                     base: Some(&base),
                     layer: Some(&tmp),
                     run,
                     history: berth_manager::images::manifest::History {
-                        created: crate::images::now_rfc3339(),
+                        created: crate::clock::now_rfc3339(),
                         created_by: cmd.join(" "),
                         comment: query.get("comment").cloned().unwrap_or_default(),
                         ..Default::default()
@@ -198,46 +176,14 @@ async fn commit(
                 .await
                 .map_err(ApiError::from)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     let _ = tokio::fs::remove_file(&tmp).await;
     let r = r?;
-    super::events::container_with(&d, &c, "commit", &[("imageID", r.id().to_string())]);
+    crate::events::container_with(&d, &c, "commit", &[("imageID", r.id().to_string())]);
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "Id": r.id() })),
     )
         .into_response())
-}
-
-pub(super) async fn write_diff(
-    d: &State,
-    id: &str,
-    path: &std::path::Path,
-) -> Result<(), ApiError> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await.map_err(internal)?;
-    }
-    let mut s = d
-        .images
-        .mgr
-        .snapshots
-        .clone()
-        .diff(pb::DiffRequest {
-            key: id.to_string(),
-            mount_points: mount_points(d, id).await?,
-        })
-        .await
-        .map_err(status_err)?
-        .into_inner();
-    let mut f = tokio::fs::File::create(path)
-        .await
-        .map_err(|e| internal(format!("{}: {e}", path.display())))?;
-    while let Some(chunk) = s.message().await.map_err(status_err)? {
-        f.write_all(&chunk.data)
-            .await
-            .map_err(|e| internal(format!("{}: {e}", path.display())))?;
-    }
-    f.flush().await.map_err(internal)?;
-    Ok(())
 }

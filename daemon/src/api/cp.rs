@@ -20,9 +20,10 @@ use axum::Router;
 use base64::Engine;
 use berth_proto::manager as pb;
 
-use super::containers::{find, internal, state_name, status_err, task};
 use super::images::url_pairs;
+use super::internal;
 use super::{ApiError, State};
+use crate::containers::{find, state_name, task};
 
 pub fn routes() -> Router<State> {
     Router::new().route(
@@ -52,8 +53,7 @@ async fn root_of(d: &State, id: &str) -> Result<Root, ApiError> {
         .mounts(pb::SnapshotRef {
             key: id.to_string(),
         })
-        .await
-        .map_err(status_err)?
+        .await?
         .into_inner()
         .mounts
         .into_iter()
@@ -269,10 +269,7 @@ async fn put_archive(
         .filter(|p| !p.is_empty())
         .cloned()
         .ok_or_else(|| ApiError::bad_request("archive: path is required"))?;
-    if c.doc["HostConfig"]["ReadonlyRootfs"]
-        .as_bool()
-        .unwrap_or(false)
-    {
+    if c.doc.host_config.readonly_rootfs.unwrap_or(false) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "container rootfs is marked read-only",

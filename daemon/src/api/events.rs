@@ -1,8 +1,6 @@
-//! `GET /events`: what happened to containers, images and volumes, as Docker reports it.
-//! Recent events are kept (a bounded ring) for `since`; the stream ends at `until`.
+//! `GET /events`: the event bus ([`crate::events`]) streamed, filtered, from `since` to
+//! `until`.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -11,98 +9,10 @@ use axum::http::header;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::containers::Ctr;
 use super::images::url_pairs;
 use super::{ApiError, State};
-
-const KEEP: usize = 1024;
-
-pub struct Events {
-    tx: tokio::sync::broadcast::Sender<Value>,
-    recent: Mutex<VecDeque<Value>>,
-}
-
-impl Default for Events {
-    fn default() -> Self {
-        Events {
-            tx: tokio::sync::broadcast::channel(256).0,
-            recent: Mutex::new(VecDeque::with_capacity(KEEP)),
-        }
-    }
-}
-
-impl Events {
-    /// Every event published from now on.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Value> {
-        self.tx.subscribe()
-    }
-
-    pub fn publish(&self, kind: &str, action: &str, id: &str, attrs: Value) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let mut e = json!({
-            "Type": kind,
-            "Action": action,
-            "Actor": {"ID": id, "Attributes": attrs},
-            "scope": "local",
-            "time": now.as_secs(),
-            "timeNano": now.as_nanos() as u64,
-        });
-        if kind == "container" || kind == "image" {
-            // The deprecated fields older clients read.
-            e["status"] = action.into();
-            e["id"] = id.into();
-            if let Some(f) = e["Actor"]["Attributes"]["image"].as_str().map(String::from) {
-                e["from"] = f.into();
-            }
-        }
-        {
-            let mut r = self.recent.lock().unwrap();
-            if r.len() == KEEP {
-                r.pop_front();
-            }
-            r.push_back(e.clone());
-        }
-        let _ = self.tx.send(e);
-    }
-}
-
-fn attrs_of(c: &Ctr, extra: &[(&str, String)]) -> Value {
-    let mut a = json!({
-        "name": c.name.trim_start_matches('/'),
-        "image": c.doc["ImageName"],
-    });
-    if let Some(l) = c.doc["Config"]["Labels"].as_object() {
-        for (k, v) in l {
-            a[k] = v.clone();
-        }
-    }
-    for (k, v) in extra {
-        a[*k] = v.clone().into();
-    }
-    a
-}
-
-pub(super) fn container(d: &State, c: &Ctr, action: &str) {
-    container_with(d, c, action, &[]);
-}
-
-pub(super) fn container_with(d: &State, c: &Ctr, action: &str, extra: &[(&str, String)]) {
-    d.events
-        .publish("container", action, &c.id, attrs_of(c, extra));
-}
-
-pub(super) fn publish_network(d: &State, action: &str, id: &str, name: &str) {
-    d.events.publish(
-        "network",
-        action,
-        id,
-        serde_json::json!({ "name": name, "type": "bridge" }),
-    );
-}
 
 pub fn routes() -> Router<State> {
     Router::new().route("/events", get(events))
@@ -117,7 +27,7 @@ fn when(s: &str) -> Option<u128> {
     if let Ok(secs) = s.parse::<u128>() {
         return Some(secs * 1_000_000_000);
     }
-    let t = super::images::unix_time(s);
+    let t = crate::clock::unix_time(s);
     (t > 0).then_some(t as u128 * 1_000_000_000)
 }
 
@@ -162,7 +72,7 @@ async fn events(AxState(d): AxState<State>, RawQuery(q): RawQuery) -> Result<Res
         None => None,
     };
     let filters = super::Filters::parse(&query)?;
-    let mut rx = d.events.tx.subscribe();
+    let mut rx = d.events.subscribe();
     let past: Vec<Value> = match since {
         Some(s) => d
             .events
@@ -226,7 +136,7 @@ mod tests {
     fn times_and_filters() {
         assert_eq!(when("10"), Some(10_000_000_000));
         assert_eq!(when("10.5"), Some(10_500_000_000));
-        let e = json!({"Type": "container", "Action": "start", "Actor": {"ID": "abc123", "Attributes": {"name": "web", "image": "busybox", "tier": "front"}}});
+        let e = serde_json::json!({"Type": "container", "Action": "start", "Actor": {"ID": "abc123", "Attributes": {"name": "web", "image": "busybox", "tier": "front"}}});
         let f = |s: &str| super::super::Filters::from_json(s).unwrap();
         assert!(matches(
             &e,

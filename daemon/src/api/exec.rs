@@ -6,8 +6,6 @@
 //! the session closes — the CLI reads it from `/exec/{id}/json` right after — and the
 //! process is then removed from the shim.
 
-use std::collections::HashMap;
-
 use axum::extract::{Path as AxPath, RawQuery, Request, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,59 +13,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_proto::manager as pb;
 
-use super::containers::{find, new_id, state_name, status_err, strs, task};
 use super::streams::{detach_keys, open_attach, resize_process, switching, Session};
 use super::{ApiError, State};
-
-/// An exec as Docker reports it.
-#[derive(Clone, Debug, Default)]
-pub struct Exec {
-    pub id: String,
-    pub container: String,
-    pub config: serde_json::Value,
-    pub running: bool,
-    pub started: bool,
-    pub exit_code: Option<i64>,
-    pub pid: u32,
-}
-
-#[derive(Default)]
-pub struct Execs(std::sync::Mutex<HashMap<String, Exec>>);
-
-impl Execs {
-    fn get(&self, id: &str) -> Result<Exec, ApiError> {
-        self.0.lock().unwrap().get(id).cloned().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("No such exec instance: {id}"),
-            )
-        })
-    }
-
-    fn update(&self, id: &str, f: impl FnOnce(&mut Exec)) {
-        if let Some(e) = self.0.lock().unwrap().get_mut(id) {
-            f(e);
-        }
-    }
-
-    /// The execs of a container (for inspect's ExecIDs), and forget them with it.
-    pub fn of(&self, container: &str) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|e| e.container == container)
-            .map(|e| e.id.clone())
-            .collect()
-    }
-
-    pub fn forget_container(&self, container: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .retain(|_, e| e.container != container);
-    }
-}
+use crate::containers::execs::Exec;
+use crate::containers::{find, new_id, state_name, task};
 
 pub fn routes() -> Router<State> {
     Router::new()
@@ -75,6 +24,15 @@ pub fn routes() -> Router<State> {
         .route("/exec/{id}/start", post(start))
         .route("/exec/{id}/resize", post(resize))
         .route("/exec/{id}/json", get(inspect))
+}
+
+/// A list of strings in a request body (None if absent or not a list).
+fn strs(v: &serde_json::Value) -> Option<Vec<String>> {
+    v.as_array().map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect()
+    })
 }
 
 async fn create(
@@ -111,21 +69,18 @@ async fn create(
         detach_keys(k)?;
     }
     let id = new_id();
-    super::events::container_with(
+    crate::events::container_with(
         &d,
         &c,
         &format!("exec_create: {}", cmd.join(" ")),
         &[("execID", id.clone())],
     );
-    d.execs.0.lock().unwrap().insert(
-        id.clone(),
-        Exec {
-            id: id.clone(),
-            container: c.id,
-            config: cfg,
-            ..Default::default()
-        },
-    );
+    d.execs.insert(Exec {
+        id: id.clone(),
+        container: c.id,
+        config: cfg,
+        ..Default::default()
+    });
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "Id": id }))).into_response())
 }
 
@@ -204,8 +159,7 @@ async fn start(
             stdin,
             inherit: true,
         })
-        .await
-        .map_err(status_err)?;
+        .await?;
     d.execs.update(&id, |x| x.started = true);
     // Subscribe before the process runs.
     let attached = if detach {
@@ -329,8 +283,8 @@ async fn reap(d: State, container: String, id: String) {
         x.running = false;
         x.exit_code = Some(code);
     });
-    if let Ok(c) = super::containers::find(&d, &r.container_id).await {
-        super::events::container_with(
+    if let Ok(c) = find(&d, &r.container_id).await {
+        crate::events::container_with(
             &d,
             &c,
             "exec_die",

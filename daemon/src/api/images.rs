@@ -1,6 +1,7 @@
 //! Image endpoints: list, create (pull / import), inspect, history, tag, push, delete, get
 //! (save), load, prune. Pull and push answer with Docker's JSON progress stream.
 
+use crate::clock::unix_time;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -28,25 +29,6 @@ pub fn routes() -> Router<State> {
         .route("/images/prune", post(prune))
         .route("/images/search", get(search))
         .route("/images/{*rest}", any(by_name))
-}
-
-/// Seconds since the epoch of an RFC 3339 UTC time (0 if unparsable).
-pub fn unix_time(t: &str) -> i64 {
-    let p = |a: usize, b: usize| t.get(a..b).and_then(|s| s.parse::<i64>().ok());
-    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s)) =
-        (p(0, 4), p(5, 7), p(8, 10), p(11, 13), p(14, 16), p(17, 19))
-    else {
-        return 0;
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    days * 86400 + h * 3600 + mi * 60 + s
 }
 
 /// Images with the credentials of an X-Registry-Auth header, if the client sent one.
@@ -229,7 +211,7 @@ async fn import(
         ..Default::default()
     };
     for c in changes {
-        crate::instructions::apply(&mut run, c).map_err(ApiError::bad_request)?;
+        crate::build::instructions::apply(&mut run, c).map_err(ApiError::bad_request)?;
     }
     let tmp = spool(&d, body).await?;
     let r = d
@@ -239,7 +221,7 @@ async fn import(
             layer: Some(&tmp),
             run,
             history: berth_manager::images::manifest::History {
-                created: crate::images::now_rfc3339(),
+                created: crate::clock::now_rfc3339(),
                 created_by: "berth import".into(),
                 comment: "Imported from tarball".into(),
                 ..Default::default()
@@ -291,50 +273,6 @@ pub(crate) async fn spool(d: &State, body: Body) -> Result<std::path::PathBuf, A
     Ok(path)
 }
 
-/// Group the store's names by image ID.
-pub(super) async fn by_id(
-    images: &Images,
-) -> Result<Vec<(Resolved, Vec<String>, Vec<String>)>, ApiError> {
-    let mut out: Vec<(Resolved, Vec<String>, Vec<String>)> = Vec::new();
-    for img in images
-        .mgr
-        .images()
-        .await
-        .map_err(crate::images::Error::from)?
-    {
-        let Ok(r) = images.resolve_record(&img).await else {
-            continue;
-        };
-        let (tag, digest) = if img.name.starts_with("sha256:") {
-            (None, None)
-        } else {
-            let rf = Reference::parse(&img.name).ok();
-            (
-                rf.as_ref()
-                    .filter(|r| r.tag.is_some())
-                    .map(|r| r.familiar()),
-                img.labels.get("berth.repo-digest").and_then(|d| {
-                    let r = Reference::parse(d).ok()?;
-                    Some(format!("{}@{}", r.familiar_repository(), r.digest?))
-                }),
-            )
-        };
-        if let Some(e) = out.iter_mut().find(|e| e.0.id() == r.id()) {
-            e.1.extend(tag);
-            e.2.extend(digest);
-        } else {
-            out.push((r, tag.into_iter().collect(), digest.into_iter().collect()));
-        }
-    }
-    for e in &mut out {
-        e.1.sort();
-        e.1.dedup();
-        e.2.sort();
-        e.2.dedup();
-    }
-    Ok(out)
-}
-
 fn size_of(r: &Resolved) -> u64 {
     r.manifest.layers.iter().map(|l| l.size).sum()
 }
@@ -349,7 +287,7 @@ pub(super) async fn list(
     let refs = f.get("reference");
     let want_labels = f.get("label");
     let mut rows = Vec::new();
-    for (r, mut tags, digests) in by_id(&d.images).await? {
+    for (r, mut tags, digests) in crate::images::by_id(&d.images).await? {
         if dangling.is_some_and(|dg| dg != tags.is_empty()) {
             continue;
         }
@@ -398,7 +336,7 @@ fn reference_matches(pattern: &str, tag: &str) -> bool {
     } else {
         tag.rsplit_once(':').map_or(tag, |(n, _)| n)
     };
-    super::build::pattern::path_matches(pattern, subject)
+    crate::build::pattern::path_matches(pattern, subject)
 }
 
 fn inspect_json(r: &Resolved, tags: Vec<String>, digests: Vec<String>) -> serde_json::Value {
@@ -453,7 +391,7 @@ async fn by_name(
     match (method, action) {
         (Method::GET, "json") => {
             let r = d.images.resolve(name).await?;
-            let (tags, digests) = by_id(&d.images)
+            let (tags, digests) = crate::images::by_id(&d.images)
                 .await?
                 .into_iter()
                 .find(|e| e.0.id() == r.id())

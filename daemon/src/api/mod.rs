@@ -1,9 +1,12 @@
-//! The Docker Engine API (v1.45, accepting 1.24 and up) over HTTP on a unix socket.
+//! The Docker Engine API (v1.45, accepting 1.24 and up) over HTTP on a unix socket or TCP
+//! (with TLS).
 //!
-//! Requests may carry a version prefix (`/v1.45/images/json`) or not; every response carries
-//! `Api-Version`, `Server` and `Ostype` like dockerd's. Errors are `{"message": …}` with
-//! Docker's status codes ([`ApiError`]). This first part serves the system and image
-//! endpoints; containers, exec, volumes come with the rest of the daemon issue.
+//! One module per resource, mirroring the services under it: each handler decodes the
+//! request ([`decode`] for JSON bodies), calls the service (`crate::containers`,
+//! `crate::images`, `crate::build`, `crate::network`, `crate::volumes`) and encodes the
+//! answer. Requests may carry a version prefix (`/v1.45/images/json`) or not; every
+//! response carries `Api-Version`, `Server` and `Ostype` like dockerd's. Errors are
+//! `{"message": …}`; a service error's kind becomes its status in [`status_of`] alone.
 
 pub mod build;
 pub mod commit;
@@ -14,13 +17,10 @@ pub mod exec;
 pub mod images;
 pub mod networks;
 pub mod ops;
-pub mod restart;
 pub mod streams;
 pub mod system;
 pub mod tls;
 pub mod volumes;
-
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -28,56 +28,12 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-use crate::images::Images;
+use crate::error::Kind;
 
 pub const API_VERSION: &str = "1.45";
 pub const MIN_API_VERSION: &str = "1.24";
 
-/// What every handler shares.
-pub struct Daemon {
-    pub images: Images,
-    pub data_root: std::path::PathBuf,
-    /// Parent of every container's cgroup (dockerd's --cgroup-parent), e.g. "/berth".
-    pub cgroup_parent: String,
-    pub volumes: crate::volumes::Volumes,
-    /// Exec instances (Docker keeps them in memory too).
-    pub execs: exec::Execs,
-    pub events: events::Events,
-    /// Serialises read-modify-write of a container's stored document.
-    pub doc_lock: tokio::sync::Mutex<()>,
-    /// One exit handled at a time.
-    pub exit_lock: tokio::sync::Mutex<()>,
-    /// Networks, namespaces, endpoints and published ports.
-    pub net: Arc<crate::network::Net>,
-}
-
-impl Daemon {
-    pub fn new(
-        images: Images,
-        data_root: std::path::PathBuf,
-        exec_root: &std::path::Path,
-        cgroup_parent: String,
-    ) -> Daemon {
-        let cfg = images.reg.cfg.clone();
-        Daemon {
-            net: Arc::new(crate::network::Net::new(
-                &data_root,
-                exec_root,
-                cfg.network_settings().unwrap_or_default(),
-            )),
-            images,
-            volumes: crate::volumes::Volumes::new(&data_root),
-            data_root,
-            cgroup_parent,
-            execs: Default::default(),
-            events: Default::default(),
-            doc_lock: Default::default(),
-            exit_lock: Default::default(),
-        }
-    }
-}
-
-pub type State = Arc<Daemon>;
+pub use crate::state::{Daemon, State};
 
 /// An error as the Engine API reports it.
 #[derive(Debug)]
@@ -110,26 +66,107 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The one place image errors become HTTP statuses.
+/// The one place a kind of failure becomes an HTTP status.
+pub fn status_of(kind: Kind) -> StatusCode {
+    match kind {
+        Kind::Invalid => StatusCode::BAD_REQUEST,
+        Kind::NotFound => StatusCode::NOT_FOUND,
+        Kind::Conflict => StatusCode::CONFLICT,
+        Kind::Forbidden => StatusCode::FORBIDDEN,
+        Kind::Unauthorized => StatusCode::UNAUTHORIZED,
+        Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl ApiError {
+    /// A service error: its kind's status, its message with its causes.
+    fn of(kind: Kind, e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+        ApiError::new(status_of(kind), format!("{:#}", anyhow::Error::new(e)))
+    }
+}
+
 impl From<crate::images::Error> for ApiError {
     fn from(e: crate::images::Error) -> ApiError {
-        use crate::images::Error as E;
-        let status = match &e {
-            E::NoSuchImage(_) => StatusCode::NOT_FOUND,
-            E::Reference(_) => StatusCode::BAD_REQUEST,
-            E::Invalid(m) if m.starts_with("conflict") => StatusCode::CONFLICT,
-            E::Invalid(_) => StatusCode::BAD_REQUEST,
-            E::Registry(crate::registry::Error::NotFound { .. }) => StatusCode::NOT_FOUND,
-            E::Registry(crate::registry::Error::Unauthorized { .. }) => StatusCode::UNAUTHORIZED,
-            E::Pull { err, .. } | E::Push { err, .. }
-                if matches!(**err, E::Registry(crate::registry::Error::NotFound { .. })) =>
-            {
-                StatusCode::NOT_FOUND
-            }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, format!("{:#}", anyhow::Error::new(e)))
+        ApiError::of(e.kind(), e)
     }
+}
+
+impl From<crate::containers::Error> for ApiError {
+    fn from(e: crate::containers::Error) -> ApiError {
+        ApiError::of(e.kind(), e)
+    }
+}
+
+impl From<crate::volumes::Error> for ApiError {
+    fn from(e: crate::volumes::Error) -> ApiError {
+        ApiError::of(e.kind(), e)
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(s: tonic::Status) -> ApiError {
+        ApiError::new(status_of(Kind::of_status(&s)), s.message().to_string())
+    }
+}
+
+/// A JSON request body decoded into `T`: malformed JSON, a body that is not an object,
+/// and a field of the wrong type are each refused (400) with a message naming the field.
+pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.len() > MAX_BODY {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {} MiB", MAX_BODY >> 20),
+        ));
+    }
+    let v: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?
+    };
+    if !v.is_object() {
+        return Err(ApiError::bad_request("invalid JSON: want an object"));
+    }
+    decode_value(v)
+}
+
+/// Requests larger than this are refused.
+pub const MAX_BODY: usize = 4 << 20;
+
+fn decode_value<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
+    match serde_json::from_value::<T>(v.clone()) {
+        Ok(t) => Ok(t),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "invalid {}: {e}",
+            bad_field::<T>(&v, &mut Vec::new()).unwrap_or_else(|| "request".into())
+        ))),
+    }
+}
+
+/// The path (`HostConfig.Memory`) of the first field whose value alone fails to decode.
+fn bad_field<T: serde::de::DeserializeOwned>(
+    v: &serde_json::Value,
+    at: &mut Vec<String>,
+) -> Option<String> {
+    let obj = v.as_object()?;
+    for (k, sub) in obj {
+        at.push(k.clone());
+        let mut probe = serde_json::json!({});
+        let mut slot = &mut probe;
+        for p in &at[..at.len() - 1] {
+            slot = &mut slot[p.as_str()];
+        }
+        slot[k.as_str()] = sub.clone();
+        if serde_json::from_value::<T>(probe).is_err() {
+            let deeper = bad_field::<T>(sub, at);
+            let here = at.join(".");
+            at.pop();
+            return Some(deeper.unwrap_or(here));
+        }
+        at.pop();
+    }
+    None
 }
 
 impl From<crate::reference::Error> for ApiError {
@@ -249,12 +286,12 @@ async fn shutdown_signal() {
 
 /// Serve `-H` (unix:///path or tcp://host:port) until SIGINT/SIGTERM.
 pub async fn serve(state: State, host: &str, tls: &tls::TlsOpts) -> anyhow::Result<()> {
-    build::clean_leftovers(&state.data_root);
+    crate::build::clean_leftovers(&state.data_root);
     {
         let st = state.clone();
-        tokio::spawn(async move { containers::restore_network(&st).await });
+        tokio::spawn(async move { crate::containers::network::restore(&st).await });
     }
-    restart::spawn_monitor(state.clone());
+    crate::containers::monitor::spawn(state.clone());
     // The version prefix is stripped before routing, so the layer wraps the whole router.
     let app = tower::Layer::layer(&axum::middleware::from_fn(versioned), router(state));
     let svc = axum::ServiceExt::<Request>::into_make_service(app);
@@ -312,4 +349,15 @@ fn group_id(name: &str) -> Option<u32> {
         let mut f = l.split(':');
         (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
     })
+}
+
+/// Docker's boolean query values.
+pub fn is_true(q: &std::collections::BTreeMap<String, String>, k: &str) -> bool {
+    q.get(k)
+        .is_some_and(|v| v == "1" || v == "true" || v == "True")
+}
+
+/// A failure of berthd or the host while serving a request (500).
+pub fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }

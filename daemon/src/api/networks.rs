@@ -215,7 +215,7 @@ async fn create(AxState(d): AxState<State>, body: axum::body::Bytes) -> Result<R
         })
         .await
         .map_err(ApiError::bad_request)?;
-    super::events::publish_network(&d, "create", &n.id, &n.name);
+    crate::events::publish_network(&d, "create", &n.id, &n.name);
     let ignored: Vec<&str> = options
         .keys()
         .filter(|k| *k != MTU_OPTION && *k != BRIDGE_OPTION)
@@ -257,7 +257,7 @@ async fn remove(
         .remove_network(&what)
         .await
         .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
-    super::events::publish_network(&d, "destroy", &n.id, &n.name);
+    crate::events::publish_network(&d, "destroy", &n.id, &n.name);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -268,7 +268,7 @@ async fn prune(AxState(d): AxState<State>) -> Result<Json<Value>, ApiError> {
             continue;
         }
         if d.net.remove_network(&n.name).await.is_ok() {
-            super::events::publish_network(&d, "destroy", &n.id, &n.name);
+            crate::events::publish_network(&d, "destroy", &n.id, &n.name);
             deleted.push(n.name);
         }
     }
@@ -280,45 +280,15 @@ async fn target(
     d: &State,
     what: &str,
     body: &[u8],
-) -> Result<(Network, super::containers::Ctr, Value), ApiError> {
+) -> Result<(Network, crate::containers::Container, Value), ApiError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
     let n =
         d.net.find(what).await.ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, format!("network {what} not found"))
         })?;
-    let c = super::containers::find(d, v["Container"].as_str().unwrap_or("")).await?;
+    let c = crate::containers::find(d, v["Container"].as_str().unwrap_or("")).await?;
     Ok((n, c, v))
-}
-
-/// host, none and container: modes have no interfaces of their own to add or take away.
-fn own_namespace(c: &super::containers::Ctr) -> Result<(), ApiError> {
-    let mode = c.doc["Net"]["Mode"].as_str().unwrap_or("default");
-    let why = match mode {
-        "host" => "container cannot be disconnected from host network or connected to host network",
-        "none" => "container cannot be connected to multiple networks with one of the networks in private (none) mode",
-        m if m.starts_with("container:") => "container sharing network namespace with another container or host cannot be connected to any other network",
-        _ => return Ok(()),
-    };
-    Err(ApiError::new(StatusCode::FORBIDDEN, why))
-}
-
-/// The container document's record of its endpoint on `network` (the first one, or one
-/// of the connected ones): replaced by `ep`, or removed (None).
-fn record_endpoint(doc: &mut Value, network: &str, first: bool, ep: Option<Value>) {
-    if first {
-        doc["Net"]["Endpoint"] = ep.unwrap_or(Value::Null);
-        return;
-    }
-    let mut extra: Vec<Value> = doc["Net"]["Extra"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e["network"] != network)
-        .collect();
-    extra.extend(ep);
-    doc["Net"]["Extra"] = extra.into();
 }
 
 /// `POST /networks/{id}/connect`: one more interface for a container (running or not).
@@ -328,35 +298,7 @@ async fn connect(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let (n, c, v) = target(&d, &what, &body).await?;
-    own_namespace(&c)?;
-    let req = crate::network::EndpointRequest::from_config(&c.name, &v["EndpointConfig"], None)
-        .map_err(ApiError::bad_request)?;
-    let (ep, first) = d
-        .net
-        .connect(&c.id, &n.name, &req)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
-    let dir = d.data_root.join("containers").join(&c.id);
-    if n.name != "bridge" {
-        // Names on the new network resolve through the embedded DNS (rewritten in place:
-        // the file is bind-mounted).
-        let p = dir.join("resolv.conf");
-        let cur = std::fs::read_to_string(&p).unwrap_or_default();
-        if !cur.contains(crate::network::dns::ADDR) {
-            let _ = std::fs::write(&p, format!("nameserver {}\n", crate::network::dns::ADDR));
-        }
-    }
-    if first {
-        let old = c.doc["Net"]["Endpoint"]["ip"].as_str().unwrap_or("");
-        crate::network::Net::retarget_hosts(&dir, old, &ep.ip)
-            .map_err(super::containers::internal)?;
-    }
-    let value = serde_json::to_value(&ep).expect("json");
-    super::containers::update_doc(&d, &c.id, None, |doc| {
-        record_endpoint(doc, &n.name, first, Some(value))
-    })
-    .await?;
-    super::events::publish_network(&d, "connect", &n.id, &n.name);
+    crate::containers::network::connect(&d, &c, &n, &v["EndpointConfig"]).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -367,21 +309,6 @@ async fn disconnect(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let (n, c, _) = target(&d, &what, &body).await?;
-    own_namespace(&c)?;
-    let (ep, first) = d
-        .net
-        .disconnect(&c.id, &n.name)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
-    if first {
-        let dir = d.data_root.join("containers").join(&c.id);
-        crate::network::Net::retarget_hosts(&dir, &ep.ip, "")
-            .map_err(super::containers::internal)?;
-    }
-    super::containers::update_doc(&d, &c.id, None, |doc| {
-        record_endpoint(doc, &n.name, first, None)
-    })
-    .await?;
-    super::events::publish_network(&d, "disconnect", &n.id, &n.name);
+    crate::containers::network::disconnect(&d, &c, &n).await?;
     Ok(StatusCode::OK.into_response())
 }

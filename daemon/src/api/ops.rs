@@ -11,12 +11,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_proto::manager as pb;
 
-use super::containers::{
-    all, delete_container, find, internal, restart_container, state_name, status_err, task,
-    update_doc, valid_name,
-};
 use super::images::url_pairs;
-use super::{ApiError, State};
+use super::{internal, ApiError, State};
+use crate::containers::{self as service, find, running, state_name, task};
 
 pub fn routes() -> Router<State> {
     Router::new()
@@ -28,17 +25,6 @@ pub fn routes() -> Router<State> {
         .route("/containers/{id}/update", post(update))
         .route("/containers/{id}/stats", get(stats))
         .route("/containers/prune", post(prune))
-}
-
-async fn running(d: &State, what: &str) -> Result<(super::containers::Ctr, pb::Task), ApiError> {
-    let c = find(d, what).await?;
-    match task(d, &c.id).await {
-        Some(t) if matches!(state_name(Some(&t)), "running" | "paused") => Ok((c, t)),
-        _ => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("Container {} is not running", c.id),
-        )),
-    }
 }
 
 /// `ps` on the host (dockerd does the same), keeping the container's processes.
@@ -60,8 +46,7 @@ async fn top(
         .tasks
         .clone()
         .pids(pb::ContainerRef { id: c.id.clone() })
-        .await
-        .map_err(status_err)?
+        .await?
         .into_inner()
         .processes
         .into_iter()
@@ -139,27 +124,7 @@ async fn unpause(
 
 /// Freeze or thaw a running container, refusing (409) when it already is so.
 async fn set_paused(d: &State, what: &str, pause: bool) -> Result<Response, ApiError> {
-    let (c, t) = running(d, what).await?;
-    if (t.status == pb::Status::Paused as i32) == pause {
-        let now = if pause {
-            "already paused"
-        } else {
-            "not paused"
-        };
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("Container {} is {now}", c.id),
-        ));
-    }
-    let tasks = d.images.mgr.tasks.clone();
-    let r = pb::ContainerRef { id: c.id.clone() };
-    if pause {
-        tasks.clone().pause(r).await
-    } else {
-        tasks.clone().resume(r).await
-    }
-    .map_err(status_err)?;
-    crate::api::events::container(d, &c, if pause { "pause" } else { "unpause" });
+    service::pause(d, what, pause).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -170,33 +135,8 @@ async fn rename(
 ) -> Result<Response, ApiError> {
     let c = find(&d, &what).await?;
     let query = q.as_deref().map(url_pairs).unwrap_or_default();
-    let new = query
-        .get("name")
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::bad_request("rename: name is required"))?;
-    if !valid_name(new) {
-        return Err(ApiError::bad_request(format!(
-            "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-        )));
-    }
-    let new = format!("/{}", new.trim_start_matches('/'));
-    if new == c.name {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "Renaming a container with the same name as its current name",
-        ));
-    }
-    if let Some(o) = all(&d).await?.into_iter().find(|o| o.name == new) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "Conflict. The container name \"{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                o.id
-            ),
-        ));
-    }
-    update_doc(&d, &c.id, Some(&new), |_| {}).await?;
-    crate::api::events::container(&d, &c, "rename");
+    let new = query.get("name").cloned().unwrap_or_default();
+    service::rename(&d, &c, &new).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -208,7 +148,7 @@ async fn restart(
     let c = find(&d, &what).await?;
     let query = q.as_deref().map(url_pairs).unwrap_or_default();
     let secs = query.get("t").and_then(|t| t.parse::<i64>().ok());
-    restart_container(&d, &c, secs).await?;
+    service::restart(&d, &c, secs).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -220,83 +160,8 @@ async fn update(
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let c = find(&d, &what).await?;
-    let u: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
-    if !u.is_object() {
-        return Err(ApiError::bad_request("invalid JSON: want an object"));
-    }
-    let mut host = c.doc["HostConfig"].clone();
-    if !host.is_object() {
-        host = serde_json::json!({});
-    }
-    let mut res = serde_json::json!({});
-    let num = |k: &str| u[k].as_i64().filter(|v| *v != 0);
-    if let Some(m) = num("Memory") {
-        res["memory"]["limit"] = m.into();
-        host["Memory"] = m.into();
-    }
-    if let Some(s) = num("MemorySwap") {
-        res["memory"]["swap"] = s.into();
-        host["MemorySwap"] = s.into();
-    }
-    if let Some(s) = num("CpuShares") {
-        res["cpu"]["shares"] = s.into();
-        host["CpuShares"] = s.into();
-    }
-    if let Some(n) = num("NanoCpus") {
-        res["cpu"]["quota"] = (n / 10_000).into();
-        res["cpu"]["period"] = 100_000.into();
-        host["NanoCpus"] = n.into();
-    }
-    if let Some(q) = num("CpuQuota") {
-        res["cpu"]["quota"] = q.into();
-        host["CpuQuota"] = q.into();
-    }
-    if let Some(p) = num("CpuPeriod") {
-        res["cpu"]["period"] = p.into();
-        host["CpuPeriod"] = p.into();
-    }
-    if let Some(p) = num("PidsLimit") {
-        res["pids"]["limit"] = p.into();
-        host["PidsLimit"] = p.into();
-    }
-    if let Some(p) = u["RestartPolicy"].as_object() {
-        let rp = serde_json::Value::Object(p.clone());
-        super::restart::validate(&rp, host["AutoRemove"].as_bool().unwrap_or(false))?;
-        host["RestartPolicy"] = rp;
-    }
-    if res.as_object().is_some_and(|o| !o.is_empty())
-        && matches!(
-            state_name(task(&d, &c.id).await.as_ref()),
-            "running" | "paused"
-        )
-    {
-        d.images
-            .mgr
-            .tasks
-            .clone()
-            .update(pb::UpdateTaskRequest {
-                container_id: c.id.clone(),
-                resources: res.to_string().into_bytes(),
-            })
-            .await
-            .map_err(|s| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("Cannot update container {}: {}", c.id, s.message()),
-                )
-            })?;
-    }
-    let changed = res.as_object().is_some_and(|o| !o.is_empty());
-    // Later starts apply the stored resources to the spec.
-    update_doc(&d, &c.id, None, |doc| {
-        doc["HostConfig"] = host;
-        if changed {
-            doc["ResourcesUpdated"] = true.into();
-        }
-    })
-    .await?;
-    crate::api::events::container(&d, &c, "update");
+    let u: service::UpdateRequest = super::decode(&body)?;
+    service::update(&d, &c, u).await?;
     Ok(Json(serde_json::json!({ "Warnings": [] })))
 }
 
@@ -335,7 +200,7 @@ async fn sample(d: &State, id: &str) -> serde_json::Value {
     let raw: serde_json::Value = serde_json::from_str(&s.json).unwrap_or_default();
     let cpu = &raw["cpu"]["usage"];
     serde_json::json!({
-        "read": crate::images::now_rfc3339(),
+        "read": crate::clock::now_rfc3339(),
         "pids_stats": {"current": s.pids_current},
         "memory_stats": {
             "usage": s.memory_usage,
@@ -442,17 +307,7 @@ async fn stats(
 }
 
 async fn prune(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, ApiError> {
-    let mut deleted = Vec::new();
-    for c in all(&d).await? {
-        if matches!(
-            state_name(task(&d, &c.id).await.as_ref()),
-            "exited" | "created"
-        ) {
-            delete_container(&d, &c.id).await?;
-            crate::api::events::container(&d, &c, "destroy");
-            deleted.push(c.id);
-        }
-    }
+    let deleted = service::prune(&d).await?;
     Ok(Json(
         serde_json::json!({ "ContainersDeleted": deleted, "SpaceReclaimed": 0 }),
     ))

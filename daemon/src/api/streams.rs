@@ -14,9 +14,10 @@ use axum::response::{IntoResponse, Response};
 use berth_proto::manager as pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::containers::{find, internal, is_true, state_name, status_err, task};
 use super::images::url_pairs;
+use super::{internal, is_true};
 use super::{ApiError, State};
+use crate::containers::{find, state_name, task};
 
 /// Docker's stream framing: [stream, 0, 0, 0, size (big endian u32)] + data.
 pub fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
@@ -254,8 +255,7 @@ pub async fn open_attach(
         .tasks
         .clone()
         .attach(tokio_stream::wrappers::ReceiverStream::new(in_rx))
-        .await
-        .map_err(status_err)?
+        .await?
         .into_inner();
     Ok((out, in_tx))
 }
@@ -279,7 +279,7 @@ pub async fn attach(
     let c = find(&d, &what).await?;
     let query = q.as_deref().map(url_pairs).unwrap_or_default();
     let flag = |k: &str| is_true(&query, k);
-    let tty = c.doc["Config"]["Tty"].as_bool().unwrap_or(false);
+    let tty = c.doc.config.tty();
     let detach = detach_keys(
         query
             .get("detachKeys")
@@ -297,7 +297,7 @@ pub async fn attach(
     let session = Session {
         tty,
         stdin: flag("stdin"),
-        close_stdin: !tty && c.doc["Config"]["StdinOnce"].as_bool().unwrap_or(false),
+        close_stdin: !tty && c.doc.config.stdin_once.unwrap_or(false),
         detach,
     };
     session.spawn(upgrade, out, in_tx, async { Ok(()) }, async {});
@@ -339,8 +339,7 @@ pub async fn resize_process(
             width: w,
             height: h,
         })
-        .await
-        .map_err(status_err)?;
+        .await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -350,7 +349,12 @@ pub async fn logs(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let c = find(&d, &what).await?;
-    if c.doc["HostConfig"]["LogConfig"]["Type"].as_str() == Some("none") {
+    if c.doc
+        .host_config
+        .log_config
+        .as_ref()
+        .is_some_and(|l| l.r#type == "none")
+    {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "configured logging driver does not support reading",
@@ -365,7 +369,7 @@ pub async fn logs(
         flag("timestamps"),
     );
     let tail: Option<usize> = query.get("tail").and_then(|t| t.parse().ok());
-    let tty = c.doc["Config"]["Tty"].as_bool().unwrap_or(false);
+    let tty = c.doc.config.tty();
     let path = std::path::PathBuf::from(&c.log_path);
     // since/until: seconds since the epoch (fractions ignored); 0 is unset.
     let secs = |k: &str| -> i64 {
@@ -382,7 +386,7 @@ pub async fn logs(
             return None;
         }
         if since > 0 || until > 0 {
-            let t = super::images::unix_time(v["time"].as_str().unwrap_or(""));
+            let t = crate::clock::unix_time(v["time"].as_str().unwrap_or(""));
             if t < since || (until > 0 && t > until) {
                 return None;
             }

@@ -182,7 +182,7 @@ async fn df(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, ApiEr
         c["SizeRw"] = rw.into();
         c["SizeRootFs"] = (rw + image_size).into();
     }
-    let users = super::volumes::users(&d).await?;
+    let users = crate::containers::mounts::users(&d).await?;
     let volumes: Vec<serde_json::Value> = d
         .volumes
         .list()

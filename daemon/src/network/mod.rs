@@ -269,6 +269,26 @@ pub struct NewNetwork {
     pub options: BTreeMap<String, String>,
 }
 
+/// Why a container could not be attached to its network.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// What the container asked for is impossible here (`--ip` on the default bridge, an
+    /// address outside the network).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    /// The host failed (netlink, a namespace, the state file).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for AttachError {
+    fn from(s: String) -> AttachError {
+        AttachError::Failed(s)
+    }
+}
+
 /// What a container gets: a namespace path (None: the host's) and, on a bridge, its endpoint.
 #[derive(Clone, Debug, Default)]
 pub struct Attachment {
@@ -421,7 +441,7 @@ impl Net {
             subnet,
             gateway,
             internal: false,
-            created: crate::images::now_rfc3339(),
+            created: crate::clock::now_rfc3339(),
             labels: Default::default(),
             ip_range: None,
             mtu: self.mtu,
@@ -542,7 +562,7 @@ impl Net {
             subnet: format!("{subnet}/{prefix}"),
             gateway: gateway.to_string(),
             internal: req.internal,
-            created: crate::images::now_rfc3339(),
+            created: crate::clock::now_rfc3339(),
             labels: req.labels,
         };
         links::ensure_bridge(&n.bridge, gateway, prefix, n.mtu).await?;
@@ -620,7 +640,7 @@ impl Net {
         id: &str,
         mode: &str,
         req: &EndpointRequest,
-    ) -> Result<Attachment, String> {
+    ) -> Result<Attachment, AttachError> {
         match mode {
             "host" => Ok(Attachment::default()),
             "none" => {
@@ -636,10 +656,10 @@ impl Net {
             }
             "" | "default" | "bridge" => {
                 if req.ip.is_some() {
-                    return Err(
+                    return Err(AttachError::Invalid(
                         "user specified IP address is supported on user defined networks only"
                             .into(),
-                    );
+                    ));
                 }
                 self.attach_bridge(id, "bridge", req).await
             }
@@ -647,13 +667,13 @@ impl Net {
                 let n = self
                     .find(other)
                     .await
-                    .ok_or_else(|| format!("network {other} not found"))?;
+                    .ok_or_else(|| AttachError::NoSuchNetwork(other.to_string()))?;
                 let a = self.attach_bridge(id, &n.name, req).await?;
                 // User-defined networks resolve their containers' names.
                 if let Some(ns) = &a.netns {
                     if let Err(e) = self.serve_dns(id, ns).await {
                         self.detach(id).await;
-                        return Err(e);
+                        return Err(e.into());
                     }
                 }
                 Ok(a)
@@ -666,7 +686,7 @@ impl Net {
         id: &str,
         network: &str,
         req: &EndpointRequest,
-    ) -> Result<Attachment, String> {
+    ) -> Result<Attachment, AttachError> {
         let mut st = self.state.lock().await;
         let net = match network {
             "bridge" => self.default_network(&mut st).await?,
@@ -674,7 +694,7 @@ impl Net {
                 .networks
                 .get(n)
                 .cloned()
-                .ok_or_else(|| format!("network {n} not found"))?,
+                .ok_or_else(|| AttachError::NoSuchNetwork(n.to_string()))?,
         };
         let ns = links::netns_path(&self.netns_dir, id);
         let ns2 = ns.clone();
@@ -694,7 +714,7 @@ impl Net {
             st.endpoints.remove(id);
             let _ = links::delete(&veth).await;
             links::remove_netns(&ns);
-            return Err(e);
+            return Err(e.into());
         }
         let all = st.networks.values().cloned().collect::<Vec<_>>();
         drop(st);
@@ -716,7 +736,7 @@ impl Net {
         ifname: &str,
         route: bool,
         req: &EndpointRequest,
-    ) -> Result<Endpoint, String> {
+    ) -> Result<Endpoint, AttachError> {
         let (subnet, prefix) = parse_cidr(&net.subnet)?;
         let gateway: Ipv4Addr = net
             .gateway
@@ -738,16 +758,13 @@ impl Net {
         let ip = match req.ip {
             Some(a) if usable(a) => a,
             Some(a) if used.contains(&a) => {
-                return Err(format!(
-                    "Address already in use: {a} on network {}",
-                    net.name
-                ))
+                return Err(format!("Address already in use: {a} on network {}", net.name).into())
             }
             Some(a) => {
-                return Err(format!(
+                return Err(AttachError::Invalid(format!(
                     "invalid address {a}: not a usable address of {} ({})",
                     net.subnet, net.name
-                ))
+                )))
             }
             None if req.prefer_ip.is_some_and(&usable) => req.prefer_ip.expect("checked"),
             None => {
@@ -840,7 +857,9 @@ impl Net {
             .find(|f| !taken.contains(f))
             .expect("a free name");
         let ep = if live {
-            self.plug(&st, &n, &ns, &ifname, first, req).await?
+            self.plug(&st, &n, &ns, &ifname, first, req)
+                .await
+                .map_err(|e| e.to_string())?
         } else {
             // Recorded only: plugged in by `reattach` at the next start.
             Endpoint {
@@ -1040,7 +1059,7 @@ impl Net {
                     plugged.push(ep);
                 }
                 Err(e) => {
-                    failed = Some(e);
+                    failed = Some(e.to_string());
                     break;
                 }
             }

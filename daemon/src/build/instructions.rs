@@ -5,14 +5,14 @@
 
 use berth_manager::images::manifest::RunConfig;
 
-use crate::dockerfile::{self, json_form};
+use super::dockerfile::{self, json_form};
 
 fn shell_or_exec(args: &str) -> Vec<String> {
     json_form(args).unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into(), args.trim().into()])
 }
 
 /// `k=v k2="v 2"` or the legacy `k v` form, `$VAR`s from the config's environment (the
-/// Dockerfile's rules: crate::dockerfile).
+/// Dockerfile's rules: super::dockerfile).
 fn pairs(rc: &RunConfig, args: &str, what: &str) -> Result<Vec<(String, String)>, String> {
     let vars: dockerfile::Vars = rc
         .env

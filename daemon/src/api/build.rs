@@ -1,0 +1,125 @@
+//! `POST /build` and `POST /build/prune`: the query as [`crate::build::Options`], the body
+//! (the context tar, whatever its Content-Type) spooled to a file, the builder's progress
+//! streamed back.
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State as AxState};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+
+use super::images::{url_all, url_pairs};
+use super::{ApiError, State};
+use crate::build::Options;
+
+pub fn routes() -> Router<State> {
+    Router::new()
+        .route("/build", post(build))
+        .route("/build/prune", post(prune))
+}
+
+impl From<crate::build::Error> for ApiError {
+    fn from(e: crate::build::Error) -> ApiError {
+        ApiError::new(
+            super::status_of(e.kind()),
+            format!("{:#}", anyhow::Error::new(e)),
+        )
+    }
+}
+
+/// The build's options from `POST /build`'s query.
+fn options(raw: &str) -> Result<Options, ApiError> {
+    let q = url_pairs(raw);
+    let flag = |k: &str| {
+        q.get(k)
+            .is_some_and(|v| v == "1" || v == "true" || v == "True")
+    };
+    let json_map = |k: &str| -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+        match q.get(k).filter(|v| !v.is_empty()) {
+            None => Ok(Default::default()),
+            Some(v) => serde_json::from_str(v)
+                .map_err(|e| ApiError::bad_request(format!("{k}: invalid JSON: {e}"))),
+        }
+    };
+    let build_args = json_map("buildargs")?
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str().map(String::from)))
+        .collect();
+    let labels = json_map("labels")?
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    let mut tags = url_all(raw, "t");
+    tags.retain(|t| !t.is_empty());
+    for t in &tags {
+        crate::reference::Reference::parse(t)
+            .map_err(|e| ApiError::bad_request(format!("invalid tag {t:?}: {e}")))?;
+    }
+    // RUN steps join this network: the default bridge unless told (host, none, or a
+    // user-defined network, checked when the first RUN creates its container).
+    let network_mode = q.get("networkmode").cloned().unwrap_or_default();
+    if network_mode.starts_with("container:") {
+        return Err(ApiError::bad_request(format!(
+            "networkmode {network_mode:?} is not supported for builds"
+        )));
+    }
+    if let Some(p) = q.get("platform").filter(|p| !p.is_empty()) {
+        let host = format!(
+            "linux/{}",
+            berth_manager::images::host_platform().architecture
+        );
+        if !p.starts_with(&host) {
+            return Err(ApiError::bad_request(format!(
+                "platform {p:?}: this daemon builds for {host} only"
+            )));
+        }
+    }
+    Ok(Options {
+        dockerfile: q
+            .get("dockerfile")
+            .filter(|d| !d.is_empty())
+            .cloned()
+            .unwrap_or_else(|| "Dockerfile".into()),
+        tags,
+        build_args,
+        nocache: flag("nocache"),
+        pull: flag("pull"),
+        rm: q.get("rm").is_none_or(|_| flag("rm")),
+        forcerm: flag("forcerm"),
+        target: q.get("target").cloned().unwrap_or_default(),
+        labels,
+        network_mode,
+        quiet: flag("q"),
+    })
+}
+
+async fn build(
+    AxState(d): AxState<State>,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let opts = options(q.as_deref().unwrap_or(""))?;
+    let spooled = super::images::spool(&d, body).await?;
+    let rx = crate::build::start(&d, opts, spooled).await?;
+    let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+    let body = Body::from_stream(tokio_stream::StreamExt::map(
+        stream,
+        Ok::<_, std::io::Error>,
+    ));
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+/// `POST /build/prune` (`docker builder prune`).
+async fn prune(AxState(d): AxState<State>) -> Result<Response, ApiError> {
+    let deleted = crate::build::prune(&d).await?;
+    Ok(
+        axum::Json(serde_json::json!({"CachesDeleted": deleted, "SpaceReclaimed": 0}))
+            .into_response(),
+    )
+}

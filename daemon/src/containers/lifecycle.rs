@@ -1,0 +1,611 @@
+//! The container lifecycle: create, start, stop, kill, restart, pause, remove, rename and
+//! update, each publishing Docker's event.
+
+use std::time::Duration;
+
+use berth_proto::manager as pb;
+
+use super::doc::{ContainerDoc, CreateBody, RestartPolicy};
+use super::{
+    all, dir, encode, find, is_running, mounts, network, options, running, state_name, task,
+    update_doc, valid_name, wait_exit, Container, Error, Result, CONFIG, NAME,
+};
+use crate::events;
+use crate::state::State;
+
+/// `POST /containers/create` as the service takes it.
+#[derive(Clone, Debug, Default)]
+pub struct CreateRequest {
+    /// `--name` (None: `berth_<short id>`).
+    pub name: Option<String>,
+    pub body: CreateBody,
+}
+
+/// Create a container (and its task, held at the start barrier); returns its id. Nothing
+/// is left behind when it fails: snapshot, volumes and network are undone.
+#[tracing::instrument(skip_all, fields(container_id = tracing::field::Empty, image = %req.body.config.image.as_deref().unwrap_or("")))]
+pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
+    let CreateRequest { name, body } = req;
+    let CreateBody {
+        config: cfg,
+        host_config: mut host,
+    } = body;
+    let id = super::new_id();
+    tracing::Span::current().record("container_id", id.as_str());
+    let name = match name.filter(|n| !n.is_empty()) {
+        Some(n) if !valid_name(&n) => return Err(Error::BadName(n)),
+        Some(n) => format!("/{}", n.trim_start_matches('/')),
+        None => format!("/berth_{}", &id[..12]),
+    };
+    if let Some(other) = all(d).await?.into_iter().find(|c| c.name == name) {
+        return Err(Error::NameInUse { name, id: other.id });
+    }
+    let image = cfg
+        .image
+        .clone()
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| Error::Invalid("config: Image is required".into()))?;
+    options::validate_ports(&host)?;
+    super::monitor::validate_policy(&host.restart_policy(), host.auto_remove())?;
+    let mut opts = options::options(&cfg, &host);
+    options::default_ulimits(d, &mut opts);
+    let log_path = dir(d, &id).join(format!("{id}-json.log"));
+    let log = options::log_config(d, &host, &log_path)?;
+    // Inspect (and logs) show the driver in effect, the daemon's default included.
+    let mut lc = host.log_config.clone().unwrap_or_default();
+    lc.r#type = if log.disabled { "none" } else { "json-file" }.into();
+    host.log_config = Some(lc);
+    let parent = host
+        .cgroup_parent
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .unwrap_or(&d.cgroup_parent);
+    opts.cgroups_path = Some(format!("/{}/{id}", parent.trim_matches('/')));
+    let img = d
+        .images
+        .find(&image)
+        .await
+        .map_err(|_| Error::NoSuchImage(image.clone()))?;
+    let res = d.images.resolve_record(&img).await?;
+    let image_cfg: berth_manager::oci::ImageConfig =
+        (&res.config.config.clone().unwrap_or_default()).into();
+    let net = network::attach(d, &id, &name, &cfg, &host, &mut opts).await?;
+    let wants = match mounts::wants(d, &cfg, &host, &image_cfg.volumes).await {
+        Ok(w) => w,
+        Err(e) => {
+            d.net.detach(&id).await;
+            return Err(e);
+        }
+    };
+    let realized = match mounts::realize(d, &wants) {
+        Ok(r) => r,
+        Err(e) => {
+            d.net.detach(&id).await;
+            return Err(e);
+        }
+    };
+    opts.mounts.extend(realized.opts.iter().cloned());
+    let mgr = &d.images.mgr;
+    let undo = || async {
+        let _ = mgr
+            .snapshots
+            .clone()
+            .remove(pb::SnapshotRef { key: id.clone() })
+            .await;
+        mounts::remove_anonymous(d, &realized.records).await;
+        d.net.detach(&id).await;
+    };
+    let prepared = async {
+        let chain = mgr
+            .images
+            .clone()
+            .unpack(pb::UnpackRequest {
+                name: img.name.clone(),
+                lease: String::new(),
+            })
+            .await?
+            .into_inner()
+            .chain_id;
+        let mounts = mgr
+            .snapshots
+            .clone()
+            .prepare(pb::PrepareSnapshotRequest {
+                key: id.clone(),
+                parent: chain,
+                labels: Default::default(),
+            })
+            .await?
+            .into_inner()
+            .mounts;
+        Ok::<_, Error>(mounts)
+    }
+    .await;
+    let mounts = match prepared {
+        Ok(m) => m,
+        Err(e) => {
+            undo().await;
+            return Err(e);
+        }
+    };
+    // Read /etc/passwd and /etc/group of the container's filesystem for the spec.
+    let tmp = d
+        .data_root
+        .join("tmp")
+        .join(format!("rootfs-{}", &id[..12]));
+    let mounts: Vec<berth_manager::images::snapshots::Mount> =
+        mounts.into_iter().map(Into::into).collect();
+    let spec = berth_manager::images::snapshots::with_mounted(&mounts, &tmp, |root| {
+        for (target, data) in &realized.seeds {
+            crate::volumes::seed(root, target, std::path::Path::new(data)).map_err(|e| {
+                Error::Internal(format!("copy the image's {target} into its volume: {e}"))
+            })?;
+        }
+        let spec = berth_manager::oci::generate(&id, root, &image_cfg, &opts)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        // Like dockerd: a working directory the image lacks is created (owned by root).
+        if let Some(cwd) = spec["process"]["cwd"].as_str().filter(|c| *c != "/") {
+            let rootfd: std::os::fd::OwnedFd =
+                std::fs::File::open(root).map_err(Error::internal)?.into();
+            crate::build::files::mkdir_p(&rootfd, cwd, None)
+                .map_err(|e| Error::Invalid(format!("create the working directory {cwd}: {e}")))?;
+        }
+        Ok(spec)
+    })
+    .map_err(Error::internal)
+    .and_then(|r| r);
+    let spec = match spec {
+        Ok(s) => s,
+        Err(e) => {
+            undo().await;
+            return Err(e);
+        }
+    };
+    let args: Vec<String> = spec["process"]["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect();
+    let tty = cfg.tty();
+    let stdin = cfg.open_stdin.unwrap_or(false);
+    let doc = ContainerDoc {
+        config: cfg,
+        host_config: host,
+        created: crate::clock::now_rfc3339(),
+        mounts: realized.records.clone(),
+        image: res.id().to_string(),
+        image_name: image,
+        net,
+        path: args.first().cloned().unwrap_or_default(),
+        args: args.get(1..).unwrap_or_default().to_vec(),
+        ..Default::default()
+    };
+    let labels = [
+        (NAME.to_string(), name.clone()),
+        (CONFIG.to_string(), encode(&doc)),
+    ]
+    .into_iter()
+    .collect();
+    let created = mgr
+        .containers
+        .clone()
+        .create(pb::CreateContainerRequest {
+            container: Some(pb::Container {
+                id: id.clone(),
+                labels,
+                spec: serde_json::to_vec(&spec).expect("json"),
+                log: Some(log),
+                image: img.name.clone(),
+                snapshot_key: id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await;
+    if let Err(s) = created {
+        undo().await;
+        return Err(s.into());
+    }
+    if let Err(e) = create_task(d, &id, tty, stdin).await {
+        let _ = mgr
+            .containers
+            .clone()
+            .delete(pb::ContainerRef { id: id.clone() })
+            .await;
+        d.net.detach(&id).await;
+        return Err(e);
+    }
+    if let Ok(c) = find(d, &id).await {
+        events::container(d, &c, "create");
+    }
+    Ok(id)
+}
+
+async fn create_task(d: &State, id: &str, terminal: bool, stdin: bool) -> Result<()> {
+    d.images
+        .mgr
+        .tasks
+        .clone()
+        .create(pb::CreateTaskRequest {
+            container_id: id.to_string(),
+            terminal,
+            stdin,
+        })
+        .await?;
+    Ok(())
+}
+
+/// The stored spec with a `docker update`'s resources applied.
+async fn apply_updated_resources(d: &State, c: &Container) -> Result<()> {
+    let containers = d.images.mgr.containers.clone();
+    let mc = containers
+        .clone()
+        .get(pb::ContainerRef { id: c.id.clone() })
+        .await?
+        .into_inner();
+    let mut spec: oci_spec::runtime::Spec = serde_json::from_slice(&mc.spec)
+        .map_err(|e| Error::Internal(format!("container {}: stored spec: {e}", c.id)))?;
+    options::patch_resources(&mut spec, &c.doc.host_config);
+    containers
+        .clone()
+        .update(pb::UpdateContainerRequest {
+            id: c.id.clone(),
+            spec: serde_json::to_vec(&spec).expect("json"),
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
+}
+
+/// Start the container's init (a new task when the last one exited). False if it was
+/// running already.
+#[tracing::instrument(skip_all, fields(container_id = %c.id))]
+pub async fn start(d: &State, c: &Container) -> Result<bool> {
+    let tasks = d.images.mgr.tasks.clone();
+    let current = task(d, &c.id).await;
+    if matches!(state_name(current.as_ref()), "running" | "paused") {
+        return Ok(false);
+    }
+    // (Before anything is made: a link to a stopped container refuses the start.)
+    network::link_hosts(d, c).await?;
+    let (tty, stdin) = (c.doc.config.tty(), c.doc.config.open_stdin.unwrap_or(false));
+    match current {
+        Some(t) if t.status == pb::Status::Stopped as i32 => {
+            tasks
+                .clone()
+                .delete(pb::ProcessRef {
+                    container_id: c.id.clone(),
+                    exec_id: String::new(),
+                })
+                .await?;
+            if c.doc.resources_updated {
+                apply_updated_resources(d, c).await?;
+            }
+            network::reattach(d, c).await?;
+            if let Err(e) = create_task(d, &c.id, tty, stdin).await {
+                d.net.release(&c.id).await;
+                return Err(e);
+            }
+        }
+        Some(_) => {}
+        None => {
+            network::reattach(d, c).await?;
+            create_task(d, &c.id, tty, stdin).await?
+        }
+    }
+    // The record is updated while the task starts (a store write is not on the start's
+    // critical path). `update_doc` takes the record lock at its first poll, before the
+    // start request leaves, and the exit handler takes that lock before reading: an init
+    // that exits at once is handled with these values.
+    let published = network::publish_ports(d, c).await?;
+    let record = update_doc(d, &c.id, None, |doc| {
+        doc.published_ports = published;
+        doc.started_at = Some(crate::clock::now_rfc3339());
+        doc.oom_killed = false;
+        doc.manual_stop = false;
+        doc.resources_updated = false;
+        doc.restarting = false;
+    });
+    let mut tasks = tasks.clone();
+    let start = tasks.start(pb::ProcessRef {
+        container_id: c.id.clone(),
+        exec_id: String::new(),
+    });
+    let (recorded, started) = tokio::join!(record, start);
+    if recorded.is_err() || started.is_err() {
+        d.net.release(&c.id).await;
+    }
+    recorded?;
+    started?;
+    events::container(d, c, "start");
+    Ok(true)
+}
+
+/// Mark a container as stopped by its user (restart policies leave it alone).
+async fn mark_manual_stop(d: &State, c: &Container) -> Result<()> {
+    update_doc(d, &c.id, None, |doc| doc.manual_stop = true).await
+}
+
+/// Send `sig` to the container's init.
+pub async fn send_signal(d: &State, id: &str, sig: u32) -> Result<()> {
+    d.images
+        .mgr
+        .tasks
+        .clone()
+        .kill(pb::KillRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+            signal: sig,
+            all: false,
+        })
+        .await?;
+    Ok(())
+}
+
+/// Stop: the stop signal, then SIGKILL after `secs` (default the container's StopTimeout
+/// or 10; negative waits forever). False if it was not running.
+#[tracing::instrument(skip_all, fields(container_id = %c.id))]
+pub async fn stop(d: &State, c: &Container, secs: Option<i64>) -> Result<bool> {
+    let t = task(d, &c.id).await;
+    if c.shown_state(t.as_ref()) == "restarting" {
+        mark_manual_stop(d, c).await?;
+        return Ok(true);
+    }
+    if !matches!(state_name(t.as_ref()), "running" | "paused") {
+        return Ok(false);
+    }
+    mark_manual_stop(d, c).await?;
+    let secs = secs.or(c.doc.config.stop_timeout).unwrap_or(10);
+    let stop_sig = c
+        .doc
+        .config
+        .stop_signal
+        .as_deref()
+        .and_then(super::signal_number)
+        .unwrap_or(15);
+    if state_name(task(d, &c.id).await.as_ref()) == "paused" {
+        // A frozen process cannot handle its signal: kill it outright, like dockerd.
+        send_signal(d, &c.id, 9).await?;
+        let _ = d
+            .images
+            .mgr
+            .tasks
+            .clone()
+            .resume(pb::ContainerRef { id: c.id.clone() })
+            .await;
+    } else {
+        send_signal(d, &c.id, stop_sig).await?;
+    }
+    let waited = if secs < 0 {
+        Ok(wait_exit(d, &c.id).await)
+    } else {
+        tokio::time::timeout(Duration::from_secs(secs as u64), wait_exit(d, &c.id)).await
+    };
+    if waited.is_err() {
+        send_signal(d, &c.id, 9).await?;
+        let _ = wait_exit(d, &c.id).await;
+    }
+    // Its network is released before stop returns (the exit handler would, soon).
+    super::monitor::handle_exit(d, &c.id).await;
+    events::container(d, c, "stop");
+    Ok(true)
+}
+
+/// Stop (as [`stop`]) and start again.
+pub async fn restart(d: &State, c: &Container, secs: Option<i64>) -> Result<()> {
+    stop(d, c, secs).await?;
+    let c = find(d, &c.id).await?;
+    start(d, &c).await?;
+    events::container(d, &c, "restart");
+    Ok(())
+}
+
+/// `docker kill -s SIGNAL`.
+pub async fn kill(d: &State, c: &Container, signal: &str) -> Result<()> {
+    let n = super::signal_number(signal)
+        .ok_or_else(|| Error::Invalid(format!("Invalid signal: {signal}")))?;
+    if !is_running(d, &c.id).await {
+        return Err(Error::NotRunning(c.id.clone()));
+    }
+    if n == 9 || n == 15 {
+        mark_manual_stop(d, c).await?;
+    }
+    send_signal(d, &c.id, n).await?;
+    events::container_with(d, c, "kill", &[("signal", n.to_string())]);
+    Ok(())
+}
+
+/// Freeze or thaw a running container, refusing when it already is so.
+pub async fn pause(d: &State, what: &str, pause: bool) -> Result<()> {
+    let (c, t) = running(d, what).await?;
+    if (t.status == pb::Status::Paused as i32) == pause {
+        let now = if pause {
+            "already paused"
+        } else {
+            "not paused"
+        };
+        return Err(Error::Conflict(format!("Container {} is {now}", c.id)));
+    }
+    let tasks = d.images.mgr.tasks.clone();
+    let r = pb::ContainerRef { id: c.id.clone() };
+    if pause {
+        tasks.clone().pause(r).await
+    } else {
+        tasks.clone().resume(r).await
+    }?;
+    events::container(d, &c, if pause { "pause" } else { "unpause" });
+    Ok(())
+}
+
+/// Remove what the manager and berthd hold of a container (its task must have exited).
+pub async fn delete(d: &State, id: &str) -> Result<()> {
+    let mgr = &d.images.mgr;
+    match mgr
+        .tasks
+        .clone()
+        .delete(pb::ProcessRef {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+        })
+        .await
+    {
+        Ok(_) => {}
+        Err(s) if s.code() == tonic::Code::NotFound => {}
+        Err(s) => return Err(s.into()),
+    }
+    mgr.containers
+        .clone()
+        .delete(pb::ContainerRef { id: id.to_string() })
+        .await?;
+    d.net.detach(id).await;
+    let _ = std::fs::remove_dir_all(dir(d, id));
+    d.execs.forget_container(id);
+    Ok(())
+}
+
+/// `docker rm [-f] [-v]`.
+#[tracing::instrument(skip_all, fields(container_id = %c.id))]
+pub async fn remove(d: &State, c: &Container, force: bool, volumes: bool) -> Result<()> {
+    if is_running(d, &c.id).await {
+        if !force {
+            return Err(Error::RemoveRunning(c.id.clone()));
+        }
+        send_signal(d, &c.id, 9).await?;
+        let _ = tokio::time::timeout(Duration::from_secs(10), wait_exit(d, &c.id)).await;
+    }
+    delete(d, &c.id).await?;
+    events::container(d, c, "destroy");
+    if volumes {
+        mounts::remove_anonymous(d, &c.doc.mounts).await;
+    }
+    Ok(())
+}
+
+/// `docker container prune`: remove every container that is not running; their ids.
+pub async fn prune(d: &State) -> Result<Vec<String>> {
+    let mut deleted = Vec::new();
+    for c in all(d).await? {
+        if matches!(
+            state_name(task(d, &c.id).await.as_ref()),
+            "exited" | "created"
+        ) {
+            delete(d, &c.id).await?;
+            events::container(d, &c, "destroy");
+            deleted.push(c.id);
+        }
+    }
+    Ok(deleted)
+}
+
+/// `docker rename`.
+pub async fn rename(d: &State, c: &Container, new: &str) -> Result<()> {
+    if new.is_empty() {
+        return Err(Error::Invalid("rename: name is required".into()));
+    }
+    if !valid_name(new) {
+        return Err(Error::BadName(new.to_string()));
+    }
+    let new = format!("/{}", new.trim_start_matches('/'));
+    if new == c.name {
+        return Err(Error::Conflict(
+            "Renaming a container with the same name as its current name".into(),
+        ));
+    }
+    if let Some(o) = all(d).await?.into_iter().find(|o| o.name == new) {
+        return Err(Error::NameInUse {
+            name: new,
+            id: o.id,
+        });
+    }
+    update_doc(d, &c.id, Some(&new), |_| {}).await?;
+    events::container(d, c, "rename");
+    Ok(())
+}
+
+/// `POST /containers/{id}/update`'s body: resources (0 or absent: unchanged) and the
+/// restart policy.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateRequest {
+    #[serde(default)]
+    pub memory: Option<i64>,
+    #[serde(default)]
+    pub memory_swap: Option<i64>,
+    #[serde(default)]
+    pub cpu_shares: Option<i64>,
+    #[serde(default)]
+    pub nano_cpus: Option<i64>,
+    #[serde(default)]
+    pub cpu_quota: Option<i64>,
+    #[serde(default)]
+    pub cpu_period: Option<i64>,
+    #[serde(default)]
+    pub pids_limit: Option<i64>,
+    #[serde(default)]
+    pub restart_policy: Option<RestartPolicy>,
+}
+
+/// `docker update`: resources go to the running task (and are kept for later starts),
+/// the restart policy to the stored HostConfig.
+pub async fn update(d: &State, c: &Container, u: UpdateRequest) -> Result<()> {
+    let mut host = c.doc.host_config.clone();
+    let mut res = serde_json::json!({});
+    let set = |v: Option<i64>| v.filter(|v| *v != 0);
+    if let Some(m) = set(u.memory) {
+        res["memory"]["limit"] = m.into();
+        host.memory = Some(m);
+    }
+    if let Some(s) = set(u.memory_swap) {
+        res["memory"]["swap"] = s.into();
+        host.memory_swap = Some(s);
+    }
+    if let Some(s) = set(u.cpu_shares) {
+        res["cpu"]["shares"] = s.into();
+        host.cpu_shares = Some(s);
+    }
+    if let Some(n) = set(u.nano_cpus) {
+        res["cpu"]["quota"] = (n / 10_000).into();
+        res["cpu"]["period"] = 100_000.into();
+        host.nano_cpus = Some(n);
+    }
+    if let Some(q) = set(u.cpu_quota) {
+        res["cpu"]["quota"] = q.into();
+        host.cpu_quota = Some(q);
+    }
+    if let Some(p) = set(u.cpu_period) {
+        res["cpu"]["period"] = p.into();
+        host.cpu_period = Some(p);
+    }
+    if let Some(p) = set(u.pids_limit) {
+        res["pids"]["limit"] = p.into();
+        host.pids_limit = Some(p);
+    }
+    if let Some(rp) = u.restart_policy {
+        super::monitor::validate_policy(&rp, host.auto_remove())?;
+        host.restart_policy = Some(rp);
+    }
+    let changed = res.as_object().is_some_and(|o| !o.is_empty());
+    if changed && is_running(d, &c.id).await {
+        d.images
+            .mgr
+            .tasks
+            .clone()
+            .update(pb::UpdateTaskRequest {
+                container_id: c.id.clone(),
+                resources: res.to_string().into_bytes(),
+            })
+            .await
+            .map_err(|s| {
+                Error::Internal(format!("Cannot update container {}: {}", c.id, s.message()))
+            })?;
+    }
+    // Later starts apply the stored resources to the spec.
+    update_doc(d, &c.id, None, |doc| {
+        doc.host_config = host;
+        if changed {
+            doc.resources_updated = true;
+        }
+    })
+    .await?;
+    events::container(d, c, "update");
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! What a container mounts besides the defaults: `Binds` (`-v`), `Mounts` (`--mount`),
+//! `--volumes-from`, and the image's and the config's `Volumes`; the volumes that takes,
+//! made (and seeded from the image), and removed with the container when anonymous.
+
+use std::collections::BTreeMap;
+
+use berth_manager::oci::MountOpt;
+use serde_json::json;
+
+use super::doc::{Config, HostConfig, MountPoint};
+use super::{all, find, Error, Result};
+use crate::state::State;
+
+/// One mount a container asked for, before it becomes an OCI mount.
+#[derive(Clone, Debug)]
+pub struct Want {
+    /// "bind", "volume" or "tmpfs".
+    pub kind: String,
+    /// Host path (bind) or volume name ("" for a new anonymous volume).
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    /// Do not seed a new volume from the image.
+    pub nocopy: bool,
+    pub tmpfs_options: String,
+}
+
+/// Volume name → ids of the containers that mount it.
+pub async fn users(d: &State) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in all(d).await? {
+        for mnt in &c.doc.mounts {
+            if mnt.r#type == "volume" {
+                if let Some(n) = &mnt.name {
+                    m.entry(n.clone()).or_default().push(c.id.clone());
+                }
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// `-v SRC:DST[:MODES]`.
+fn bind_want(b: &str) -> Result<Want> {
+    let parts: Vec<&str> = b.split(':').collect();
+    let (src, dst, mode) = match parts.as_slice() {
+        [s, t] => (*s, *t, ""),
+        [s, t, m] => (*s, *t, *m),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "invalid volume specification: '{b}'"
+            )))
+        }
+    };
+    if !dst.starts_with('/') {
+        return Err(Error::Invalid(format!(
+            "invalid mount config for type \"bind\": invalid mount path: '{dst}' mount path must be absolute"
+        )));
+    }
+    let modes: Vec<&str> = mode.split(',').filter(|m| !m.is_empty()).collect();
+    if let Some(bad) = modes.iter().find(|m| {
+        !matches!(
+            **m,
+            "ro" | "rw"
+                | "z"
+                | "Z"
+                | "nocopy"
+                | "private"
+                | "rprivate"
+                | "shared"
+                | "rshared"
+                | "slave"
+                | "rslave"
+        )
+    }) {
+        return Err(Error::Invalid(format!(
+            "invalid mode: {bad} in volume specification '{b}'"
+        )));
+    }
+    let kind = if src.starts_with('/') {
+        "bind"
+    } else {
+        "volume"
+    };
+    if kind == "volume" && !crate::volumes::valid_name(src) {
+        return Err(Error::Invalid(format!(
+            "create {src}: \"{src}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
+        )));
+    }
+    Ok(Want {
+        kind: kind.into(),
+        source: src.into(),
+        target: dst.into(),
+        read_only: modes.contains(&"ro"),
+        nocopy: modes.contains(&"nocopy"),
+        tmpfs_options: String::new(),
+    })
+}
+
+/// Everything a container mounts besides the defaults: `Binds`, `Mounts`,
+/// `--volumes-from`, then the image's and the config's `Volumes` not yet covered.
+pub async fn wants(
+    d: &State,
+    cfg: &Config,
+    host: &HostConfig,
+    image_volumes: &[String],
+) -> Result<Vec<Want>> {
+    let mut out: Vec<Want> = Vec::new();
+    for b in host.binds.iter().flatten() {
+        out.push(bind_want(b)?);
+    }
+    for m in host.mounts.iter().flatten() {
+        let kind = m.r#type.clone().unwrap_or_else(|| "volume".into());
+        let target = m.target.clone();
+        if !target.starts_with('/') {
+            return Err(Error::Invalid(format!(
+                "invalid mount config for type \"{kind}\": invalid mount path: '{target}' mount path must be absolute"
+            )));
+        }
+        let source = m.source.clone();
+        match kind.as_str() {
+            "bind" if !source.starts_with('/') => {
+                return Err(Error::Invalid(format!(
+                    "invalid mount config for type \"bind\": invalid mount path: '{source}' mount path must be absolute"
+                )))
+            }
+            "bind" if !std::path::Path::new(&source).exists() => {
+                return Err(Error::Invalid(format!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {source}"
+                )))
+            }
+            "bind" | "volume" | "tmpfs" => {}
+            other => {
+                return Err(Error::Invalid(format!(
+                    "mount type {other:?} is not supported"
+                )))
+            }
+        }
+        let mut tmpfs_options = Vec::new();
+        let tmpfs = m.tmpfs_options.clone().unwrap_or_default();
+        if let Some(sz) = tmpfs.size_bytes.filter(|s| *s > 0) {
+            tmpfs_options.push(format!("size={sz}"));
+        }
+        if let Some(md) = tmpfs.mode.filter(|s| *s > 0) {
+            tmpfs_options.push(format!("mode={md:o}"));
+        }
+        out.push(Want {
+            kind,
+            source,
+            target,
+            read_only: m.read_only.unwrap_or(false),
+            nocopy: m
+                .volume_options
+                .as_ref()
+                .and_then(|v| v.no_copy)
+                .unwrap_or(false),
+            tmpfs_options: tmpfs_options.join(","),
+        });
+    }
+    for from in host.volumes_from.iter().flatten() {
+        let (name, mode) = from.split_once(':').unwrap_or((from, ""));
+        let other = find(d, name).await?;
+        for m in &other.doc.mounts {
+            if out.iter().any(|w| w.target == m.destination) {
+                continue;
+            }
+            out.push(Want {
+                source: if m.r#type == "volume" {
+                    m.name.clone().unwrap_or_default()
+                } else {
+                    m.source.clone()
+                },
+                kind: m.r#type.clone(),
+                target: m.destination.clone(),
+                read_only: match mode {
+                    "ro" => true,
+                    "rw" => false,
+                    _ => !m.rw,
+                },
+                nocopy: true,
+                tmpfs_options: String::new(),
+            });
+        }
+    }
+    let mut declared: Vec<String> = image_volumes.to_vec();
+    declared.extend(cfg.volumes.iter().flat_map(|v| v.keys().cloned()));
+    for t in declared {
+        if !t.starts_with('/')
+            || out
+                .iter()
+                .any(|w| w.target.trim_end_matches('/') == t.trim_end_matches('/'))
+        {
+            continue;
+        }
+        out.push(Want {
+            kind: "volume".into(),
+            source: String::new(),
+            target: t,
+            read_only: false,
+            nocopy: false,
+            tmpfs_options: String::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// What [`realize`] makes: the records for the container ("Mounts" as inspect shows
+/// them), the spec's mount options, and (mount point, volume directory) pairs to seed
+/// from the image.
+pub struct Realized {
+    pub records: Vec<MountPoint>,
+    pub opts: Vec<MountOpt>,
+    pub seeds: Vec<(String, String)>,
+}
+
+/// Make the volumes `wants` needs.
+pub fn realize(d: &State, wants: &[Want]) -> Result<Realized> {
+    let mut r = Realized {
+        records: Vec::new(),
+        opts: Vec::new(),
+        seeds: Vec::new(),
+    };
+    for w in wants {
+        match w.kind.as_str() {
+            "volume" => {
+                let anonymous = w.source.is_empty();
+                let name = if anonymous {
+                    super::new_id()
+                } else {
+                    w.source.clone()
+                };
+                let (v, made) = d.volumes.create(
+                    &name,
+                    "local",
+                    Default::default(),
+                    Default::default(),
+                    anonymous,
+                )?;
+                if made {
+                    d.events
+                        .publish("volume", "create", &v.name, json!({"driver": "local"}));
+                }
+                if !w.nocopy {
+                    r.seeds.push((w.target.clone(), v.mountpoint.clone()));
+                }
+                r.records.push(MountPoint {
+                    r#type: "volume".into(),
+                    name: Some(v.name.clone()),
+                    source: v.mountpoint.clone(),
+                    destination: w.target.clone(),
+                    driver: Some("local".into()),
+                    mode: if w.read_only { "ro" } else { "z" }.into(),
+                    rw: !w.read_only,
+                    propagation: String::new(),
+                    anonymous: Some(anonymous),
+                });
+                r.opts.push(MountOpt {
+                    source: v.mountpoint.clone(),
+                    destination: w.target.clone(),
+                    kind: "bind".into(),
+                    read_only: w.read_only,
+                    options: vec![],
+                });
+            }
+            "tmpfs" => {
+                r.records.push(MountPoint {
+                    r#type: "tmpfs".into(),
+                    destination: w.target.clone(),
+                    rw: !w.read_only,
+                    ..Default::default()
+                });
+                r.opts.push(MountOpt {
+                    source: "tmpfs".into(),
+                    destination: w.target.clone(),
+                    kind: "tmpfs".into(),
+                    read_only: w.read_only,
+                    options: w
+                        .tmpfs_options
+                        .split(',')
+                        .filter(|o| !o.is_empty())
+                        .map(String::from)
+                        .collect(),
+                });
+            }
+            _ => {
+                r.records.push(MountPoint {
+                    r#type: "bind".into(),
+                    source: w.source.clone(),
+                    destination: w.target.clone(),
+                    mode: if w.read_only { "ro" } else { "" }.into(),
+                    rw: !w.read_only,
+                    propagation: "rprivate".into(),
+                    ..Default::default()
+                });
+                r.opts.push(MountOpt {
+                    source: w.source.clone(),
+                    destination: w.target.clone(),
+                    kind: "bind".into(),
+                    read_only: w.read_only,
+                    options: vec![],
+                });
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// Remove a removed container's anonymous volumes (`rm -v`, `--rm`).
+pub async fn remove_anonymous(d: &State, mounts: &[MountPoint]) {
+    let used = users(d).await.unwrap_or_default();
+    for m in mounts {
+        if m.r#type == "volume" && m.anonymous == Some(true) {
+            let name = m.name.as_deref().unwrap_or("");
+            if !used.contains_key(name) && d.volumes.remove(name, &[]).is_ok() {
+                d.events
+                    .publish("volume", "destroy", name, json!({"driver": "local"}));
+            }
+        }
+    }
+}
