@@ -18,6 +18,7 @@ pub mod images;
 pub mod manager;
 pub mod oci;
 pub mod store;
+pub mod task_dir;
 
 use std::sync::Arc;
 
