@@ -126,6 +126,7 @@ impl Manager {
 
     // ---- containers ----
 
+    #[tracing::instrument(level = "info", skip_all, fields(container_id = %c.id))]
     pub async fn create_container(&self, mut c: ContainerRecord) -> Result<ContainerRecord> {
         valid_id(&c.id)?;
         let _g = self.lock_for(&c.id).lock_owned().await;
@@ -173,6 +174,7 @@ impl Manager {
             .collect())
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(container_id = %id))]
     pub async fn update_container(
         &self,
         id: &str,
@@ -200,6 +202,7 @@ impl Manager {
         Ok(c)
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(container_id = %id))]
     pub async fn delete_container(&self, id: &str) -> Result<()> {
         let _g = self.lock_for(id).lock_owned().await;
         let c = self.store.container(id)?;
@@ -308,6 +311,7 @@ impl Manager {
         (binary, root)
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(container_id = %id))]
     pub async fn create_task(
         self: &Arc<Self>,
         id: &str,
@@ -330,7 +334,10 @@ impl Manager {
         // Recorded first: a manager killed from here on finds the task on restart.
         self.store.create_task(&rec)?;
         match self.spawn_task(&c, rec).await {
-            Ok(t) => Ok(t),
+            Ok(t) => {
+                tracing::info!(pid = t.pid, "task created");
+                Ok(t)
+            }
             Err(e) => {
                 let _ = self.store.delete_task(id);
                 remove_task_dir(&dir);
@@ -513,6 +520,7 @@ impl Manager {
         self.publish(topic, id, &e.exec_id, e.pid, e.exit_status, &e.error);
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(container_id = %id))]
     fn on_exit(&self, id: &str, status: u32, at: &str) {
         let Ok(Some(mut rec)) = self.store.task(id) else {
             return;
@@ -528,11 +536,13 @@ impl Manager {
         }
         // Like Docker, a stopped container's rootfs is not left mounted.
         unmount_rootfs(&rec.dir);
+        tracing::info!(exit_status = status, "exited");
         self.publish("/tasks/exit", id, "", rec.pid, status, "");
     }
 
     /// The shim is gone without reporting the init's exit: find out what we can, make sure
     /// nothing keeps running, and report an exit (137 if we had to kill it, 255 if unknown).
+    #[tracing::instrument(level = "info", skip_all, fields(container_id = %id))]
     async fn on_shim_lost(&self, id: &str) {
         if self.handles.lock().unwrap().remove(id).is_none() {
             return; // deleted on purpose
@@ -593,6 +603,7 @@ impl Manager {
         }
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(container_id = %id, exec_id = %exec_id))]
     pub async fn start(&self, id: &str, exec_id: &str) -> Result<mpb::Task> {
         let mut h = self.handle(id)?;
         h.client
@@ -601,6 +612,7 @@ impl Manager {
             })
             .await
             .map_err(|s| Error::shim(id, s))?;
+        tracing::info!("started");
         self.task(id).await
     }
 
@@ -655,6 +667,7 @@ impl Manager {
         Ok(out)
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(container_id = %id, exec_id = %exec_id, signal))]
     pub async fn kill(&self, id: &str, exec_id: &str, signal: u32, all: bool) -> Result<()> {
         let mut h = self.handle(id)?;
         h.client
@@ -668,6 +681,7 @@ impl Manager {
         Ok(())
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(container_id = %id, exec_id = %exec_id))]
     pub async fn exec(
         &self,
         id: &str,
@@ -716,6 +730,7 @@ impl Manager {
         Ok(())
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(container_id = %id, exec_id = %exec_id))]
     pub async fn wait(&self, id: &str, exec_id: &str) -> Result<(u32, String)> {
         if exec_id.is_empty() {
             if let Some(rec) = self.store.task(id)? {
@@ -784,6 +799,7 @@ impl Manager {
             .collect())
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(container_id = %id, pause))]
     pub async fn pause(&self, id: &str, pause: bool) -> Result<()> {
         let mut h = self.handle(id)?;
         let r = if pause {
@@ -836,6 +852,7 @@ impl Manager {
         })
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(container_id = %id))]
     pub async fn update_task(&self, id: &str, resources: &[u8]) -> Result<()> {
         let mut h = self.handle(id)?;
         h.client
@@ -852,6 +869,7 @@ impl Manager {
         Ok(self.handle(id)?.client)
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(container_id = %id, exec_id = %exec_id))]
     pub async fn delete_task(&self, id: &str, exec_id: &str) -> Result<(u32, String)> {
         if !exec_id.is_empty() {
             let mut h = self.handle(id)?;

@@ -144,16 +144,22 @@ fn serve(id: &str, dir: &Path, sock: &Path, ready: OwnedFd) -> anyhow::Result<()
         .enable_all()
         .max_io_events_per_tick(64)
         .build()?;
-    rt.block_on(async move {
-        let reaper = Reaper::default();
-        tokio::spawn(reaper.clone().run());
-        let svc = Arc::new(Service::new(dir, reaper));
-        let listener = tokio::net::UnixListener::from_std(listener)?;
-        tracing::debug!(id, "serving");
-        serve_connections(listener, svc.clone()).await;
-        let _ = std::fs::remove_file(dir.join(files::SOCKET));
-        anyhow::Ok(())
-    })
+    // Every line this shim logs carries its container's id.
+    let span = tracing::info_span!("shim", container_id = %id);
+    let _entered = span.clone().entered();
+    rt.block_on(tracing::Instrument::instrument(
+        async move {
+            let reaper = Reaper::default();
+            tokio::spawn(reaper.clone().run());
+            let svc = Arc::new(Service::new(dir, reaper));
+            let listener = tokio::net::UnixListener::from_std(listener)?;
+            tracing::debug!(id, "serving");
+            serve_connections(listener, svc.clone()).await;
+            let _ = std::fs::remove_file(dir.join(files::SOCKET));
+            anyhow::Ok(())
+        },
+        span,
+    ))
 }
 
 /// Accept connections until the service asks to shut down (after Delete), serving each over

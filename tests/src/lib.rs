@@ -4,6 +4,10 @@
 //! `config.json` it edits as JSON), its own runtime `--root`, and unique container ids; a
 //! [`Ctr`] guard force-deletes its container and a [`Bundle`] removes its files, even when the
 //! test fails. [`Runtime`] runs one test body against berth-runtime, runc or crun.
+//! [`stack::Stack`] is the whole daemon stack (berth-manager, berthd, a registry) the API
+//! suite drives with the real clients.
+
+pub mod stack;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

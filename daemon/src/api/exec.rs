@@ -35,6 +35,7 @@ fn strs(v: &serde_json::Value) -> Option<Vec<String>> {
     })
 }
 
+#[tracing::instrument(skip_all, fields(container = %what))]
 async fn create(
     AxState(d): AxState<State>,
     AxPath(what): AxPath<String>,
@@ -114,6 +115,7 @@ fn process(d: &State, e: &Exec, init_pid: u32) -> Result<serde_json::Value, ApiE
     Ok(p)
 }
 
+#[tracing::instrument(skip_all, fields(exec_id = %id))]
 async fn start(
     AxState(d): AxState<State>,
     AxPath(id): AxPath<String>,

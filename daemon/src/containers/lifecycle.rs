@@ -31,7 +31,7 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
         host_config: mut host,
     } = body;
     let id = super::new_id();
-    tracing::Span::current().record("container_id", id.as_str());
+    tracing::Span::current().record("container_id", tracing::field::display(&id));
     let name = match name.filter(|n| !n.is_empty()) {
         Some(n) if !valid_name(&n) => return Err(Error::BadName(n)),
         Some(n) => format!("/{}", n.trim_start_matches('/')),
@@ -217,6 +217,7 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
     if let Ok(c) = find(d, &id).await {
         events::container(d, &c, "create");
     }
+    tracing::info!(name = %name, "created");
     Ok(id)
 }
 
@@ -316,6 +317,7 @@ pub async fn start(d: &State, c: &Container) -> Result<bool> {
     }
     recorded?;
     started?;
+    tracing::info!("started");
     events::container(d, c, "start");
     Ok(true)
 }
@@ -386,6 +388,7 @@ pub async fn stop(d: &State, c: &Container, secs: Option<i64>) -> Result<bool> {
     }
     // Its network is released before stop returns (the exit handler would, soon).
     super::monitor::handle_exit(d, &c.id).await;
+    tracing::info!(killed = waited.is_err(), "stopped");
     events::container(d, c, "stop");
     Ok(true)
 }
@@ -473,6 +476,7 @@ pub async fn remove(d: &State, c: &Container, force: bool, volumes: bool) -> Res
         let _ = tokio::time::timeout(Duration::from_secs(10), wait_exit(d, &c.id)).await;
     }
     delete(d, &c.id).await?;
+    tracing::info!("removed");
     events::container(d, c, "destroy");
     if volumes {
         mounts::remove_anonymous(d, &c.doc.mounts).await;

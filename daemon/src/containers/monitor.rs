@@ -143,7 +143,7 @@ async fn reconcile(d: &State, boot: bool) {
 }
 
 /// An exit of container `id`'s init: its event, network released, `--rm`, restart policy.
-#[tracing::instrument(skip(d))]
+#[tracing::instrument(skip_all, fields(container_id = %container_id))]
 pub async fn handle_exit(d: &State, container_id: &str) {
     let id = container_id;
     let _g = d.exit_lock.lock().await;
@@ -154,6 +154,7 @@ pub async fn handle_exit(d: &State, container_id: &str) {
     if state_name(Some(&t)) != "exited" || c.doc.handled_exit.as_deref() == Some(&t.exited_at) {
         return;
     }
+    tracing::info!(exit_code = t.exit_status, "exited");
     events::container_with(d, &c, "die", &[("exitCode", t.exit_status.to_string())]);
     let auto_remove = c.doc.host_config.auto_remove();
     if !auto_remove {

@@ -16,6 +16,7 @@ use crate::registry::{Endpoint, Registry};
 use super::*;
 
 impl Images {
+    #[tracing::instrument(level = "info", skip_all, fields(image = %reference))]
     pub async fn pull(&self, reference: &str, progress: OnProgress) -> Result<Resolved, Error> {
         let r = Reference::parse(reference)?;
         let lease = format!("pull-{}-{}", std::process::id(), unique());

@@ -11,6 +11,7 @@ use crate::registry::Endpoint;
 use super::*;
 
 impl Images {
+    #[tracing::instrument(level = "info", skip_all, fields(image = %reference))]
     pub async fn push(&self, reference: &str, progress: OnProgress) -> Result<String, Error> {
         let r = Reference::parse(reference)?;
         self.push_inner(&r, &progress)

@@ -356,6 +356,7 @@ impl Images {
     /// Unpack `image` (for the host platform) into committed snapshots, one per layer, named
     /// by chain ID; layers already unpacked are shared. Returns the top chain ID ("" for an
     /// image without layers).
+    #[tracing::instrument(level = "info", skip_all, fields(image = %name))]
     pub fn unpack(&self, name: &str, lease: &str) -> Result<String, Error> {
         let (m, cfg) = self.resolve(name, &host_platform())?;
         let chain = chain_ids(&cfg.rootfs.diff_ids);

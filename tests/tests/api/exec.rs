@@ -1,0 +1,128 @@
+//! Interactive containers and exec: terminals, attach and detach keys, exit codes.
+
+use berth_tests::stack::*;
+use berth_tests::*;
+
+/// The seeds' interactive commands with the real CLI: `run -it` on a terminal (size
+/// passed, exit code kept), ctrl-p ctrl-q detach and `attach` back, `exec` in all its
+/// forms, `top`, `pause`/`unpause`, `rename`, `restart`.
+#[test]
+fn docker_cli_interactive_and_exec() {
+    if !need_root("docker_cli_interactive_and_exec") {
+        return;
+    }
+    let s = Stack::busybox("api-tty");
+    let out = s.docker_tty(
+        r"echo hello-$((6*7)); stty size\n|exit 5\n",
+        &["run", "-it", "--name", "tty1", "busybox", "sh"],
+    );
+    assert!(out.contains("hello-42"), "{out}");
+    assert!(
+        out.contains("30 100"),
+        "the terminal size reached the container: {out}"
+    );
+    assert!(out.contains("exit=5"), "{out}");
+    // Detach with ctrl-p ctrl-q, the shell keeps running; attach again and leave it.
+    let out = s.docker_tty(
+        r"echo one\n|\x10\x11",
+        &["run", "-it", "--name", "det", "busybox", "sh"],
+    );
+    assert!(out.contains("one") && out.contains("exit=0"), "{out}");
+    assert_eq!(
+        ok(&s.docker(&["inspect", "-f", "{{.State.Status}}", "det"])).trim(),
+        "running"
+    );
+    let out = s.docker_tty(r"echo two\n|exit 4\n", &["attach", "det"]);
+    assert!(out.contains("two") && out.contains("exit=4"), "{out}");
+    assert_eq!(
+        ok(&s.docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "det"
+        ]))
+        .trim(),
+        "exited 4"
+    );
+    // Piped stdin without a terminal: stdin closes at its end.
+    let o = s.docker_in("piped\n", &["run", "--rm", "-i", "busybox", "cat"]);
+    assert_eq!(text(&o.stdout), "piped\n", "{}", text(&o.stderr));
+
+    // exec: output, exit codes, user, env, workdir, stdin, tty, detached, missing program.
+    ok(&s.docker(&["run", "-d", "--name", "web", "busybox", "sleep", "1000"]));
+    assert_eq!(ok(&s.docker(&["exec", "web", "echo", "hi"])), "hi\n");
+    assert_eq!(
+        s.docker(&["exec", "web", "sh", "-c", "exit 7"])
+            .status
+            .code(),
+        Some(7)
+    );
+    assert_eq!(
+        ok(&s.docker(&["exec", "-u", "nobody", "web", "id", "-u"])).trim(),
+        "65534"
+    );
+    assert_eq!(
+        ok(&s.docker(&[
+            "exec",
+            "-e",
+            "FOO=bar",
+            "-w",
+            "/tmp",
+            "web",
+            "sh",
+            "-c",
+            "echo $FOO; pwd"
+        ])),
+        "bar\n/tmp\n"
+    );
+    let o = s.docker_in("to-stdin\n", &["exec", "-i", "web", "cat"]);
+    assert_eq!(text(&o.stdout), "to-stdin\n");
+    let out = s.docker_tty(r"tty; stty size\n|exit 3\n", &["exec", "-it", "web", "sh"]);
+    assert!(
+        out.contains("/dev/pts/") && out.contains("30 100") && out.contains("exit=3"),
+        "{out}"
+    );
+    ok(&s.docker(&["exec", "-d", "web", "sh", "-c", "echo detached > /tmp/d"]));
+    s.until("the detached exec", || {
+        s.docker(&["exec", "web", "cat", "/tmp/d"]).status.success()
+    });
+    let o = s.docker(&["exec", "web", "no-such-program"]);
+    assert_eq!(o.status.code(), Some(127), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("no-such-program"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A user without privileges still gets the default seccomp profile (installed before
+    // the uid changes).
+    assert_eq!(
+        ok(&s.docker(&["run", "--rm", "-u", "65534:65534", "busybox", "id", "-g"])).trim(),
+        "65534"
+    );
+
+    // top, pause/unpause, rename, restart.
+    let top = ok(&s.docker(&["top", "web"]));
+    assert!(top.contains("PID") && top.contains("sleep 1000"), "{top}");
+    assert!(
+        !top.contains("/sbin/init"),
+        "only the container's processes: {top}"
+    );
+    ok(&s.docker(&["pause", "web"]));
+    assert!(ok(&s.docker(&["ps"])).contains("(Paused)"));
+    let o = s.docker(&["exec", "web", "true"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("paused"));
+    ok(&s.docker(&["unpause", "web"]));
+    ok(&s.docker(&["rename", "web", "web2"]));
+    assert_eq!(
+        ok(&s.docker(&["ps", "--format", "{{.Names}}"])).trim(),
+        "web2"
+    );
+    let before = ok(&s.docker(&["inspect", "-f", "{{.State.Pid}}", "web2"]));
+    ok(&s.docker(&["restart", "-t", "1", "web2"]));
+    let after = ok(&s.docker(&["inspect", "-f", "{{.State.Pid}} {{.State.Status}}", "web2"]));
+    assert!(
+        after.ends_with("running\n") && !after.starts_with(before.trim()),
+        "{after}"
+    );
+    ok(&s.docker(&["rm", "-f", "web2", "det", "tty1"]));
+}
