@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 
-use super::images::{url_all, url_pairs};
+use super::{url_all, url_pairs};
 use super::{ApiError, State};
 use crate::build::Options;
 
@@ -100,7 +100,7 @@ async fn build(
     body: Body,
 ) -> Result<Response, ApiError> {
     let opts = options(q.as_deref().unwrap_or(""))?;
-    let spooled = super::images::spool(&d, body).await?;
+    let spooled = super::request::spool(&d, body).await?;
     let rx = crate::build::start(&d, opts, spooled).await?;
     let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
     let body = Body::from_stream(tokio_stream::StreamExt::map(

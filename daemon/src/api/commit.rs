@@ -10,8 +10,8 @@ use axum::{Json, Router};
 use berth_proto::manager as pb;
 use tokio_stream::StreamExt;
 
-use super::images::{url_all, url_pairs};
 use super::is_true;
+use super::{url_all, url_pairs};
 use super::{ApiError, State};
 use crate::containers::{find, state_name, task};
 

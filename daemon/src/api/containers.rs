@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use berth_proto::manager as pb;
 use serde_json::{json, Value};
 
-use super::images::url_pairs;
+use super::url_pairs;
 use super::{is_true, streams, ApiError, State};
 use crate::clock::{human, now_unix, unix_time};
 use crate::containers::{self as service, doc::MountPoint, Container, CreateRequest};

@@ -20,8 +20,8 @@ use axum::Router;
 use base64::Engine;
 use berth_proto::manager as pb;
 
-use super::images::url_pairs;
 use super::internal;
+use super::url_pairs;
 use super::{ApiError, State};
 use crate::containers::{find, state_name, task};
 
@@ -276,7 +276,7 @@ async fn put_archive(
         ));
     }
     let root = root_of(&d, &c.id).await?;
-    let tmp = super::images::spool(&d, body).await?;
+    let tmp = super::request::spool(&d, body).await?;
     let (cid, shown, spooled) = (c.id.clone(), path.clone(), tmp.clone());
     let r = with_root(root, move |rootfd| {
         let dir = berth_runtime::sys::open_in_root(

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-use super::images::url_pairs;
+use super::url_pairs;
 use super::{ApiError, State};
 
 pub fn routes() -> Router<State> {

@@ -15,7 +15,8 @@ use base64::Engine;
 use serde::Deserialize;
 use tokio_stream::StreamExt;
 
-use super::{ApiError, State};
+use super::request::spool;
+use super::{url_all, url_pairs, ApiError, State};
 use crate::images::{Images, OnProgress, Progress, Resolved};
 use crate::reference::Reference;
 use crate::registry::Registry;
@@ -242,37 +243,6 @@ async fn import(
     Ok(Json(serde_json::json!({ "status": r.id() })).into_response())
 }
 
-/// Write a request body to a temporary file under the data root.
-pub(crate) async fn spool(d: &State, body: Body) -> Result<std::path::PathBuf, ApiError> {
-    use tokio::io::AsyncWriteExt;
-    let dir = d.data_root.join("tmp");
-    tokio::fs::create_dir_all(&dir).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{}: {e}", dir.display()),
-        )
-    })?;
-    let path = dir.join(format!("upload-{}", crate::images::unique()));
-    let mut f = tokio::fs::File::create(&path).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{}: {e}", path.display()),
-        )
-    })?;
-    let mut s = body.into_data_stream();
-    while let Some(chunk) = s.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
-        f.write_all(&chunk).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{}: {e}", path.display()),
-            )
-        })?;
-    }
-    f.flush().await.ok();
-    Ok(path)
-}
-
 fn size_of(r: &Resolved) -> u64 {
     r.manifest.layers.iter().map(|l| l.size).sum()
 }
@@ -472,46 +442,6 @@ async fn by_name(
     }
 }
 
-/// Every value of a repeated query parameter (`changes=…&changes=…`).
-pub(crate) fn url_all(q: &str, key: &str) -> Vec<String> {
-    q.split('&')
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (decode(k) == key).then(|| decode(v))
-        })
-        .collect()
-}
-
-pub(crate) fn url_pairs(q: &str) -> BTreeMap<String, String> {
-    q.split('&')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(v) => {
-                    out.push(v);
-                    i += 2;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 async fn save(d: &State, names: &[String]) -> Result<Response, ApiError> {
     for n in names {
         d.images.find(n).await?;
@@ -582,13 +512,7 @@ async fn save_many(
     AxState(d): AxState<State>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let names: Vec<String> = q
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.strip_prefix("names="))
-        .map(decode)
-        .collect();
+    let names = url_all(q.as_deref().unwrap_or(""), "names");
     if names.is_empty() {
         return Err(ApiError::bad_request("names is required"));
     }
@@ -711,20 +635,4 @@ async fn search(
         })
         .collect();
     Ok(Json(rows.into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_and_queries() {
-        assert_eq!(unix_time("1970-01-01T00:00:00Z"), 0);
-        assert_eq!(unix_time("2026-11-30T01:02:03.5Z"), 1796000523);
-        assert_eq!(unix_time("garbage"), 0);
-        let q = url_pairs("repo=127.0.0.1%3A5000%2Fx&tag=v1&force=1");
-        assert_eq!(q["repo"], "127.0.0.1:5000/x");
-        assert_eq!(q["tag"], "v1");
-        assert_eq!(decode("a%2Fb+c%zz"), "a/b c%zz");
-    }
 }

@@ -17,6 +17,7 @@ pub mod exec;
 pub mod images;
 pub mod networks;
 pub mod ops;
+pub mod request;
 pub mod streams;
 pub mod system;
 pub mod tls;
@@ -34,6 +35,7 @@ pub const API_VERSION: &str = "1.45";
 pub const MIN_API_VERSION: &str = "1.24";
 
 pub use crate::state::{Daemon, State};
+pub use request::{decode, is_true, url_all, url_pairs, Filters};
 
 /// An error as the Engine API reports it.
 #[derive(Debug)]
@@ -110,104 +112,9 @@ impl From<tonic::Status> for ApiError {
     }
 }
 
-/// A JSON request body decoded into `T`: malformed JSON, a body that is not an object,
-/// and a field of the wrong type are each refused (400) with a message naming the field.
-pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.len() > MAX_BODY {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than {} MiB", MAX_BODY >> 20),
-        ));
-    }
-    let v: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
-        serde_json::json!({})
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?
-    };
-    if !v.is_object() {
-        return Err(ApiError::bad_request("invalid JSON: want an object"));
-    }
-    decode_value(v)
-}
-
-/// Requests larger than this are refused.
-pub const MAX_BODY: usize = 4 << 20;
-
-fn decode_value<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
-    match serde_json::from_value::<T>(v.clone()) {
-        Ok(t) => Ok(t),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "invalid {}: {e}",
-            bad_field::<T>(&v, &mut Vec::new()).unwrap_or_else(|| "request".into())
-        ))),
-    }
-}
-
-/// The path (`HostConfig.Memory`) of the first field whose value alone fails to decode.
-fn bad_field<T: serde::de::DeserializeOwned>(
-    v: &serde_json::Value,
-    at: &mut Vec<String>,
-) -> Option<String> {
-    let obj = v.as_object()?;
-    for (k, sub) in obj {
-        at.push(k.clone());
-        let mut probe = serde_json::json!({});
-        let mut slot = &mut probe;
-        for p in &at[..at.len() - 1] {
-            slot = &mut slot[p.as_str()];
-        }
-        slot[k.as_str()] = sub.clone();
-        if serde_json::from_value::<T>(probe).is_err() {
-            let deeper = bad_field::<T>(sub, at);
-            let here = at.join(".");
-            at.pop();
-            return Some(deeper.unwrap_or(here));
-        }
-        at.pop();
-    }
-    None
-}
-
 impl From<crate::reference::Error> for ApiError {
     fn from(e: crate::reference::Error) -> ApiError {
         ApiError::bad_request(e.to_string())
-    }
-}
-
-/// Docker's `filters` query parameter: `{"key": ["value", …]}` or `{"key": {"value": true}}`.
-#[derive(Debug, Default)]
-pub struct Filters(serde_json::Map<String, serde_json::Value>);
-
-impl Filters {
-    /// From a request's query pairs ("" or absent: no filters).
-    pub fn parse(query: &std::collections::BTreeMap<String, String>) -> Result<Filters, ApiError> {
-        match query.get("filters").filter(|f| !f.is_empty()) {
-            Some(f) => Self::from_json(f),
-            None => Ok(Filters::default()),
-        }
-    }
-
-    pub fn from_json(f: &str) -> Result<Filters, ApiError> {
-        serde_json::from_str(f)
-            .map(Filters)
-            .map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))
-    }
-
-    /// The values given for `key` (none: no constraint).
-    pub fn get(&self, key: &str) -> Vec<String> {
-        match self.0.get(key) {
-            Some(serde_json::Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect(),
-            Some(serde_json::Value::Object(o)) => o.keys().cloned().collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.0.keys()
     }
 }
 
@@ -349,12 +256,6 @@ fn group_id(name: &str) -> Option<u32> {
         let mut f = l.split(':');
         (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
     })
-}
-
-/// Docker's boolean query values.
-pub fn is_true(q: &std::collections::BTreeMap<String, String>, k: &str) -> bool {
-    q.get(k)
-        .is_some_and(|v| v == "1" || v == "true" || v == "True")
 }
 
 /// A failure of berthd or the host while serving a request (500).

@@ -8,7 +8,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::images::url_pairs;
+use super::url_pairs;
 use super::{ApiError, Filters, State};
 use crate::network::{Network, NewNetwork};
 

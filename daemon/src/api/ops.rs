@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_proto::manager as pb;
 
-use super::images::url_pairs;
+use super::url_pairs;
 use super::{internal, ApiError, State};
 use crate::containers::{self as service, find, running, state_name, task};
 

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use berth_proto::manager as pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::images::url_pairs;
+use super::url_pairs;
 use super::{internal, is_true};
 use super::{ApiError, State};
 use crate::containers::{find, state_name, task};

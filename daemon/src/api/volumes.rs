@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::images::url_pairs;
+use super::url_pairs;
 use super::{ApiError, State};
 use crate::containers::mounts::users;
 use crate::volumes::Volume;
