@@ -39,6 +39,10 @@ pub enum Error {
     },
     #[error("container {id}: {msg}")]
     Init { id: String, msg: String },
+    /// The process's program cannot be executed (runc's words: Docker tells "not found"
+    /// from "permission denied" by them).
+    #[error("exec {program:?}: {why}")]
+    Program { program: String, why: &'static str },
     #[error("{kind} hook {} failed: {why}", path.display())]
     Hook {
         kind: &'static str,

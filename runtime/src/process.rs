@@ -42,19 +42,26 @@ pub fn resolve(process: &Process) -> Result<Program> {
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH)
         .to_string();
-    let found = if arg0.contains('/') {
-        let p = PathBuf::from(arg0);
-        executable(&p).then_some(p)
+    let candidates: Vec<PathBuf> = if arg0.contains('/') {
+        vec![PathBuf::from(arg0)]
     } else {
         path_var
             .split(':')
             .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(arg0))
-            .find(|p| executable(p))
+            .collect()
     };
-    let Some(found) = found else {
-        return Err(Error::Init {
-            id: String::new(),
-            msg: format!("exec {arg0:?}: executable file not found in $PATH"),
+    let Some(found) = candidates.iter().find(|p| executable(p)).cloned() else {
+        // Like execvp: a file that is there but cannot run is "permission denied".
+        let why = if candidates.iter().any(|p| p.exists()) {
+            "permission denied"
+        } else if arg0.contains('/') {
+            "no such file or directory"
+        } else {
+            "executable file not found in $PATH"
+        };
+        return Err(Error::Program {
+            program: arg0.clone(),
+            why,
         });
     };
     Ok(Program {

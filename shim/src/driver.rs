@@ -39,6 +39,30 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// A failed `exec` as a gRPC status whose code says what the process could not do: its
+    /// program is not there (`NotFound`, Docker's exit code 127) or could not be run
+    /// (`PermissionDenied`, 126); anything else is `Internal`. This reads the runtime's own
+    /// words (runc's, crun's, berth-runtime's): the one place they are interpreted.
+    pub fn exec_status(&self) -> tonic::Status {
+        let text = crate::service::chain(self);
+        let code = match self {
+            Error::Failed { message, .. } => {
+                let m = message.to_ascii_lowercase();
+                if m.contains("permission denied") {
+                    tonic::Code::PermissionDenied
+                } else if m.contains("not found") || m.contains("no such file") {
+                    tonic::Code::NotFound
+                } else {
+                    tonic::Code::Internal
+                }
+            }
+            _ => tonic::Code::Internal,
+        };
+        tonic::Status::new(code, text)
+    }
+}
+
 /// The stdio a runtime command gets (the container's, for create and exec).
 pub struct ChildStdio {
     pub stdin: OwnedFd,
@@ -223,5 +247,31 @@ mod tests {
         std::fs::write(&p, more).unwrap();
         assert_eq!(log_errors(&p, start), "no such file; plain text");
         std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn exec_failures_say_what_the_program_could_not_do() {
+        let failed = |message: &str| Error::Failed {
+            runtime: "runc".into(),
+            command: "exec".into(),
+            id: "c".into(),
+            status: "exit status 1".into(),
+            message: message.into(),
+        };
+        let code = |m: &str| failed(m).exec_status().code();
+        // runc's, crun's and berth-runtime's words.
+        assert_eq!(
+            code(r#"exec: "nope": executable file not found in $PATH"#),
+            tonic::Code::NotFound
+        );
+        assert_eq!(
+            code("executable file `nope` not found in $PATH: No such file or directory"),
+            tonic::Code::NotFound
+        );
+        assert_eq!(
+            code(r#"exec "/etc/passwd": permission denied"#),
+            tonic::Code::PermissionDenied
+        );
+        assert_eq!(code("cgroup went away"), tonic::Code::Internal);
     }
 }

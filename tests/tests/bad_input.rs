@@ -116,7 +116,7 @@ fn malformed_and_invalid_configs() {
             Box::new(|b: &mut Bundle| {
                 b.set("/process/args", json!(["/no/such/binary"]));
             }),
-            "executable file not found",
+            "\"/no/such/binary\": no such file or directory",
         ),
         (
             Box::new(|b: &mut Bundle| {

@@ -206,9 +206,10 @@ async fn start(
                             exec_id: id.clone(),
                         })
                         .await;
-                    // Docker's codes: 127 when the program is missing, else 126.
+                    // Docker's codes: 127 when the program is missing, else 126 (the shim
+                    // says which by the status code).
                     let m = s.message().to_string();
-                    let code = if m.contains("not found") || m.contains("No such file") {
+                    let code = if s.code() == tonic::Code::NotFound {
                         127
                     } else {
                         126

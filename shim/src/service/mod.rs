@@ -133,7 +133,7 @@ pub struct Service {
     pub shutdown: watch::Sender<bool>,
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {
@@ -235,6 +235,14 @@ impl Service {
         p: &Proc,
         args: Vec<String>,
     ) -> Result<ShimEnds, Status> {
+        // An exec's failure says what its process could not do; a create's is internal.
+        let failed = |e: crate::driver::Error| {
+            if p.exec_id.is_empty() {
+                internal(&e)
+            } else {
+                e.exec_status()
+            }
+        };
         if p.terminal {
             let sock_path = self.console_path();
             let sock = ConsoleSocket::bind(&sock_path).map_err(|e| {
@@ -250,7 +258,7 @@ impl Service {
             tokio::pin!(run);
             let master = tokio::select! {
                 r = &mut run => {
-                    r.map_err(|e| internal(&e))?;
+                    r.map_err(failed)?;
                     tokio::time::timeout(Duration::from_secs(5), sock.receive())
                         .await
                         .map_err(|_| Status::internal(format!(
@@ -261,7 +269,7 @@ impl Service {
                 }
                 m = sock.receive() => {
                     let m = m.map_err(|e| internal(&e))?;
-                    run.await.map_err(|e| internal(&e))?;
+                    run.await.map_err(failed)?;
                     m
                 }
             };
@@ -269,10 +277,7 @@ impl Service {
         } else {
             let (child, ends) = stdio::pipes(p.stdin_open).map_err(|e| internal(&e))?;
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-            driver
-                .run_with_stdio(&argv, child)
-                .await
-                .map_err(|e| internal(&e))?;
+            driver.run_with_stdio(&argv, child).await.map_err(failed)?;
             Ok(ends)
         }
     }

@@ -126,3 +126,26 @@ fn docker_cli_interactive_and_exec() {
     );
     ok(&s.docker(&["rm", "-f", "web2", "det", "tty1"]));
 }
+
+/// An exec whose program is missing exits 127, one whose program cannot run 126 (Docker's
+/// codes, told apart by the shim's status code, not by berthd reading messages); a good one
+/// exits with its own code.
+#[test]
+fn exec_exit_codes_of_programs_that_cannot_run() {
+    if !need_root("exec_exit_codes_of_programs_that_cannot_run") {
+        return;
+    }
+    let s = Stack::busybox("api-exec-codes");
+    let id = ok(&s.docker(&["run", "-d", "busybox", "sleep", "1000"]))
+        .trim()
+        .to_string();
+    let code = |args: &[&str]| {
+        let mut a = vec!["exec", id.as_str()];
+        a.extend_from_slice(args);
+        s.docker(&a).status.code()
+    };
+    assert_eq!(code(&["/no/such/program"]), Some(127));
+    assert_eq!(code(&["/etc/passwd"]), Some(126));
+    assert_eq!(code(&["sh", "-c", "exit 5"]), Some(5));
+    ok(&s.docker(&["rm", "-f", &id]));
+}
