@@ -1,5 +1,5 @@
-//! `/volumes`: create, list (filters: name, label, dangling), inspect, remove, prune; and
-//! how a container's binds, mounts, image volumes and `--volumes-from` become mounts.
+//! `/volumes`: create, list (filters: name, label, dangling), inspect, remove, prune (how a
+//! container's binds and mounts become volumes is `crate::containers::mounts`).
 
 use std::collections::BTreeMap;
 
