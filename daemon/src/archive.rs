@@ -146,7 +146,7 @@ fn hex(d: &str) -> String {
 /// Unpack an archive's regular files into `dir`, refusing anything else.
 fn unpack_archive(archive: &Path, dir: &Path) -> Result<(), Error> {
     let f = std::fs::File::open(archive).map_err(io("open", archive))?;
-    let r = berth_manager::images::layer::decompress(f).map_err(io("read", archive))?;
+    let r = berth_fstree::layer::decompress(f).map_err(io("read", archive))?;
     let mut t = tar::Archive::new(r);
     // Docker's and podman's archives link duplicate layers: (link, target), both inside.
     let mut links: Vec<(PathBuf, PathBuf, String)> = Vec::new();
@@ -160,7 +160,7 @@ fn unpack_archive(archive: &Path, dir: &Path) -> Result<(), Error> {
                 archive.display()
             ))
         };
-        let Some(rel) = berth_manager::images::layer::clean(&raw).map_err(bad)? else {
+        let Some(rel) = berth_fstree::layer::clean(&raw).map_err(bad)? else {
             continue;
         };
         let dst = dir.join(&rel);
@@ -492,7 +492,7 @@ fn repo_tags(m: &serde_json::Value) -> Vec<String> {
 }
 
 fn safe_join(dir: &Path, rel: &str) -> Result<PathBuf, Error> {
-    match berth_manager::images::layer::clean(rel.as_bytes()) {
+    match berth_fstree::layer::clean(rel.as_bytes()) {
         Ok(Some(p)) => Ok(dir.join(p)),
         _ => Err(Error::Invalid(format!(
             "archive manifest.json names {rel:?}: not a path inside the archive"

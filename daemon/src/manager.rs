@@ -35,7 +35,7 @@ pub struct Mgr {
 
 impl Mgr {
     pub async fn connect(address: &Path) -> Result<Mgr, Error> {
-        let ch = berth_shim::client::channel(address)
+        let ch = berth_manager::client::channel(address)
             .await
             .map_err(|err| Error::Connect {
                 address: address.display().to_string(),

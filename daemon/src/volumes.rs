@@ -123,7 +123,7 @@ impl Volumes {
             anonymous,
         };
         let meta = dir.join("meta.json");
-        crate::write_atomic(&meta, &serde_json::to_vec(&v).expect("json"))
+        berth_fstree::write_atomic(&meta, &serde_json::to_vec(&v).expect("json"), 0o644)
             .map_err(Self::io(name, "write", &meta))?;
         Ok((v, true))
     }
@@ -197,7 +197,7 @@ pub fn seed(root: &Path, target: &str, volume_data: &Path) -> std::io::Result<()
         return Ok(());
     }
     let rootfd = std::fs::File::open(root)?;
-    let Ok(src) = berth_runtime::sys::open_in_root(
+    let Ok(src) = berth_fstree::open_in_root(
         rootfd.as_raw_fd(),
         Path::new(target),
         libc::O_PATH | libc::O_DIRECTORY,
@@ -206,7 +206,7 @@ pub fn seed(root: &Path, target: &str, volume_data: &Path) -> std::io::Result<()
     };
     let (mut rd, mut wr) = std::io::pipe()?;
     let writer = std::thread::spawn(move || {
-        let r = berth_manager::images::diff::write_tree(
+        let r = berth_fstree::diff::write_tree(
             src.as_raw_fd(),
             std::ffi::OsStr::new("."),
             Path::new("."),
@@ -215,7 +215,7 @@ pub fn seed(root: &Path, target: &str, volume_data: &Path) -> std::io::Result<()
         drop(wr);
         r
     });
-    let r = berth_manager::images::layer::extract(&mut rd, volume_data, &Default::default());
+    let r = berth_fstree::layer::extract(&mut rd, volume_data, &Default::default());
     drop(rd);
     let w = writer
         .join()

@@ -13,6 +13,12 @@ use clap::{Args, Subcommand};
 use tokio::io::AsyncReadExt;
 use tonic::transport::Channel;
 
+/// A gRPC channel to berth-manager listening on the unix socket `address` (what berthd and
+/// this client dial).
+pub async fn channel(address: &Path) -> Result<Channel, tonic::transport::Error> {
+    berth_shim::client::channel(address).await
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Create a container from a rootfs or bundle and run it.
@@ -173,7 +179,7 @@ struct Clients {
 }
 
 async fn dial(address: &Path) -> Result<Clients> {
-    let ch = berth_shim::client::channel(address)
+    let ch = channel(address)
         .await
         .with_context(|| format!("connect to berth-manager at {}", address.display()))?;
     Ok(Clients {
@@ -485,10 +491,14 @@ async fn spec_from_image(c: &mut Clients, a: &RunArgs, image: &str) -> Result<se
         .map_err(status_msg)?
         .into_inner()
         .mounts;
-    let mounts: Vec<crate::images::snapshots::Mount> = mounts.into_iter().map(Into::into).collect();
+    let mounts: Vec<crate::images::snapshots::Mount> = mounts
+        .into_iter()
+        .map(crate::images::grpc::mount_of)
+        .collect();
     let tmp = std::env::temp_dir().join(format!("berth-rootfs-{}-{}", a.id, std::process::id()));
     let spec = crate::images::snapshots::with_mounted(&mounts, &tmp, |root| {
         crate::oci::generate(&a.id, root, &cfg, &a.options())
+            .map(|s| serde_json::to_value(s).expect("a spec is JSON"))
             .with_context(|| format!("container {}", a.id))
     })
     .map_err(anyhow::Error::from)
@@ -515,6 +525,7 @@ async fn run_container(c: &mut Clients, a: RunArgs) -> Result<i32> {
                 ..Default::default()
             };
             let spec = crate::oci::generate(&a.id, &r, &image, &a.options())
+                .map(|s| serde_json::to_value(s).expect("a spec is JSON"))
                 .with_context(|| format!("container {}", a.id))?;
             (spec, r.display().to_string())
         }

@@ -262,7 +262,7 @@ impl Manager {
                 }
             }
             crate::images::snapshots::mount_all(&mounts, &tmp)
-                .map_err(|e| Error::Images(Box::new(e)))?;
+                .map_err(|e| Error::Images(Box::new(e.into())))?;
             (tmp.clone(), true)
         } else if !c.rootfs.is_empty() {
             (PathBuf::from(&c.rootfs), false)
@@ -372,22 +372,22 @@ impl Manager {
                 .mounts(&c.snapshot_key)
                 .map_err(|e| Error::Images(Box::new(e)))?;
             crate::images::snapshots::mount_all(&mounts, &rootfs)
-                .map_err(|e| Error::Images(Box::new(e)))?;
+                .map_err(|e| Error::Images(Box::new(e.into())))?;
             spec["root"]["path"] = rootfs.display().to_string().into();
         }
         if spec.get("process").is_some() {
             spec["process"]["terminal"] = rec.terminal.into();
         }
         let cfg_path = dir.join("config.json");
-        berth_runtime::state::write_atomic(
+        berth_fstree::write_atomic(
             &cfg_path,
             serde_json::to_vec_pretty(&spec).expect("json").as_slice(),
             0o644,
         )
-        .map_err(|e| Error::Io {
+        .map_err(|err| Error::Io {
             what: "write bundle",
             path: cfg_path.display().to_string(),
-            err: std::io::Error::other(e.to_string()),
+            err,
         })?;
         if let Some(logdir) = Path::new(&c.log_path)
             .parent()

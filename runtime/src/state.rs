@@ -7,8 +7,7 @@
 //! file. (No fsync: runtime state is volatile, on tmpfs, like runc's.)
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -164,20 +163,9 @@ impl ContainerDir {
     }
 }
 
-/// Write `data` to `path` through a temp file and rename.
+/// Write `data` to `path` atomically and durably (`berth_fstree::write_atomic`).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .ctx("create", &tmp)?;
-    f.write_all(data).ctx("write", &tmp)?;
-    // No fsync: the rename is atomic against a crash of any process (kill -9), which is what
-    // runtime state must survive; it lives on tmpfs (/run) and means nothing after a reboot.
-    fs::rename(&tmp, path).ctx("rename into place", path)
+    berth_fstree::write_atomic(path, data, mode).ctx("write atomically", path)
 }
 
 /// Start time (clock ticks since boot) of `pid`, and whether it is a zombie.

@@ -35,7 +35,7 @@ pub fn routes() -> Router<State> {
 /// Where the container's root can be opened.
 enum Root {
     Live(PathBuf),
-    Snapshot(Vec<berth_manager::images::snapshots::Mount>, PathBuf),
+    Snapshot(Vec<berth_fstree::mount::Mount>, PathBuf),
 }
 
 async fn root_of(d: &State, id: &str) -> Result<Root, ApiError> {
@@ -57,7 +57,7 @@ async fn root_of(d: &State, id: &str) -> Result<Root, ApiError> {
         .into_inner()
         .mounts
         .into_iter()
-        .map(Into::into)
+        .map(berth_manager::images::grpc::mount_of)
         .collect();
     let tmp = d
         .data_root
@@ -80,7 +80,7 @@ async fn with_root<T: Send + 'static>(
         match root {
             Root::Live(p) => f(&open(&p)?),
             Root::Snapshot(mounts, tmp) => {
-                berth_manager::images::snapshots::with_mounted(&mounts, &tmp, |dir| f(&open(dir)?))
+                berth_fstree::mount::with_mounted(&mounts, &tmp, |dir| f(&open(dir)?))
                     .map_err(internal)?
             }
         }
@@ -135,7 +135,7 @@ fn go_mode(st: &nix::sys::stat::FileStat) -> u32 {
 }
 
 fn rfc3339(secs: i64) -> String {
-    berth_runtime::state::rfc3339(secs, 0)
+    crate::clock::rfc3339(secs, 0)
 }
 
 async fn get_archive(
@@ -164,13 +164,13 @@ async fn get_archive(
     let cid = c.id.clone();
     let shown = path.clone();
     let job = with_root(root, move |rootfd| {
-        let dir = berth_runtime::sys::open_in_root(
+        let dir = berth_fstree::open_in_root(
             rootfd.as_raw_fd(),
             &parent,
             libc::O_PATH | libc::O_DIRECTORY,
         );
         let stat = dir.map_err(|_| not_found(&shown, &cid)).and_then(|dir| {
-            let st = berth_manager::images::diff::stat_at(dir.as_raw_fd(), &name)
+            let st = berth_fstree::diff::stat_at(dir.as_raw_fd(), &name)
                 .map_err(|_| not_found(&shown, &cid))?;
             let link = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
                 nix::fcntl::readlinkat(Some(dir.as_raw_fd()), name.as_os_str())
@@ -211,7 +211,7 @@ async fn get_archive(
             &name
         };
         if let Err(e) =
-            berth_manager::images::diff::write_tree(dir.as_raw_fd(), &name, Path::new(top), &mut w)
+            berth_fstree::diff::write_tree(dir.as_raw_fd(), &name, Path::new(top), &mut w)
         {
             let _ = tx.blocking_send(Err(e));
         }
@@ -279,7 +279,7 @@ async fn put_archive(
     let tmp = super::request::spool(&d, body).await?;
     let (cid, shown, spooled) = (c.id.clone(), path.clone(), tmp.clone());
     let r = with_root(root, move |rootfd| {
-        let dir = berth_runtime::sys::open_in_root(
+        let dir = berth_fstree::open_in_root(
             rootfd.as_raw_fd(),
             Path::new(&shown),
             libc::O_PATH | libc::O_NOFOLLOW,
@@ -293,7 +293,7 @@ async fn put_archive(
         }
         let f = std::fs::File::open(&spooled).map_err(internal)?;
         let target = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-        berth_manager::images::layer::extract(f, &target, &Default::default())
+        berth_fstree::layer::extract(f, &target, &Default::default())
             .map_err(|e| ApiError::bad_request(format!("copy into {shown}: {e}")))?;
         Ok(())
     })

@@ -103,9 +103,9 @@ fn process(d: &State, e: &Exec, init_pid: u32) -> Result<serde_json::Value, ApiE
     if let Some(u) = cfg["User"].as_str().filter(|u| !u.is_empty()) {
         // Names are resolved in the container's own /etc/passwd and /etc/group.
         let root = std::path::PathBuf::from(format!("/proc/{init_pid}/root"));
-        let passwd = berth_manager::oci::users::read_in_root(&root, "/etc/passwd");
-        let group = berth_manager::oci::users::read_in_root(&root, "/etc/group");
-        let id = berth_manager::oci::users::resolve(u, &passwd, &group)
+        let passwd = berth_fstree::users::read_in_root(&root, "/etc/passwd");
+        let group = berth_fstree::users::read_in_root(&root, "/etc/group");
+        let id = berth_fstree::users::resolve(u, &passwd, &group)
             .map_err(|m| ApiError::bad_request(format!("exec {}: user {u:?}: {m}", e.id)))?;
         p["user"] = serde_json::json!({
             "uid": id.uid, "gid": id.gid, "additionalGids": id.additional_gids,

@@ -428,8 +428,8 @@ impl Builder {
             }
             "STOPSIGNAL" => {
                 let s = dockerfile::expand(i.rest.trim(), &vars, e)?;
-                berth_runtime::container::parse_signal(&s)
-                    .map_err(|_| format!("invalid signal: {s}"))?;
+                crate::containers::signal_number(&s)
+                    .ok_or_else(|| format!("invalid signal: {s}"))?;
                 c.stop_signal = s;
             }
             "SHELL" => {

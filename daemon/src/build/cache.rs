@@ -32,6 +32,7 @@ impl Cache {
         if let Some(dir) = p.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let _ = crate::write_atomic(&p, &serde_json::to_vec(&self.map).expect("json"));
+        let _ =
+            berth_fstree::write_atomic(&p, &serde_json::to_vec(&self.map).expect("json"), 0o644);
     }
 }

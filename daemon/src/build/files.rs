@@ -16,7 +16,7 @@ pub fn is_url(s: &str) -> bool {
 /// Read a file inside `root` (no escaping it through links).
 pub fn read_in(root: &Path, rel: &str) -> std::io::Result<Vec<u8>> {
     let dir = std::fs::File::open(root)?;
-    let fd = berth_runtime::sys::open_in_root(dir.as_raw_fd(), Path::new(rel), libc::O_RDONLY)
+    let fd = berth_fstree::open_in_root(dir.as_raw_fd(), Path::new(rel), libc::O_RDONLY)
         .map_err(std::io::Error::from)?;
     let mut out = Vec::new();
     std::fs::File::from(fd).read_to_end(&mut out)?;
@@ -157,7 +157,7 @@ pub fn plan(
                     "COPY failed: file not found in build context or excluded by .dockerignore: stat {m}: file does not exist"
                 ));
             }
-            let fd = berth_runtime::sys::open_in_root(
+            let fd = berth_fstree::open_in_root(
                 rootf.as_raw_fd(),
                 Path::new(if m.is_empty() { "." } else { &m }),
                 libc::O_PATH | libc::O_NOFOLLOW,
@@ -230,7 +230,7 @@ pub fn plan(
 }
 
 fn open_path(p: &Path) -> Result<OwnedFd, String> {
-    berth_runtime::sys::open(p, nix::fcntl::OFlag::O_PATH, nix::sys::stat::Mode::empty())
+    berth_fstree::open::open(p, nix::fcntl::OFlag::O_PATH, nix::sys::stat::Mode::empty())
         .map_err(|e| format!("{}: {e}", p.display()))
 }
 
@@ -239,7 +239,7 @@ fn is_archive(p: &Path) -> bool {
     let Ok(f) = std::fs::File::open(p) else {
         return false;
     };
-    let Ok(mut r) = berth_manager::images::layer::decompress(f) else {
+    let Ok(mut r) = berth_fstree::layer::decompress(f) else {
         return false;
     };
     let mut head = vec![0u8; 512];
@@ -267,7 +267,7 @@ fn glob(root: &std::fs::File, pat: &str, ignore: &pattern::Ignore) -> Result<Vec
                 });
                 continue;
             }
-            let Ok(dir) = berth_runtime::sys::open_in_root(
+            let Ok(dir) = berth_fstree::open_in_root(
                 root.as_raw_fd(),
                 Path::new(if base.is_empty() { "." } else { base }),
                 libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
@@ -340,8 +340,8 @@ fn owner(root: &Path, spec: &str) -> Result<(u64, u64), String> {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let passwd = berth_manager::oci::users::read_in_root(root, "/etc/passwd");
-    let group = berth_manager::oci::users::read_in_root(root, "/etc/group");
+    let passwd = berth_fstree::users::read_in_root(root, "/etc/passwd");
+    let group = berth_fstree::users::read_in_root(root, "/etc/group");
     let find = |text: &str, name: &str, field: usize| -> Option<(u64, Option<u64>)> {
         text.lines().find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
@@ -390,7 +390,7 @@ pub(crate) fn mkdir_p(
             cur.clone()
         };
         cur = format!("{cur}/{comp}");
-        match berth_runtime::sys::open_in_root(
+        match berth_fstree::open_in_root(
             root.as_raw_fd(),
             Path::new(&cur),
             libc::O_PATH | libc::O_DIRECTORY,
@@ -399,7 +399,7 @@ pub(crate) fn mkdir_p(
             Err(nix::errno::Errno::ENOENT) => {}
             Err(e) => return Err(format!("{cur}: {e}")),
         }
-        let pfd = berth_runtime::sys::open_in_root(
+        let pfd = berth_fstree::open_in_root(
             root.as_raw_fd(),
             Path::new(&parent),
             libc::O_RDONLY | libc::O_DIRECTORY,
@@ -422,7 +422,7 @@ pub(crate) fn mkdir_p(
             .map_err(|e| format!("chown {cur}: {e}"))?;
         }
     }
-    berth_runtime::sys::open_in_root(
+    berth_fstree::open_in_root(
         root.as_raw_fd(),
         Path::new(if path.is_empty() { "/" } else { path }),
         libc::O_PATH | libc::O_DIRECTORY,
@@ -449,7 +449,7 @@ pub fn write(
         ));
     }
     // Where each item goes: (directory inside the root, name there or None for "contents").
-    let existing_dir = berth_runtime::sys::open_in_root(
+    let existing_dir = berth_fstree::open_in_root(
         rootfd.as_raw_fd(),
         Path::new(&format!("/{dest}")),
         libc::O_PATH | libc::O_DIRECTORY,
@@ -472,8 +472,8 @@ pub fn write(
         let target = PathBuf::from(format!("/proc/self/fd/{}", dirfd.as_raw_fd()));
         if it.extract {
             let f = std::fs::File::open(it.path()).map_err(|e| e.to_string())?;
-            let r = berth_manager::images::layer::decompress(f).map_err(|e| e.to_string())?;
-            berth_manager::images::layer::extract(r, &target, &Default::default())
+            let r = berth_fstree::layer::decompress(f).map_err(|e| e.to_string())?;
+            berth_fstree::layer::extract(r, &target, &Default::default())
                 .map_err(|e| format!("ADD {}: {e}", it.name))?;
             continue;
         }
@@ -515,7 +515,7 @@ pub fn write(
                 .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
                 .map_err(|e| e.to_string())?;
             let f = std::fs::File::open(&tar_path).map_err(|e| e.to_string())?;
-            berth_manager::images::layer::extract(f, &target, &Default::default())
+            berth_fstree::layer::extract(f, &target, &Default::default())
                 .map(|_| ())
                 .map_err(|e| format!("copy {} to /{dir}: {e}", it.name))
         })();

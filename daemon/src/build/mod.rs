@@ -101,8 +101,8 @@ pub async fn start(
             )
             .map_err(|e| format!("mount a tmpfs for the build context: {e}"))?;
         }
-        let r = berth_manager::images::layer::decompress(f).map_err(|e| e.to_string())?;
-        berth_manager::images::layer::extract(r, &ctx2, &Default::default())
+        let r = berth_fstree::layer::decompress(f).map_err(|e| e.to_string())?;
+        berth_fstree::layer::extract(r, &ctx2, &Default::default())
             .map(|_| ())
             .map_err(|e| format!("the build context is not a valid tar archive: {e}"))
     })

@@ -377,8 +377,7 @@ impl Builder {
         let mounts = self.prepare(st.image.as_ref(), &snap).await?;
         let mnt = self.work.join(format!("{snap}-root"));
         let written = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            berth_manager::images::snapshots::with_mounted(&mounts, &mnt, f)
-                .map_err(|e| e.to_string())?
+            berth_fstree::mount::with_mounted(&mounts, &mnt, f).map_err(|e| e.to_string())?
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -455,7 +454,7 @@ impl Builder {
         &self,
         image: Option<&Resolved>,
         key: &str,
-    ) -> Result<Vec<berth_manager::images::snapshots::Mount>, String> {
+    ) -> Result<Vec<berth_fstree::mount::Mount>, String> {
         let mgr = &self.d.images.mgr;
         let parent = match image {
             Some(img) => {
@@ -485,7 +484,7 @@ impl Builder {
             .into_inner()
             .mounts
             .into_iter()
-            .map(Into::into)
+            .map(berth_manager::images::grpc::mount_of)
             .collect())
     }
 

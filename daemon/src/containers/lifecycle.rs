@@ -132,9 +132,11 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
         .data_root
         .join("tmp")
         .join(format!("rootfs-{}", &id[..12]));
-    let mounts: Vec<berth_manager::images::snapshots::Mount> =
-        mounts.into_iter().map(Into::into).collect();
-    let spec = berth_manager::images::snapshots::with_mounted(&mounts, &tmp, |root| {
+    let mounts: Vec<berth_fstree::mount::Mount> = mounts
+        .into_iter()
+        .map(berth_manager::images::grpc::mount_of)
+        .collect();
+    let spec = berth_fstree::mount::with_mounted(&mounts, &tmp, |root| {
         for (target, data) in &realized.seeds {
             crate::volumes::seed(root, target, std::path::Path::new(data)).map_err(|e| {
                 Error::Internal(format!("copy the image's {target} into its volume: {e}"))
@@ -143,7 +145,11 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
         let spec = berth_manager::oci::generate(&id, root, &image_cfg, &opts)
             .map_err(|e| Error::Invalid(e.to_string()))?;
         // Like dockerd: a working directory the image lacks is created (owned by root).
-        if let Some(cwd) = spec["process"]["cwd"].as_str().filter(|c| *c != "/") {
+        let cwd = spec
+            .process()
+            .as_ref()
+            .map(|p| p.cwd().display().to_string());
+        if let Some(cwd) = cwd.as_deref().filter(|c| *c != "/") {
             let rootfd: std::os::fd::OwnedFd =
                 std::fs::File::open(root).map_err(Error::internal)?.into();
             crate::build::files::mkdir_p(&rootfd, cwd, None)
@@ -160,12 +166,11 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
             return Err(e);
         }
     };
-    let args: Vec<String> = spec["process"]["args"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a.as_str().map(String::from))
-        .collect();
+    let args: Vec<String> = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.args().clone())
+        .unwrap_or_default();
     let tty = cfg.tty();
     let stdin = cfg.open_stdin.unwrap_or(false);
     let doc = ContainerDoc {

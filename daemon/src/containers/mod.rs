@@ -224,26 +224,16 @@ fn encode(doc: &ContainerDoc) -> String {
     serde_json::to_string(doc).expect("a container record is JSON")
 }
 
-/// A signal by name (`SIGTERM`, `term`) or number.
+/// A signal by name (`SIGTERM`, `term`, any of Linux's) or number (1 to 64).
 pub fn signal_number(s: &str) -> Option<u32> {
     if let Ok(n) = s.parse::<u32>() {
-        return Some(n);
+        return (1..=64).contains(&n).then_some(n);
     }
     let up = s.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    Some(match name {
-        "HUP" => 1,
-        "INT" => 2,
-        "QUIT" => 3,
-        "KILL" => 9,
-        "USR1" => 10,
-        "USR2" => 12,
-        "TERM" => 15,
-        "CONT" => 18,
-        "STOP" => 19,
-        "WINCH" => 28,
-        _ => return None,
-    })
+    let name = format!("SIG{}", up.strip_prefix("SIG").unwrap_or(&up));
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|sig| sig as i32 as u32)
 }
 
 /// The directory berthd keeps a container's files in (logs, /etc/hosts, …).
@@ -264,5 +254,7 @@ mod tests {
         assert_eq!(signal_number("SIGTERM"), Some(15));
         assert_eq!(signal_number("kill"), Some(9));
         assert_eq!(signal_number("bogus"), None);
+        assert_eq!(signal_number("SIGPWR"), Some(30));
+        assert_eq!(signal_number("0"), None);
     }
 }

@@ -115,7 +115,7 @@ impl Images {
                     move |err| Error::Io { what, path, err }
                 };
                 let f = std::fs::File::open(&path).map_err(io("open"))?;
-                let mut r = berth_manager::images::layer::decompress(f).map_err(io("read"))?;
+                let mut r = berth_fstree::layer::decompress(f).map_err(io("read"))?;
                 let mut h = Sha256::new();
                 let mut enc =
                     flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

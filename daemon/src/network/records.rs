@@ -36,7 +36,7 @@ impl Net {
     pub(super) fn save(&self, st: &Records) -> Result<(), String> {
         std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
         let p = self.dir.join("state.json");
-        crate::write_atomic(&p, &serde_json::to_vec_pretty(st).expect("json"))
+        berth_fstree::write_atomic(&p, &serde_json::to_vec_pretty(st).expect("json"), 0o644)
             .map_err(|e| format!("{}: {e}", p.display()))
     }
 

@@ -58,13 +58,12 @@ fn mounts_pb(m: Vec<Mount>) -> pb::MountsResponse {
     }
 }
 
-impl From<pb::Mount> for Mount {
-    fn from(m: pb::Mount) -> Mount {
-        Mount {
-            kind: m.r#type,
-            source: m.source,
-            options: m.options,
-        }
+/// A mount as the gRPC message carries it.
+pub fn mount_of(m: pb::Mount) -> Mount {
+    Mount {
+        kind: m.r#type,
+        source: m.source,
+        options: m.options,
     }
 }
 

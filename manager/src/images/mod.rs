@@ -7,9 +7,8 @@
 //! (under a lease), records the image, and asks for an unpack.
 
 pub mod content;
-pub mod diff;
+pub use berth_fstree::{diff, layer};
 pub mod grpc;
-pub mod layer;
 pub mod manifest;
 pub mod snapshots;
 
@@ -69,13 +68,8 @@ pub enum Error {
         expected: String,
         actual: String,
     },
-    #[error("mount {kind} on {target}")]
-    Mount {
-        target: String,
-        kind: String,
-        #[source]
-        err: std::io::Error,
-    },
+    #[error(transparent)]
+    Mount(#[from] berth_fstree::mount::Error),
     #[error("{what} {path}")]
     Io {
         what: &'static str,
@@ -105,7 +99,7 @@ impl Error {
             | Error::Layer { .. }
             | Error::DiffIdMismatch { .. } => Code::FailedPrecondition,
             Error::Store(e) => e.code(),
-            Error::Mount { .. } | Error::Io { .. } => Code::Internal,
+            Error::Mount(_) | Error::Io { .. } => Code::Internal,
         }
     }
 }

@@ -7,7 +7,7 @@
 //! the JSON spec, so callers (the daemon) can add their own.
 
 pub mod seccomp;
-pub mod users;
+use berth_fstree::users;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -192,6 +192,9 @@ pub struct Options {
 pub enum Error {
     #[error("no command: the image has no Entrypoint or Cmd and none was given")]
     NoCommand,
+    /// The generated document is not a valid OCI spec (a bug of ours, named).
+    #[error("the generated spec is not valid: {0}")]
+    NotASpec(String),
     #[error("user {user:?}: {message}")]
     User { user: String, message: String },
     #[error("capability {0:?} is not known")]
@@ -206,6 +209,17 @@ pub enum Error {
 
 /// Build the spec for container `id` with root filesystem `rootfs` (read for /etc/passwd).
 pub fn generate(
+    id: &str,
+    rootfs: &Path,
+    image: &ImageConfig,
+    opts: &Options,
+) -> Result<oci_spec::runtime::Spec, Error> {
+    let doc = generate_json(id, rootfs, image, opts)?;
+    serde_json::from_value(doc).map_err(|e| Error::NotASpec(e.to_string()))
+}
+
+/// The spec as a JSON document, section by section.
+fn generate_json(
     id: &str,
     rootfs: &Path,
     image: &ImageConfig,

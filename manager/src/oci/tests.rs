@@ -1,5 +1,10 @@
 use super::*;
 
+/// The generated spec (typed), back as JSON for the checks below.
+fn generate(id: &str, root: &Path, image: &ImageConfig, opts: &Options) -> Result<Value, Error> {
+    super::generate(id, root, image, opts).map(|s| serde_json::to_value(s).expect("json"))
+}
+
 fn rootfs(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("berth-oci-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -35,6 +40,11 @@ fn strs(v: &Value) -> Vec<String> {
         .iter()
         .map(|x| x.as_str().unwrap().to_string())
         .collect()
+}
+
+/// A capability list as a set (the typed spec keeps capabilities as sets).
+fn caps(v: &Value) -> std::collections::BTreeSet<String> {
+    strs(v).into_iter().collect()
 }
 
 #[test]
@@ -84,8 +94,8 @@ fn docker_defaults_for_a_plain_container() {
     docker.sort();
     assert_eq!(got, docker);
     assert_eq!(
-        p["capabilities"]["effective"],
-        p["capabilities"]["bounding"]
+        caps(&p["capabilities"]["effective"]),
+        caps(&p["capabilities"]["bounding"])
     );
     assert!(p["capabilities"].get("inheritable").is_none());
     let dests: Vec<String> = spec["mounts"]
@@ -226,8 +236,8 @@ fn privileged_and_capabilities() {
     .unwrap();
     // Every capability the engine itself holds (here: its own bounding set).
     assert_eq!(
-        strs(&spec["process"]["capabilities"]["bounding"]),
-        super::all_capabilities()
+        caps(&spec["process"]["capabilities"]["bounding"]),
+        super::all_capabilities().into_iter().collect()
     );
     assert!(spec["linux"].get("seccomp").is_none());
     assert_eq!(spec["linux"]["maskedPaths"], json!([]));

@@ -324,7 +324,7 @@ impl Service {
                     "exited_at": at,
                     "oom_killed": svc.oom_killed.load(Ordering::SeqCst),
                 });
-                if let Err(e) = berth_runtime::state::write_atomic(
+                if let Err(e) = berth_fstree::write_atomic(
                     &svc.dir.join(files::EXIT),
                     rec.to_string().as_bytes(),
                     0o644,

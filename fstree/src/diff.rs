@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{fstatat, FileStat, Mode, SFlag};
 
-use super::snapshots::Mount;
+use crate::mount::Mount;
 
 /// Docker's change kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +124,7 @@ fn entries(dir: RawFd) -> std::io::Result<Vec<OsString>> {
 fn in_lowers(lowers: &[OwnedFd], rel: &Path) -> bool {
     for l in lowers {
         let flags = libc::O_PATH | libc::O_NOFOLLOW;
-        if let Ok(fd) = berth_runtime::sys::open_in_root(l.as_raw_fd(), rel, flags) {
+        if let Ok(fd) = crate::open::open_in_root(l.as_raw_fd(), rel, flags) {
             return nix::sys::stat::fstat(fd.as_raw_fd())
                 .map(|st| !is_whiteout(&st))
                 .unwrap_or(false);

@@ -35,7 +35,7 @@ pub fn read_in_root(rootfs: &Path, path: &str) -> String {
     let Ok(root) = std::fs::File::open(rootfs) else {
         return String::new();
     };
-    match berth_runtime::sys::open_in_root(root.as_raw_fd(), Path::new(path), libc::O_RDONLY) {
+    match crate::open::open_in_root(root.as_raw_fd(), Path::new(path), libc::O_RDONLY) {
         Ok(fd) => {
             let mut s = String::new();
             // Bounded: a passwd file larger than 4 MiB is not one we want to parse.

@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use berth_runtime::sys::open_in_root;
+use crate::open::open_in_root;
 use nix::errno::Errno;
 use sha2::{Digest, Sha256};
 
