@@ -6,6 +6,7 @@
 pub mod build;
 pub mod client;
 pub mod containers;
+pub mod copy;
 pub mod images;
 pub mod network;
 pub mod stream;
@@ -679,8 +680,8 @@ async fn dispatch(c: &client::Client, cmd: Cmd) -> Outcome {
         } => k::attach(c, &container, !no_stdin).await,
         Cmd::Top { container, ps_args } => k::top(c, &container, &ps_args).await,
         Cmd::Inspect { format, objects } => system::inspect(c, &objects, format.as_deref()).await,
-        Cmd::Cp { src, dst } => k::cp(c, &src, &dst).await,
-        Cmd::Export { output, container } => k::export(c, &container, output.as_deref()).await,
+        Cmd::Cp { src, dst } => copy::cp(c, &src, &dst).await,
+        Cmd::Export { output, container } => copy::export(c, &container, output.as_deref()).await,
         Cmd::Import {
             change,
             file,

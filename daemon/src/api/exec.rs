@@ -15,7 +15,7 @@ use berth_proto::manager as pb;
 
 use super::streams::{detach_keys, open_attach, resize_process, switching, Session};
 use super::{ApiError, State};
-use crate::containers::execs::Exec;
+use crate::containers::execs::{Exec, ExecConfig};
 use crate::containers::{find, new_id, state_name, task};
 
 pub fn routes() -> Router<State> {
@@ -26,13 +26,14 @@ pub fn routes() -> Router<State> {
         .route("/exec/{id}/json", get(inspect))
 }
 
-/// A list of strings in a request body (None if absent or not a list).
-fn strs(v: &serde_json::Value) -> Option<Vec<String>> {
-    v.as_array().map(|a| {
-        a.iter()
-            .filter_map(|x| x.as_str().map(String::from))
-            .collect()
-    })
+/// `POST /exec/{id}/start`'s body.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StartOptions {
+    #[serde(default)]
+    detach: Option<bool>,
+    #[serde(default)]
+    tty: Option<bool>,
 }
 
 #[tracing::instrument(skip_all, fields(container = %what))]
@@ -41,10 +42,9 @@ async fn create(
     AxPath(what): AxPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let cfg: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let cfg: ExecConfig = super::decode(&body)?;
     let c = find(&d, &what).await?;
-    let cmd = strs(&cfg["Cmd"]).unwrap_or_default();
+    let cmd = cfg.cmd().to_vec();
     if cmd.is_empty() {
         return Err(ApiError::bad_request("No exec command specified"));
     }
@@ -66,7 +66,7 @@ async fn create(
             ))
         }
     }
-    if let Some(k) = cfg["DetachKeys"].as_str().filter(|k| !k.is_empty()) {
+    if let Some(k) = cfg.detach_keys() {
         detach_keys(k)?;
     }
     let id = new_id();
@@ -88,11 +88,11 @@ async fn create(
 /// The OCI process overlay for an exec (the manager fills the rest from the container).
 fn process(d: &State, e: &Exec, init_pid: u32) -> Result<serde_json::Value, ApiError> {
     let cfg = &e.config;
-    let mut p = serde_json::json!({ "args": strs(&cfg["Cmd"]).unwrap_or_default() });
-    if let Some(env) = strs(&cfg["Env"]).filter(|v| !v.is_empty()) {
-        p["env"] = env.into();
+    let mut p = serde_json::json!({ "args": cfg.cmd() });
+    if let Some(env) = cfg.env.as_ref().filter(|v| !v.is_empty()) {
+        p["env"] = env.clone().into();
     }
-    if let Some(w) = cfg["WorkingDir"].as_str().filter(|w| !w.is_empty()) {
+    if let Some(w) = cfg.working_dir.as_deref().filter(|w| !w.is_empty()) {
         if !w.starts_with('/') {
             return Err(ApiError::bad_request(format!(
                 "the working directory '{w}' is invalid, it needs to be an absolute path"
@@ -100,7 +100,7 @@ fn process(d: &State, e: &Exec, init_pid: u32) -> Result<serde_json::Value, ApiE
         }
         p["cwd"] = w.into();
     }
-    if let Some(u) = cfg["User"].as_str().filter(|u| !u.is_empty()) {
+    if let Some(u) = cfg.user.as_deref().filter(|u| !u.is_empty()) {
         // Names are resolved in the container's own /etc/passwd and /etc/group.
         let root = std::path::PathBuf::from(format!("/proc/{init_pid}/root"));
         let passwd = berth_fstree::users::read_in_root(&root, "/etc/passwd");
@@ -125,12 +125,7 @@ async fn start(
     let body = axum::body::to_bytes(req.into_body(), 1 << 20)
         .await
         .map_err(|e| ApiError::bad_request(format!("reading the request: {e}")))?;
-    let opts: serde_json::Value = if body.is_empty() {
-        serde_json::json!({})
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?
-    };
+    let opts: StartOptions = super::decode(&body)?;
     let e = d.execs.get(&id)?;
     if e.started {
         return Err(ApiError::new(
@@ -146,9 +141,9 @@ async fn start(
         ));
     }
     let cfg = e.config.clone();
-    let tty = cfg["Tty"].as_bool().unwrap_or(false) || opts["Tty"].as_bool().unwrap_or(false);
-    let detach = opts["Detach"].as_bool().unwrap_or(false);
-    let stdin = cfg["AttachStdin"].as_bool().unwrap_or(false) && !detach;
+    let tty = cfg.tty.unwrap_or(false) || opts.tty.unwrap_or(false);
+    let detach = opts.detach.unwrap_or(false);
+    let stdin = cfg.attach_stdin.unwrap_or(false) && !detach;
     let p = process(&d, &e, t.map(|t| t.pid).unwrap_or(0))?;
     let tasks = d.images.mgr.tasks.clone();
     tasks
@@ -172,8 +167,8 @@ async fn start(
                 &d,
                 &e.container,
                 &id,
-                cfg["AttachStdout"].as_bool().unwrap_or(true),
-                cfg["AttachStderr"].as_bool().unwrap_or(true),
+                cfg.attach_stdout.unwrap_or(true),
+                cfg.attach_stderr.unwrap_or(true),
             )
             .await?,
         )
@@ -234,12 +229,7 @@ async fn start(
                 tty,
                 stdin,
                 close_stdin: true,
-                detach: detach_keys(
-                    cfg["DetachKeys"]
-                        .as_str()
-                        .filter(|k| !k.is_empty())
-                        .unwrap_or("ctrl-p,ctrl-q"),
-                )?,
+                detach: detach_keys(cfg.detach_keys().unwrap_or("ctrl-p,ctrl-q"))?,
             };
             session.spawn(upgrade, out, in_tx, start_exec, finish);
             Ok(switching(tty))
@@ -318,7 +308,7 @@ async fn inspect(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let e = d.execs.get(&id)?;
     let c = &e.config;
-    let cmd = strs(&c["Cmd"]).unwrap_or_default();
+    let cmd = c.cmd();
     Ok(Json(serde_json::json!({
         "ID": e.id,
         "ContainerID": e.container,
@@ -326,17 +316,17 @@ async fn inspect(
         // Docker's schema: an integer (0 until the process has exited).
         "ExitCode": e.exit_code.unwrap_or(0),
         "Pid": e.pid,
-        "OpenStdin": c["AttachStdin"].as_bool().unwrap_or(false),
-        "OpenStdout": c["AttachStdout"].as_bool().unwrap_or(false),
-        "OpenStderr": c["AttachStderr"].as_bool().unwrap_or(false),
+        "OpenStdin": c.attach_stdin.unwrap_or(false),
+        "OpenStdout": c.attach_stdout.unwrap_or(false),
+        "OpenStderr": c.attach_stderr.unwrap_or(false),
         "CanRemove": false,
-        "DetachKeys": c["DetachKeys"].as_str().unwrap_or(""),
+        "DetachKeys": c.detach_keys.as_deref().unwrap_or(""),
         "ProcessConfig": {
-            "tty": c["Tty"].as_bool().unwrap_or(false),
+            "tty": c.tty.unwrap_or(false),
             "entrypoint": cmd.first().cloned().unwrap_or_default(),
             "arguments": cmd.get(1..).unwrap_or_default(),
-            "privileged": c["Privileged"].as_bool().unwrap_or(false),
-            "user": c["User"].as_str().unwrap_or(""),
+            "privileged": c.privileged.unwrap_or(false),
+            "user": c.user.as_deref().unwrap_or(""),
         },
     })))
 }

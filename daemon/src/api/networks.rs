@@ -146,16 +146,53 @@ async fn inspect(
     Ok(Json(doc(&d, &n).await))
 }
 
+/// `POST /networks/create`'s body: the fields berthd acts on. Others (`EnableIPv6`,
+/// `Attachable`, …) are not read, as before this was typed (IPv6 is issue 17's).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    driver: Option<String>,
+    #[serde(default)]
+    internal: Option<bool>,
+    #[serde(default)]
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    options: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, rename = "IPAM")]
+    ipam: Option<Ipam>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Ipam {
+    #[serde(default)]
+    config: Option<Vec<IpamConfig>>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct IpamConfig {
+    #[serde(default)]
+    subnet: Option<String>,
+    #[serde(default)]
+    gateway: Option<String>,
+    #[serde(default, rename = "IPRange")]
+    ip_range: Option<String>,
+}
+
 async fn create(AxState(d): AxState<State>, body: axum::body::Bytes) -> Result<Response, ApiError> {
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
-    let name = v["Name"]
-        .as_str()
+    let v: CreateBody = super::decode(&body)?;
+    let name = v
+        .name
+        .clone()
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::bad_request("network name is required"))?
-        .to_string();
-    let driver = v["Driver"]
-        .as_str()
+        .ok_or_else(|| ApiError::bad_request("network name is required"))?;
+    let driver = v
+        .driver
+        .as_deref()
         .filter(|x| !x.is_empty())
         .unwrap_or("bridge");
     if driver != "bridge" {
@@ -175,34 +212,24 @@ async fn create(AxState(d): AxState<State>, body: axum::body::Bytes) -> Result<R
             format!("network with name {name} already exists"),
         ));
     }
-    let cfg = v["IPAM"]["Config"].as_array().cloned().unwrap_or_default();
-    let first = cfg.first().cloned().unwrap_or(Value::Null);
-    let s = |k: &str| {
-        first[k]
-            .as_str()
-            .filter(|x| !x.is_empty())
-            .map(String::from)
-    };
-    let strings = |v: &Value| -> std::collections::BTreeMap<String, String> {
-        v.as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let labels = strings(&v["Labels"]);
-    let options = strings(&v["Options"]);
+    let first = v
+        .ipam
+        .as_ref()
+        .and_then(|i| i.config.as_ref())
+        .and_then(|c| c.first().cloned())
+        .unwrap_or_default();
+    let s = |x: &Option<String>| x.clone().filter(|x| !x.is_empty());
+    let labels = v.labels.clone().unwrap_or_default();
+    let options = v.options.clone().unwrap_or_default();
     let n = d
         .net
         .create_network(NewNetwork {
             name,
-            subnet: s("Subnet"),
-            gateway: s("Gateway"),
-            internal: v["Internal"].as_bool().unwrap_or(false),
+            subnet: s(&first.subnet),
+            gateway: s(&first.gateway),
+            internal: v.internal.unwrap_or(false),
             labels,
-            ip_range: s("IPRange"),
+            ip_range: s(&first.ip_range),
             mtu: match options.get(MTU_OPTION) {
                 Some(m) => Some(
                     m.parse()

@@ -3,14 +3,56 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
 use super::Error;
+
+/// `POST /containers/{id}/exec`'s body: the fields berthd acts on, the rest as sent.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecConfig {
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub tty: Option<bool>,
+    #[serde(default)]
+    pub attach_stdin: Option<bool>,
+    #[serde(default)]
+    pub attach_stdout: Option<bool>,
+    #[serde(default)]
+    pub attach_stderr: Option<bool>,
+    #[serde(default)]
+    pub detach_keys: Option<String>,
+    #[serde(default)]
+    pub privileged: Option<bool>,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+impl ExecConfig {
+    pub fn cmd(&self) -> &[String] {
+        self.cmd.as_deref().unwrap_or_default()
+    }
+
+    /// The detach keys asked for, if any.
+    pub fn detach_keys(&self) -> Option<&str> {
+        self.detach_keys.as_deref().filter(|k| !k.is_empty())
+    }
+}
 
 /// An exec as Docker reports it.
 #[derive(Clone, Debug, Default)]
 pub struct Exec {
     pub id: String,
     pub container: String,
-    pub config: serde_json::Value,
+    pub config: ExecConfig,
     pub running: bool,
     pub started: bool,
     pub exit_code: Option<i64>,

@@ -48,6 +48,9 @@ pub enum Error {
     NoSuchImage(String),
     #[error("{0}")]
     Invalid(String),
+    /// A blob's download broke off (retried, resuming where it stopped).
+    #[error("interrupted download of {digest}: {reason}")]
+    Interrupted { digest: String, reason: String },
     /// Another image or name stands in the way (dockerd's 409).
     #[error("{0}")]
     Conflict(String),

@@ -252,7 +252,7 @@ pub(super) async fn download(
 pub(super) fn retryable(e: &Error) -> bool {
     match e {
         Error::Registry(r) => r.transient(),
-        Error::Invalid(m) => m.starts_with("interrupted"),
+        Error::Interrupted { .. } => true,
         _ => false,
     }
 }
@@ -322,10 +322,10 @@ pub(super) async fn download_once(
                 }
             }
             Err(e) => {
-                broken = Some(Error::Invalid(format!(
-                    "interrupted download of {}: {e}",
-                    d.digest
-                )));
+                broken = Some(Error::Interrupted {
+                    digest: d.digest.clone(),
+                    reason: e.to_string(),
+                });
                 break;
             }
         }
@@ -349,10 +349,10 @@ pub(super) async fn download_once(
     }
     let w = w?.into_inner();
     if w.digest.is_empty() {
-        return Err(Error::Invalid(format!(
-            "interrupted download of {}: not committed",
-            d.digest
-        )));
+        return Err(Error::Interrupted {
+            digest: d.digest.clone(),
+            reason: "not committed".into(),
+        });
     }
     Ok(())
 }
