@@ -8,7 +8,7 @@
 //!   them), and tar a subtree without following links.
 //! - [`mount`]: mount a snapshot on a directory for a short look.
 //! - [`users`]: read `/etc/passwd` and `/etc/group` inside a root.
-//! - [`atomic`]: the one durable atomic file write.
+//! - [`atomic`]: the one atomic file write (durable, or until reboot for `/run` state).
 //!
 //! `layer` and `diff` are the `layers` feature (default; berth-runtime goes without).
 //!
@@ -24,5 +24,5 @@ pub mod mount;
 pub mod open;
 pub mod users;
 
-pub use atomic::write_atomic;
+pub use atomic::{write_atomic, write_atomic_until_reboot};
 pub use open::open_in_root;

@@ -379,7 +379,7 @@ impl Manager {
             spec["process"]["terminal"] = rec.terminal.into();
         }
         let cfg_path = dir.join("config.json");
-        berth_fstree::write_atomic(
+        berth_fstree::write_atomic_until_reboot(
             &cfg_path,
             serde_json::to_vec_pretty(&spec).expect("json").as_slice(),
             0o644,

@@ -163,9 +163,9 @@ impl ContainerDir {
     }
 }
 
-/// Write `data` to `path` atomically and durably (`berth_fstree::write_atomic`).
+/// Write `data` to `path` atomically (state under `/run`: no fsync, a reboot clears it).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    berth_fstree::write_atomic(path, data, mode).ctx("write atomically", path)
+    berth_fstree::write_atomic_until_reboot(path, data, mode).ctx("write atomically", path)
 }
 
 /// Start time (clock ticks since boot) of `pid`, and whether it is a zombie.

@@ -120,7 +120,7 @@ fn serve(id: &str, dir: &Path, sock: &Path, ready: OwnedFd) -> anyhow::Result<()
         let l = std::os::unix::net::UnixListener::bind(sock)
             .map_err(|e| anyhow::anyhow!("bind {}: {e}", sock.display()))?;
         l.set_nonblocking(true)?;
-        berth_fstree::write_atomic(
+        berth_fstree::write_atomic_until_reboot(
             &dir.join(files::PID),
             std::process::id().to_string().as_bytes(),
             0o644,

@@ -324,7 +324,7 @@ impl Service {
                     "exited_at": at,
                     "oom_killed": svc.oom_killed.load(Ordering::SeqCst),
                 });
-                if let Err(e) = berth_fstree::write_atomic(
+                if let Err(e) = berth_fstree::write_atomic_until_reboot(
                     &svc.dir.join(files::EXIT),
                     rec.to_string().as_bytes(),
                     0o644,
