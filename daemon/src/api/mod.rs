@@ -106,6 +106,12 @@ impl From<crate::volumes::Error> for ApiError {
     }
 }
 
+impl From<crate::network::Error> for ApiError {
+    fn from(e: crate::network::Error) -> ApiError {
+        ApiError::of(e.kind(), e)
+    }
+}
+
 impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> ApiError {
         ApiError::new(status_of(Kind::of_status(&s)), s.message().to_string())

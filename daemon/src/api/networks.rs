@@ -240,8 +240,7 @@ async fn create(AxState(d): AxState<State>, body: axum::body::Bytes) -> Result<R
             bridge: options.get(BRIDGE_OPTION).cloned(),
             options: options.clone(),
         })
-        .await
-        .map_err(ApiError::bad_request)?;
+        .await?;
     crate::events::publish_network(&d, "create", &n.id, &n.name);
     let ignored: Vec<&str> = options
         .keys()
@@ -279,11 +278,7 @@ async fn remove(
             format!("network {what} not found"),
         ));
     }
-    let n = d
-        .net
-        .remove_network(&what)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
+    let n = d.net.remove_network(&what).await?;
     crate::events::publish_network(&d, "destroy", &n.id, &n.name);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

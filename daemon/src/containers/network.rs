@@ -11,7 +11,7 @@ use berth_manager::oci::{MountOpt, NsMode, Options};
 use super::doc::{Config, HostConfig, NetDoc, PortBinding};
 use super::{all, dir, find, state_name, task, update_doc, Container, Error, Result};
 use crate::network::ports::Want;
-use crate::network::{AttachError, Net};
+use crate::network::Net;
 use crate::state::State;
 
 fn user_network(mode: &str) -> bool {
@@ -83,9 +83,12 @@ pub(super) async fn attach(
             req.links.extend(links);
         }
         let a = d.net.attach(id, &mode, &req).await.map_err(|e| match e {
-            AttachError::Invalid(m) => Error::Invalid(m),
-            AttachError::NoSuchNetwork(n) => Error::NoSuchNetwork(n),
-            AttachError::Failed(m) => Error::Internal(m),
+            crate::network::Error::Invalid(m) | crate::network::Error::Conflict(m) => {
+                Error::Invalid(m)
+            }
+            crate::network::Error::NoSuchNetwork(n) => Error::NoSuchNetwork(n),
+            crate::network::Error::Forbidden(m) => Error::Forbidden(m),
+            crate::network::Error::Failed(m) => Error::Internal(m),
         })?;
         if let Some(ns) = &a.netns {
             opts.network = NsMode::Path(ns.display().to_string());

@@ -156,7 +156,7 @@ impl Net {
         id: &str,
         mode: &str,
         req: &EndpointRequest,
-    ) -> Result<Attachment, AttachError> {
+    ) -> Result<Attachment, Error> {
         match mode {
             "host" => Ok(Attachment::default()),
             "none" => {
@@ -172,7 +172,7 @@ impl Net {
             }
             "" | "default" | "bridge" => {
                 if req.ip.is_some() {
-                    return Err(AttachError::Invalid(
+                    return Err(Error::Invalid(
                         "user specified IP address is supported on user defined networks only"
                             .into(),
                     ));
@@ -183,7 +183,7 @@ impl Net {
                 let n = self
                     .find(other)
                     .await
-                    .ok_or_else(|| AttachError::NoSuchNetwork(other.to_string()))?;
+                    .ok_or_else(|| Error::NoSuchNetwork(other.to_string()))?;
                 let a = self.attach_bridge(id, &n.name, req).await?;
                 // User-defined networks resolve their containers' names.
                 if let Some(ns) = &a.netns {
@@ -202,7 +202,7 @@ impl Net {
         id: &str,
         network: &str,
         req: &EndpointRequest,
-    ) -> Result<Attachment, AttachError> {
+    ) -> Result<Attachment, Error> {
         let mut st = self.state.lock().await;
         let net = match network {
             "bridge" => self.default_network(&mut st).await?,
@@ -210,7 +210,7 @@ impl Net {
                 .networks
                 .get(n)
                 .cloned()
-                .ok_or_else(|| AttachError::NoSuchNetwork(n.to_string()))?,
+                .ok_or_else(|| Error::NoSuchNetwork(n.to_string()))?,
         };
         let ns = links::netns_path(&self.netns_dir, id);
         let ns2 = ns.clone();
@@ -252,7 +252,7 @@ impl Net {
         ifname: &str,
         route: bool,
         req: &EndpointRequest,
-    ) -> Result<Endpoint, AttachError> {
+    ) -> Result<Endpoint, Error> {
         let (subnet, prefix) = parse_cidr(&net.subnet)?;
         let gateway: Ipv4Addr = net
             .gateway
@@ -277,7 +277,7 @@ impl Net {
                 return Err(format!("Address already in use: {a} on network {}", net.name).into())
             }
             Some(a) => {
-                return Err(AttachError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "invalid address {a}: not a usable address of {} ({})",
                     net.subnet, net.name
                 )))

@@ -136,23 +136,42 @@ pub struct NewNetwork {
     pub options: BTreeMap<String, String>,
 }
 
-/// Why a container could not be attached to its network.
+/// Why a network or an attachment could not be made or removed.
 #[derive(Debug, thiserror::Error)]
-pub enum AttachError {
-    /// What the container asked for is impossible here (`--ip` on the default bridge, an
-    /// address outside the network).
+pub enum Error {
+    /// What was asked for is impossible here (`--ip` on the default bridge, an address or
+    /// subnet that does not fit, a bad bridge name or MTU).
     #[error("{0}")]
     Invalid(String),
     #[error("network {0} not found")]
     NoSuchNetwork(String),
+    /// Another network holds the name.
+    #[error("{0}")]
+    Conflict(String),
+    /// Never allowed: a predefined network, one with active endpoints.
+    #[error("{0}")]
+    Forbidden(String),
     /// The host failed (netlink, a namespace, the state file).
     #[error("{0}")]
     Failed(String),
 }
 
-impl From<String> for AttachError {
-    fn from(s: String) -> AttachError {
-        AttachError::Failed(s)
+impl Error {
+    pub fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            Error::Invalid(_) => Kind::Invalid,
+            Error::NoSuchNetwork(_) => Kind::NotFound,
+            Error::Conflict(_) => Kind::Conflict,
+            Error::Forbidden(_) => Kind::Forbidden,
+            Error::Failed(_) => Kind::Internal,
+        }
+    }
+}
+
+impl From<String> for Error {
+    fn from(s: String) -> Error {
+        Error::Failed(s)
     }
 }
 

@@ -114,67 +114,83 @@ impl Net {
     }
 
     /// A user-defined bridge network, its bridge created now.
-    pub async fn create_network(&self, req: NewNetwork) -> Result<Network, String> {
+    pub async fn create_network(&self, req: NewNetwork) -> Result<Network, Error> {
         if matches!(req.name.as_str(), "bridge" | "host" | "none" | "default")
             || req.name.is_empty()
         {
-            return Err(format!("network name {:?} is reserved", req.name));
+            return Err(Error::Forbidden(format!(
+                "network name {:?} is reserved",
+                req.name
+            )));
         }
         let mut st = self.state.lock().await;
         self.default_network(&mut st).await?;
         if st.networks.contains_key(&req.name) {
-            return Err(format!("network with name {} already exists", req.name));
+            return Err(Error::Conflict(format!(
+                "network with name {} already exists",
+                req.name
+            )));
         }
         let (subnet, prefix) = match &req.subnet {
             Some(s) => {
-                let c = parse_cidr(s)?;
+                let c = parse_cidr(s).map_err(Error::Invalid)?;
                 let taken: Vec<(Ipv4Addr, u8)> = st
                     .networks
                     .values()
                     .filter_map(|n| parse_cidr(&n.subnet).ok())
                     .collect();
                 if overlaps(c, &taken) {
-                    return Err(format!("invalid pool request: Pool overlaps with other one on this address space ({s})"));
+                    return Err(Error::Invalid(format!("invalid pool request: Pool overlaps with other one on this address space ({s})")));
                 }
                 c
             }
-            None => self.free_subnet(&st).await?,
+            None => self.free_subnet(&st).await.map_err(Error::Invalid)?,
         };
         let gateway = match &req.gateway {
             Some(g) => {
-                let g: Ipv4Addr = g.parse().map_err(|_| format!("invalid gateway {g}"))?;
+                let g: Ipv4Addr = g
+                    .parse()
+                    .map_err(|_| Error::Invalid(format!("invalid gateway {g}")))?;
                 let m = u32::MAX.checked_shl(32 - prefix as u32).unwrap_or(0);
                 if u32::from(g) & m != u32::from(subnet) {
-                    return Err(format!("gateway {g} is not in subnet {subnet}/{prefix}"));
+                    return Err(Error::Invalid(format!(
+                        "gateway {g} is not in subnet {subnet}/{prefix}"
+                    )));
                 }
                 g
             }
             None => Ipv4Addr::from(u32::from(subnet) + 1),
         };
         if let Some(r) = &req.ip_range {
-            let (rn, rp) = parse_cidr(r)?;
+            let (rn, rp) = parse_cidr(r).map_err(Error::Invalid)?;
             let m = u32::MAX.checked_shl(32 - prefix as u32).unwrap_or(0);
             if rp < prefix || u32::from(rn) & m != u32::from(subnet) {
-                return Err(format!("ip-range {r} is not in subnet {subnet}/{prefix}"));
+                return Err(Error::Invalid(format!(
+                    "ip-range {r} is not in subnet {subnet}/{prefix}"
+                )));
             }
         }
         let mtu = req.mtu.unwrap_or(self.mtu);
         if !(68..=65535).contains(&mtu) {
-            return Err(format!("invalid MTU {mtu}"));
+            return Err(Error::Invalid(format!("invalid MTU {mtu}")));
         }
         let id = random_hex(64);
         let bridge = match req.bridge {
             Some(b) => {
                 if b.is_empty() || b.len() > 15 || b.contains(['/', ' ', ':']) {
-                    return Err(format!(
+                    return Err(Error::Invalid(format!(
                         "invalid bridge name {b:?}: 1 to 15 characters, no '/', ':' or spaces"
-                    ));
+                    )));
                 }
                 if st.networks.values().any(|n| n.bridge == b) || b == self.bridge {
-                    return Err(format!("bridge name {b} is used by another network"));
+                    return Err(Error::Invalid(format!(
+                        "bridge name {b} is used by another network"
+                    )));
                 }
                 if links::exists(&b).await? {
-                    return Err(format!("bridge name {b}: an interface of that name exists"));
+                    return Err(Error::Invalid(format!(
+                        "bridge name {b}: an interface of that name exists"
+                    )));
                 }
                 b
             }
@@ -199,7 +215,7 @@ impl Net {
         if let Err(e) = self.save(&st) {
             st.networks.remove(&n.name);
             let _ = links::delete(&n.bridge).await;
-            return Err(e);
+            return Err(e.into());
         }
         let all = st.networks.values().cloned().collect::<Vec<_>>();
         drop(st);
@@ -208,20 +224,22 @@ impl Net {
     }
 
     /// Remove a user-defined network (refused while containers are on it).
-    pub async fn remove_network(&self, what: &str) -> Result<Network, String> {
+    pub async fn remove_network(&self, what: &str) -> Result<Network, Error> {
         let n = self
             .find(what)
             .await
-            .ok_or_else(|| format!("network {what} not found"))?;
+            .ok_or_else(|| Error::NoSuchNetwork(what.to_string()))?;
         if n.name == "bridge" {
-            return Err("bridge is a pre-defined network and cannot be removed".into());
+            return Err(Error::Forbidden(
+                "bridge is a pre-defined network and cannot be removed".into(),
+            ));
         }
         let mut st = self.state.lock().await;
         if st.active().any(|(_, e)| e.network == n.name) {
-            return Err(format!(
+            return Err(Error::Forbidden(format!(
                 "error while removing network: network {} id {} has active endpoints",
                 n.name, n.id
-            ));
+            )));
         }
         st.networks.remove(&n.name);
         self.save(&st)?;
