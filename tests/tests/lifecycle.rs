@@ -59,7 +59,16 @@ fn create_start_kill_delete() {
             pid,
             "{rt:?}: start keeps the init pid"
         );
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        // The init runs the user's program: `sh` first, which then execs `sleep`; wait for
+        // the exec rather than racing it.
+        let mut cmdline = Vec::new();
+        for _ in 0..200 {
+            cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+            if text(&cmdline).starts_with("sleep") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
         assert!(
             text(&cmdline).starts_with("sleep"),
             "{rt:?}: {}",
