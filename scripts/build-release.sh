@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the shipped binaries. berth-runtime, berth-shim, berth-manager: release profile, and on glibc hosts statically linked
+# Build the shipped binaries. berth-runtime, berth-shim, berth-manager, berth-init: release profile, and on glibc hosts statically linked
 # (crt-static). No dynamic loader, libc.so or libgcc_s to map: ~0.8 MiB less resident memory
 # per create/exec and a faster start (bench/runtime.sh). Prints the binary's path.
 # (crt-static cannot go in .cargo/config.toml: it would also apply to proc-macro crates.)
@@ -9,7 +9,7 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 case "$host" in
   *-linux-gnu) export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" ;;
 esac
-cargo build --release -p berth-runtime -p berth-shim -p berth-manager --target "$host" >&2
+cargo build --release -p berth-runtime -p berth-shim -p berth-manager -p berth-init --target "$host" >&2
 # berthd and berth resolve registry names (getaddrinfo, which static glibc cannot do
 # reliably): dynamic, in target/release; berthd finds the static manager via PATH or beside
 # itself, so both sets land in the same directory.

@@ -7,8 +7,15 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/setup.sh"
 cd "$here"
-# The end-to-end tests drive the built binaries: build them first.
+# The end-to-end tests drive the built binaries: build them first (and the static
+# berth-init that `--init` bind-mounts into containers; a dynamic one cannot run there).
 cargo build --workspace
+host=$(rustc -vV | sed -n 's/^host: //p')
+case "$host" in
+  *-linux-gnu) RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" cargo build --release -p berth-init --target "$host" ;;
+  *) cargo build --release -p berth-init --target "$host" ;;
+esac
+export BERTH_INIT="$here/target/$host/release/berth-init"
 log=$(mktemp)
 # The host's network state before the tests: links (veths come and go with other
 # software, so they are left out), addresses, nftables tables and iptables rules; diffed at

@@ -39,6 +39,27 @@ pub struct Config {
     /// "nftables" or "iptables" (Docker 28's setting); unset: nftables when `nft` is
     /// installed, else iptables.
     pub firewall_backend: Option<String>,
+    /// Containers get no-new-privileges unless they ask otherwise.
+    pub no_new_privileges: bool,
+    /// A Docker-format seccomp profile file, "unconfined" or "builtin".
+    pub seccomp_profile: Option<String>,
+    /// /dev/shm's size when a container does not say ("64M").
+    pub default_shm_size: Option<String>,
+    /// "private" (the default) or "shareable".
+    pub default_ipc_mode: Option<String>,
+    /// "host" or "private" (default: private on cgroup v2 hosts, host on v1).
+    pub default_cgroupns_mode: Option<String>,
+    /// Run an init in every container (`--init` by default).
+    pub init: bool,
+    /// The init binary (default: berth-init beside berthd).
+    pub init_path: Option<PathBuf>,
+    /// Inter-container communication on the default bridge (only true is supported).
+    pub icc: Option<bool>,
+    /// Restart every container whose health check turns unhealthy (per container: the
+    /// `berth.restart-on-unhealthy` label).
+    pub restart_on_unhealthy: bool,
+    /// User namespace remapping (not supported: refused when set).
+    pub userns_remap: Option<String>,
     /// Every other daemon.json key, kept (and ignored here) so a dockerd file loads.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -62,6 +83,16 @@ impl Default for Config {
             firewall_backend: None,
             log_opts: BTreeMap::new(),
             default_ulimits: BTreeMap::new(),
+            no_new_privileges: false,
+            seccomp_profile: None,
+            default_shm_size: None,
+            default_ipc_mode: None,
+            default_cgroupns_mode: None,
+            init: false,
+            init_path: None,
+            icc: None,
+            restart_on_unhealthy: false,
+            userns_remap: None,
             other: BTreeMap::new(),
         }
     }
@@ -118,6 +149,8 @@ impl Config {
         }
         c.network_settings()
             .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        c.check_security()
+            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
         if c.max_concurrent_downloads == 0 {
             anyhow::bail!(
                 "config file {}: max-concurrent-downloads must be at least 1",
@@ -125,6 +158,56 @@ impl Config {
             );
         }
         Ok(c)
+    }
+
+    /// The container-defaults part, checked: what cannot be honoured is refused here, at
+    /// start, rather than dropped.
+    fn check_security(&self) -> Result<(), String> {
+        self.seccomp()?;
+        if let Some(s) = &self.default_shm_size {
+            parse_size(s).ok_or_else(|| format!("default-shm-size {s:?}: want e.g. 64M"))?;
+        }
+        match self.default_ipc_mode.as_deref() {
+            None | Some("private" | "shareable") => {}
+            Some(m) => {
+                return Err(format!(
+                    "default-ipc-mode {m:?}: want \"private\" or \"shareable\""
+                ))
+            }
+        }
+        match self.default_cgroupns_mode.as_deref() {
+            None | Some("private" | "host") => {}
+            Some(m) => {
+                return Err(format!(
+                    "default-cgroupns-mode {m:?}: want \"private\" or \"host\""
+                ))
+            }
+        }
+        if self.icc == Some(false) {
+            return Err("icc false (no traffic between containers on the default bridge) is not supported by Berth".into());
+        }
+        if self.userns_remap.as_deref().is_some_and(|u| !u.is_empty()) {
+            return Err("userns-remap is not supported by Berth".into());
+        }
+        Ok(())
+    }
+
+    /// daemon.json's seccomp-profile: None for the built-in profile, Some(None) for
+    /// unconfined, Some(Some(profile)) for a profile file's document.
+    pub fn seccomp(&self) -> Result<Option<Option<serde_json::Value>>, String> {
+        match self.seccomp_profile.as_deref() {
+            None | Some("" | "builtin") => Ok(None),
+            Some("unconfined") => Ok(Some(None)),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("seccomp-profile {path}: {e}"))?;
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| format!("seccomp-profile {path}: not a JSON profile: {e}"))?;
+                berth_manager::oci::seccomp::from_docker(&v, &[])
+                    .map_err(|e| format!("seccomp-profile {path}: {e}"))?;
+                Ok(Some(Some(v)))
+            }
+        }
     }
 
     /// The networking part, checked: pools within their base, a known firewall backend.

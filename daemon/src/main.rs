@@ -66,6 +66,9 @@ struct Args {
     /// error, warn, info, debug.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Check the configuration file and exit (as dockerd --validate).
+    #[arg(long)]
+    validate: bool,
     /// Without a command: serve the Docker Engine API.
     #[command(subcommand)]
     command: Option<Command>,
@@ -161,6 +164,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Config::default()
     };
+    if args.validate {
+        println!("configuration OK");
+        return Ok(());
+    }
     let data_root = cfg.data_root.clone().unwrap_or(args.data_root.clone());
     let own = berth_daemon::supervise::ManagerPaths {
         socket: args.exec_root.join("manager.sock"),

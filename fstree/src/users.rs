@@ -83,6 +83,18 @@ fn parse_group(text: &str) -> Vec<Group> {
         .collect()
 }
 
+/// A group (`--group-add`): a number, or a name in the rootfs's group text.
+pub fn group_id(name: &str, group: &str) -> Result<u32, String> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(n);
+    }
+    parse_group(group)
+        .iter()
+        .find(|g| g.name == name)
+        .map(|g| g.gid)
+        .ok_or_else(|| format!("unable to find group {name}: no matching entries in group file"))
+}
+
 /// Resolve `user` ("" means root) with the rootfs's passwd/group texts.
 pub fn resolve(user: &str, passwd: &str, group: &str) -> Result<Identity, String> {
     let users = parse_passwd(passwd);

@@ -39,6 +39,27 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The static berth-init for `--init` tests (BERTH_INIT overrides; tests/run.sh builds it
+/// with scripts/build-release.sh's flags into target/<host>/release).
+pub fn static_init() -> PathBuf {
+    if let Ok(p) = std::env::var("BERTH_INIT") {
+        return PathBuf::from(p);
+    }
+    let target = bin_dir().parent().expect("target dir").to_path_buf();
+    let found = std::fs::read_dir(&target)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("release/berth-init"))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "no static berth-init under {}/<host>/release: run scripts/build-release.sh (or set BERTH_INIT)",
+            target.display()
+        )
+    })
+}
+
 /// The berth-runtime binary under test (BERTH_RUNTIME overrides).
 pub fn berth_runtime() -> PathBuf {
     if let Ok(p) = std::env::var("BERTH_RUNTIME") {

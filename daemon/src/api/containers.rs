@@ -330,7 +330,7 @@ pub(super) async fn list(
     for k in filters.keys() {
         if !matches!(
             k.as_str(),
-            "status" | "name" | "id" | "label" | "ancestor" | "exited" | "volume"
+            "status" | "name" | "id" | "label" | "ancestor" | "exited" | "volume" | "health"
         ) {
             return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
         }
@@ -349,7 +349,16 @@ pub(super) async fn list(
             w.is_empty() || w.iter().any(|x| f(x))
         };
         let labels = c.doc.config.labels.clone().unwrap_or_default();
+        let health = crate::containers::health::status_of(&c);
+        for w in want("health") {
+            if !matches!(w.as_str(), "starting" | "healthy" | "unhealthy" | "none") {
+                return Err(ApiError::bad_request(format!(
+                    "Unrecognised filter value for health: {w}"
+                )));
+            }
+        }
         let keep = any("status", &|w| w == state)
+            && any("health", &|w| w == health)
             && any("name", &|w| {
                 c.name
                     .trim_start_matches('/')
@@ -386,7 +395,11 @@ pub(super) async fn list(
                 t.exit_status,
                 human(now_unix() - unix_time(&t.exited_at))
             ),
-            ("running", _) => format!("Up {}", human(now_unix() - created)),
+            ("running", _) => match health {
+                "none" => format!("Up {}", human(now_unix() - created)),
+                "starting" => format!("Up {} (health: starting)", human(now_unix() - created)),
+                h => format!("Up {} ({h})", human(now_unix() - created)),
+            },
             ("paused", _) => format!("Up {} (Paused)", human(now_unix() - created)),
             ("restarting", Some(t)) => format!(
                 "Restarting ({}) {} ago",
@@ -533,6 +546,7 @@ async fn inspect(
             "Error": "",
             "StartedAt": c.doc.started_at.as_deref().unwrap_or("0001-01-01T00:00:00Z"),
             "FinishedAt": finished,
+            "Health": crate::containers::health::shown(&c),
         },
         "Image": c.doc.image,
         "Name": c.name,

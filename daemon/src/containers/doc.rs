@@ -79,6 +79,9 @@ pub struct ContainerDoc {
     /// Quick restarts in a row (the backoff's exponent).
     #[serde(default, deserialize_with = "nullable")]
     pub restart_streak: u64,
+    /// `State.Health`, when the container has a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::Health>,
     /// The `exited_at` of the last exit handled (each exit is handled once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_exit: Option<String>,
@@ -193,6 +196,12 @@ pub struct Config {
     pub mac_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_disabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
     /// Per-network endpoint settings (`--network-alias`, `--ip`), by network name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networking_config: Option<NetworkingConfig>,
@@ -279,8 +288,126 @@ pub struct HostConfig {
     pub mounts: Option<Vec<MountSpec>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volumes_from: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "UTSMode")]
+    pub uts_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroupns_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sysctls: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_opt: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_add: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<DeviceMapping>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_cgroup_rules: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_kill_disable: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly_paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_swappiness: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "KernelMemoryTCP"
+    )]
+    pub kernel_memory_tcp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset_cpus: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset_mems: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blkio_weight: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blkio_weight_device: Option<Vec<WeightDevice>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blkio_device_read_bps: Option<Vec<ThrottleDevice>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blkio_device_write_bps: Option<Vec<ThrottleDevice>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "BlkioDeviceReadIOps"
+    )]
+    pub blkio_device_read_iops: Option<Vec<ThrottleDevice>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "BlkioDeviceWriteIOps"
+    )]
+    pub blkio_device_write_iops: Option<Vec<ThrottleDevice>>,
+    /// [height, width] of the terminal at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<Vec<u64>>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+}
+
+/// `--device SRC[:DST[:PERMS]]`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceMapping {
+    #[serde(default, deserialize_with = "nullable")]
+    pub path_on_host: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub path_in_container: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub cgroup_permissions: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WeightDevice {
+    #[serde(default, deserialize_with = "nullable")]
+    pub path: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub weight: u16,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ThrottleDevice {
+    #[serde(default, deserialize_with = "nullable")]
+    pub path: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub rate: u64,
+}
+
+/// `Config.Healthcheck` (durations in nanoseconds; 0 means the default).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Healthcheck {
+    /// `[]` inherit, `["NONE"]` disabled, `["CMD", args…]`, `["CMD-SHELL", command]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<i64>,
 }
 
 impl HostConfig {
@@ -383,7 +510,7 @@ mod tests {
     fn unknown_fields_round_trip_and_nulls_read_as_unset() {
         let body = serde_json::json!({
             "Image": "busybox", "Cmd": "true", "Entrypoint": null, "Domainname": "x",
-            "HostConfig": {"Memory": 64, "CapAdd": null, "OomScoreAdj": 5,
+            "HostConfig": {"Memory": 64, "CapAdd": null, "OomScoreAdj": 5, "StorageOpt": {"size": "1G"},
                 "PortBindings": {"80/tcp": [{"HostIp": null, "HostPort": "8080"}]}},
         });
         let b: CreateBody = serde_json::from_value(body).unwrap();
@@ -404,7 +531,8 @@ mod tests {
             "8080"
         );
         let back: ContainerDoc = serde_json::from_value(v).unwrap();
-        assert_eq!(back.host_config.rest["OomScoreAdj"], 5);
+        assert_eq!(back.host_config.oom_score_adj, Some(5));
+        assert_eq!(back.host_config.rest["StorageOpt"]["size"], "1G");
         assert!(serde_json::from_value::<CreateBody>(
             serde_json::json!({"HostConfig": {"Memory": "lots"}})
         )

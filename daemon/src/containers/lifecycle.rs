@@ -27,7 +27,7 @@ pub struct CreateRequest {
 pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
     let CreateRequest { name, body } = req;
     let CreateBody {
-        config: cfg,
+        config: mut cfg,
         host_config: mut host,
     } = body;
     let id = super::new_id();
@@ -45,10 +45,31 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
         .clone()
         .filter(|i| !i.is_empty())
         .ok_or_else(|| Error::Invalid("config: Image is required".into()))?;
+    super::fields::refuse_unsupported(&cfg, &host)?;
     options::validate_ports(&host)?;
     super::monitor::validate_policy(&host.restart_policy(), host.auto_remove())?;
+    if cfg.network_disabled == Some(true) {
+        host.network_mode = Some("none".into());
+    }
     let mut opts = options::options(&cfg, &host);
+    options::checked(&host, &mut opts)?;
+    options::security(d, &host, &mut opts)?;
     options::default_ulimits(d, &mut opts);
+    if host.init.unwrap_or(d.images.reg.cfg.init) {
+        opts.init = Some(super::init::binary(d)?);
+    }
+    super::health::validate(&cfg)?;
+    let shareable_shm = super::namespaces::apply(d, &id, &cfg, &host, &mut opts).await?;
+    // Inspect shows the modes in effect, the daemon's defaults included.
+    host.ipc_mode = Some(super::namespaces::ipc_mode(d, &host));
+    host.cgroupns_mode = Some(
+        if opts.cgroupns_private {
+            "private"
+        } else {
+            "host"
+        }
+        .into(),
+    );
     let log_path = dir(d, &id).join(format!("{id}-json.log"));
     let log = options::log_config(d, &host, &log_path)?;
     // Inspect (and logs) show the driver in effect, the daemon's default included.
@@ -69,6 +90,13 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
     let res = d.images.resolve_record(&img).await?;
     let image_cfg: berth_manager::oci::ImageConfig =
         (&res.config.config.clone().unwrap_or_default()).into();
+    cfg.healthcheck = super::health::merge(
+        cfg.healthcheck.take(),
+        res.config
+            .config
+            .as_ref()
+            .and_then(|c| c.healthcheck.as_ref()),
+    );
     let net = network::attach(d, &id, &name, &cfg, &host, &mut opts).await?;
     let wants = match mounts::wants(d, &cfg, &host, &image_cfg.volumes).await {
         Ok(w) => w,
@@ -94,6 +122,7 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
             .await;
         mounts::remove_anonymous(d, &realized.records).await;
         d.net.detach(&id).await;
+        super::namespaces::unmount_shm(d, &id);
     };
     let prepared = async {
         let chain = mgr
@@ -160,17 +189,25 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
     .map_err(Error::internal)
     .and_then(|r| r);
     let spec = match spec {
+        Ok(s) if shareable_shm => super::namespaces::mount_shm(d, &id, opts.shm_size).map(|_| s),
+        other => other,
+    };
+    let spec = match spec {
         Ok(s) => s,
         Err(e) => {
             undo().await;
             return Err(e);
         }
     };
-    let args: Vec<String> = spec
+    let mut args: Vec<String> = spec
         .process()
         .as_ref()
         .and_then(|p| p.args().clone())
         .unwrap_or_default();
+    if opts.init.is_some() {
+        // Inspect shows the command, not the init that runs it.
+        args.drain(..2);
+    }
     let tty = cfg.tty();
     let stdin = cfg.open_stdin.unwrap_or(false);
     let doc = ContainerDoc {
@@ -217,6 +254,7 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
             .delete(pb::ContainerRef { id: id.clone() })
             .await;
         d.net.detach(&id).await;
+        super::namespaces::unmount_shm(d, &id);
         return Err(e);
     }
     if let Ok(c) = find(d, &id).await {
@@ -274,6 +312,15 @@ pub async fn start(d: &State, c: &Container) -> Result<bool> {
     // (Before anything is made: a link to a stopped container refuses the start.)
     network::link_hosts(d, c).await?;
     let (tty, stdin) = (c.doc.config.tty(), c.doc.config.open_stdin.unwrap_or(false));
+    if super::namespaces::ipc_mode(d, &c.doc.host_config) == "shareable" {
+        let size = c
+            .doc
+            .host_config
+            .shm_size
+            .filter(|s| *s > 0)
+            .map(|s| s as u64);
+        super::namespaces::mount_shm(d, &c.id, size)?;
+    }
     match current {
         Some(t) if t.status == pb::Status::Stopped as i32 => {
             tasks
@@ -324,6 +371,7 @@ pub async fn start(d: &State, c: &Container) -> Result<bool> {
     started?;
     tracing::info!("started");
     events::container(d, c, "start");
+    super::health::starting(d, c);
     Ok(true)
 }
 
@@ -465,6 +513,7 @@ pub async fn delete(d: &State, id: &str) -> Result<()> {
         .delete(pb::ContainerRef { id: id.to_string() })
         .await?;
     d.net.detach(id).await;
+    super::namespaces::unmount_shm(d, id);
     let _ = std::fs::remove_dir_all(dir(d, id));
     d.execs.forget_container(id);
     Ok(())

@@ -13,9 +13,13 @@ pub mod changes;
 pub mod doc;
 pub mod error;
 pub mod execs;
+pub mod fields;
+pub mod health;
+mod init;
 mod lifecycle;
 pub mod monitor;
 pub mod mounts;
+pub mod namespaces;
 pub mod network;
 mod options;
 

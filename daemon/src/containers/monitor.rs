@@ -86,6 +86,9 @@ pub fn spawn(d: State) {
                 }
             };
             reconcile(&d, boot).await;
+            if boot {
+                super::health::resume(&d).await;
+            }
             boot = false;
             while let Ok(Some(e)) = stream.message().await {
                 if !e.exec_id.is_empty() {

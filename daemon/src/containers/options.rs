@@ -1,7 +1,7 @@
 //! A container's Config and HostConfig → the manager's spec options, its log settings and
 //! the checks Docker makes of ports; a `docker update` applied to a stored spec.
 
-use berth_manager::oci::{NsMode, Options, Ulimit};
+use berth_manager::oci::{DeviceOpt, NsMode, Options, Ulimit};
 use berth_proto::manager as pb;
 
 use super::doc::{Config, HostConfig};
@@ -53,6 +53,40 @@ pub(super) fn options(cfg: &Config, host: &HostConfig) -> Options {
         o.pids_limit = Some(p);
     }
     o.tmpfs = host.tmpfs.clone().unwrap_or_default();
+    o.sysctls = host.sysctls.clone().unwrap_or_default();
+    o.group_add = host.group_add.clone().unwrap_or_default();
+    o.devices = host
+        .devices
+        .iter()
+        .flatten()
+        .map(|d| DeviceOpt {
+            host_path: d.path_on_host.clone(),
+            container_path: d.path_in_container.clone(),
+            permissions: d.cgroup_permissions.clone(),
+        })
+        .collect();
+    o.device_rules = host.device_cgroup_rules.clone().unwrap_or_default();
+    o.oom_score_adj = host.oom_score_adj.filter(|a| *a != 0);
+    o.masked_paths = host.masked_paths.clone();
+    o.readonly_paths = host.readonly_paths.clone();
+    o.annotations = host.annotations.clone().unwrap_or_default();
+    o.domainname = nonempty(&cfg.domainname);
+    o.memory_reservation = host.memory_reservation.filter(|m| *m > 0);
+    o.memory_swappiness = host.memory_swappiness.filter(|s| *s >= 0).map(|s| s as u64);
+    o.oom_kill_disable = host.oom_kill_disable.unwrap_or(false);
+    o.kernel_memory_tcp = host.kernel_memory_tcp.filter(|k| *k > 0);
+    o.cpuset_cpus = nonempty(&host.cpuset_cpus);
+    o.cpuset_mems = nonempty(&host.cpuset_mems);
+    if let Some(q) = host.cpu_quota.filter(|q| *q != 0) {
+        o.cpu_quota = Some(q);
+    }
+    if let Some(p) = host.cpu_period.filter(|p| *p > 0) {
+        o.cpu_period = Some(p as u64);
+    }
+    o.console_size = match host.console_size.as_deref() {
+        Some([h, w]) if *h > 0 && *w > 0 => Some((*h, *w)),
+        _ => None,
+    };
     for u in host.ulimits.iter().flatten() {
         o.ulimits.push(Ulimit {
             name: u.name.clone(),
@@ -61,6 +95,211 @@ pub(super) fn options(cfg: &Config, host: &HostConfig) -> Options {
         });
     }
     o
+}
+
+/// Options that need more than a copy: resource values Docker range-checks, block I/O by
+/// device, sysctls (namespaced ones only, none of the host's namespaces).
+pub(super) fn checked(host: &HostConfig, o: &mut Options) -> Result<()> {
+    if o.cpu_quota.is_some() && host.nano_cpus.is_some_and(|n| n > 0) {
+        return Err(Error::Invalid(
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
+        ));
+    }
+    if let Some(p) = o.cpu_period.filter(|p| !(1000..=1_000_000).contains(p)) {
+        return Err(Error::Invalid(format!(
+            "CPU cfs period {p} can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+        )));
+    }
+    if let Some(q) = o.cpu_quota.filter(|q| *q > 0 && *q < 1000) {
+        return Err(Error::Invalid(format!(
+            "CPU cfs quota {q} can not be less than 1ms (i.e. 1000)"
+        )));
+    }
+    if let Some(s) = host.memory_swappiness.filter(|s| *s < -1 || *s > 100) {
+        return Err(Error::Invalid(format!(
+            "Invalid value: {s}, valid memory swappiness range is 0-100"
+        )));
+    }
+    if let (Some(r), Some(m)) = (o.memory_reservation, o.memory) {
+        if r > m {
+            return Err(Error::Invalid(
+                "Minimum memory limit can not be less than memory reservation limit, see usage"
+                    .into(),
+            ));
+        }
+    }
+    if let Some(a) = o.oom_score_adj.filter(|a| !(-1000..=1000).contains(a)) {
+        return Err(Error::Invalid(format!(
+            "Invalid value {a}, range for oom score adj is [-1000, 1000]"
+        )));
+    }
+    o.block_io = block_io(host)?;
+    for k in o.sysctls.keys() {
+        sysctl_allowed(k, host)?;
+    }
+    Ok(())
+}
+
+fn block_io(host: &HostConfig) -> Result<Option<serde_json::Value>> {
+    use serde_json::json;
+    let dev = |path: &str| -> Result<(u64, u64)> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let md = std::fs::metadata(path)
+            .map_err(|e| Error::Invalid(format!("block device {path}: {e}")))?;
+        if !md.file_type().is_block_device() {
+            return Err(Error::Invalid(format!("{path} is not a block device")));
+        }
+        Ok((
+            nix::sys::stat::major(md.rdev()),
+            nix::sys::stat::minor(md.rdev()),
+        ))
+    };
+    let mut b = serde_json::Map::new();
+    if let Some(w) = host.blkio_weight.filter(|w| *w > 0) {
+        if !(10..=1000).contains(&w) {
+            return Err(Error::Invalid(format!(
+                "Range of blkio weight is from 10 to 1000, got {w}"
+            )));
+        }
+        b.insert("weight".into(), w.into());
+    }
+    let mut weights = Vec::new();
+    for w in host.blkio_weight_device.iter().flatten() {
+        let (major, minor) = dev(&w.path)?;
+        weights.push(json!({"major": major, "minor": minor, "weight": w.weight}));
+    }
+    if !weights.is_empty() {
+        b.insert("weightDevice".into(), weights.into());
+    }
+    for (key, list) in [
+        ("throttleReadBpsDevice", &host.blkio_device_read_bps),
+        ("throttleWriteBpsDevice", &host.blkio_device_write_bps),
+        ("throttleReadIOPSDevice", &host.blkio_device_read_iops),
+        ("throttleWriteIOPSDevice", &host.blkio_device_write_iops),
+    ] {
+        let mut out = Vec::new();
+        for t in list.iter().flatten() {
+            let (major, minor) = dev(&t.path)?;
+            out.push(json!({"major": major, "minor": minor, "rate": t.rate}));
+        }
+        if !out.is_empty() {
+            b.insert(key.into(), out.into());
+        }
+    }
+    Ok((!b.is_empty()).then_some(b.into()))
+}
+
+/// Docker's rule for `--sysctl`: the IPC ones (kernel.msg*, kernel.sem, kernel.shm*,
+/// fs.mqueue.*) unless the container shares the host's IPC namespace, net.* unless it
+/// shares the host's network; nothing else is namespaced.
+fn sysctl_allowed(k: &str, host: &HostConfig) -> Result<()> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&k) || k.starts_with("fs.mqueue.") {
+        if host.ipc_mode.as_deref() == Some("host") {
+            return Err(Error::Invalid(format!(
+                "sysctl {k:?} is not allowed in host IPC namespace"
+            )));
+        }
+        return Ok(());
+    }
+    if k.starts_with("net.") {
+        if host.network_mode() == "host" {
+            return Err(Error::Invalid(format!(
+                "sysctl {k:?} not allowed in host network namespace"
+            )));
+        }
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "sysctl {k:?} is not allowed: only namespaced sysctls (kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*, net.*) can be set for a container"
+    )))
+}
+
+/// `HostConfig.SecurityOpt` (`key=value`, or the old `key:value`) over daemon.json's
+/// no-new-privileges and seccomp-profile.
+pub(super) fn security(d: &Daemon, host: &HostConfig, o: &mut Options) -> Result<()> {
+    let cfg = &d.images.reg.cfg;
+    o.no_new_privileges = cfg.no_new_privileges;
+    match cfg.seccomp().map_err(Error::Invalid)? {
+        None => {}
+        Some(None) => o.seccomp_unconfined = true,
+        Some(Some(p)) => o.seccomp_profile = Some(p),
+    }
+    for opt in host.security_opt.iter().flatten() {
+        let (k, v) = match (opt.split_once('='), opt.split_once(':')) {
+            (Some((k, v)), Some((k2, _))) if k.len() < k2.len() => (k, Some(v)),
+            (_, Some((k, v))) => (k, Some(v)),
+            (Some((k, v)), None) => (k, Some(v)),
+            (None, None) => (opt.as_str(), None),
+        };
+        match (k, v) {
+            ("no-new-privileges", None) => o.no_new_privileges = true,
+            ("no-new-privileges", Some(b)) => {
+                o.no_new_privileges = b.parse::<bool>().map_err(|_| {
+                    Error::Invalid(format!(
+                        "invalid --security-opt {opt:?}: no-new-privileges takes true or false"
+                    ))
+                })?
+            }
+            ("seccomp", Some("unconfined")) => {
+                o.seccomp_unconfined = true;
+                o.seccomp_profile = None;
+            }
+            ("seccomp", Some("builtin")) => {
+                o.seccomp_unconfined = false;
+                o.seccomp_profile = None;
+            }
+            ("seccomp", Some(json)) => {
+                let p: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+                    Error::Invalid(format!(
+                        "security-opt seccomp: the profile is not JSON ({e}); the docker CLI sends a profile file's content, other clients must send the JSON itself"
+                    ))
+                })?;
+                berth_manager::oci::seccomp::from_docker(&p, &[])
+                    .map_err(|e| Error::Invalid(format!("security-opt seccomp: {e}")))?;
+                o.seccomp_unconfined = false;
+                o.seccomp_profile = Some(p);
+            }
+            ("apparmor", Some(profile)) => {
+                let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+                    .is_ok_and(|s| s.trim() == "Y");
+                if profile == "unconfined" {
+                    o.apparmor = None;
+                } else if !enabled {
+                    return Err(Error::Invalid(format!(
+                        "security-opt apparmor={profile}: AppArmor is not enabled on this host"
+                    )));
+                } else {
+                    o.apparmor = Some(profile.to_string());
+                }
+            }
+            ("label", Some("disable")) => {}
+            ("label", Some(_)) => {
+                return Err(Error::Invalid(format!(
+                    "security-opt {opt}: SELinux labels are not supported by Berth (only label=disable)"
+                )))
+            }
+            ("systempaths", Some("unconfined")) => {
+                o.masked_paths = Some(Vec::new());
+                o.readonly_paths = Some(Vec::new());
+            }
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "Invalid --security-opt: {opt:?}"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The daemon's default-ulimits for names the container did not set.

@@ -6,6 +6,7 @@
 //! Composable: [`generate`] applies small `with_*` steps in order, each a plain function on
 //! the JSON spec, so callers (the daemon) can add their own.
 
+pub mod devices;
 pub mod seccomp;
 use berth_fstree::users;
 
@@ -185,7 +186,64 @@ pub struct Options {
     pub tmpfs: BTreeMap<String, String>,
     /// linux.cgroupsPath; default "/berth/<id>".
     pub cgroups_path: Option<String>,
+    /// A Docker-format seccomp profile (`--security-opt seccomp=<json>`) instead of the
+    /// default one.
+    pub seccomp_profile: Option<Value>,
+    /// process.apparmorProfile.
+    pub apparmor: Option<String>,
+    /// `--device`: host devices made in the container, with their cgroup permissions.
+    pub devices: Vec<DeviceOpt>,
+    /// `--device-cgroup-rule` ("c 1:3 rwm", "a *:* m").
+    pub device_rules: Vec<String>,
+    /// `--group-add`: group names (resolved in the rootfs) or numbers.
+    pub group_add: Vec<String>,
+    pub oom_score_adj: Option<i64>,
+    /// Replace the default masked and read-only paths (`systempaths=unconfined` empties
+    /// both).
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
+    pub annotations: BTreeMap<String, String>,
+    pub domainname: Option<String>,
+    pub memory_reservation: Option<i64>,
+    pub memory_swappiness: Option<u64>,
+    pub oom_kill_disable: bool,
+    pub kernel_memory_tcp: Option<i64>,
+    pub cpuset_mems: Option<String>,
+    /// linux.resources.blockIO, as the spec has it.
+    pub block_io: Option<Value>,
+    /// [height, width] of the console.
+    pub console_size: Option<(u64, u64)>,
+    /// The size of /dev/shm in bytes (default 64 MiB).
+    pub shm_size: Option<u64>,
+    /// Where /dev/shm comes from: its own tmpfs (default), a host directory bound in
+    /// (shared IPC), or none at all (`--ipc none`).
+    pub shm: Shm,
+    /// `--init`: this init binary (on the host) runs as pid 1, the command under it.
+    pub init: Option<String>,
 }
+
+/// Where a container's /dev/shm comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Shm {
+    #[default]
+    Private,
+    /// Bind this host directory (a tmpfs the caller mounted, or the host's /dev/shm).
+    Bind(String),
+    None,
+}
+
+/// A host device to make in the container (`--device SRC[:DST[:PERMS]]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceOpt {
+    pub host_path: String,
+    /// Empty: the same path as on the host.
+    pub container_path: String,
+    /// Any of "rwm"; empty means "rwm".
+    pub permissions: String,
+}
+
+/// Where `--init`'s binary is mounted, as Docker mounts docker-init.
+pub const INIT_PATH: &str = "/sbin/docker-init";
 
 /// Errors name the offending input.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -205,6 +263,10 @@ pub enum Error {
     BadMount(String),
     #[error("ulimit {0:?} is not a known resource")]
     BadUlimit(String),
+    #[error("{0}")]
+    Device(String),
+    #[error("seccomp profile: {0}")]
+    Seccomp(String),
 }
 
 /// Build the spec for container `id` with root filesystem `rootfs` (read for /etc/passwd).
@@ -231,8 +293,10 @@ fn generate_json(
     with_mounts(&mut spec, image, opts)?;
     with_namespaces(&mut spec, opts);
     with_resources(&mut spec, opts);
-    with_security(&mut spec, opts);
+    devices::with_devices(&mut spec, opts)?;
+    with_security(&mut spec, opts)?;
     with_ulimits(&mut spec, opts)?;
+    with_extras(&mut spec, opts);
     Ok(spec)
 }
 
@@ -250,7 +314,13 @@ fn base(id: &str, rootfs: &Path, opts: &Options) -> Value {
         "linux": {
             "cgroupsPath": opts.cgroups_path.clone().unwrap_or_else(|| format!("/berth/{id}")),
             "namespaces": [],
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            // Docker's: nothing but making nodes (mknod) of any char or block device; the
+            // runtime adds the default devices (null, zero, tty…) to these.
+            "resources": {"devices": [
+                {"allow": false, "access": "rwm"},
+                {"allow": true, "type": "c", "access": "m"},
+                {"allow": true, "type": "b", "access": "m"},
+            ]},
             "maskedPaths": [],
             "readonlyPaths": [],
         },
@@ -296,9 +366,12 @@ pub fn with_process(
         (None, Some(_)) => Vec::new(),
         (None, None) => image.cmd.clone(),
     };
-    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    let mut args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
         return Err(Error::NoCommand);
+    }
+    if opts.init.is_some() {
+        args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
     }
     let user = opts.user.clone().unwrap_or_else(|| image.user.clone());
     let ident = users::resolve(
@@ -328,9 +401,22 @@ pub fn with_process(
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| image.working_dir.clone());
     let cwd = if cwd.is_empty() { "/".to_string() } else { cwd };
+    let mut gids = ident.additional_gids.clone();
+    if !opts.group_add.is_empty() {
+        let groups = users::read_in_root(rootfs, "/etc/group");
+        for g in &opts.group_add {
+            let n = users::group_id(g, &groups).map_err(|message| Error::User {
+                user: format!("--group-add {g}"),
+                message,
+            })?;
+            if !gids.contains(&n) {
+                gids.push(n);
+            }
+        }
+    }
     let mut user_json = json!({"uid": ident.uid, "gid": ident.gid});
-    if !ident.additional_gids.is_empty() {
-        user_json["additionalGids"] = json!(ident.additional_gids);
+    if !gids.is_empty() {
+        user_json["additionalGids"] = json!(gids);
     }
     spec["process"] = json!({
         "terminal": opts.tty,
@@ -429,8 +515,29 @@ pub fn with_mounts(spec: &mut Value, image: &ImageConfig, opts: &Options) -> Res
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
     ];
+    let shm_size = opts.shm_size.unwrap_or(64 << 20);
+    match &opts.shm {
+        Shm::Private => {
+            defaults[6]["options"] = json!([
+                "nosuid",
+                "noexec",
+                "nodev",
+                "mode=1777",
+                format!("size={}k", shm_size.div_ceil(1024))
+            ]);
+        }
+        Shm::Bind(dir) => {
+            defaults[6] = json!({"destination": "/dev/shm", "type": "bind", "source": dir, "options": ["rbind", "nosuid", "noexec", "nodev"]});
+        }
+        Shm::None => {
+            defaults.remove(6);
+        }
+    }
     let mut mounts: Vec<Value> = Vec::new();
     let mut user_dests: Vec<String> = Vec::new();
+    if let Some(init) = &opts.init {
+        mounts.push(json!({"destination": INIT_PATH, "type": "bind", "source": init, "options": ["bind", "ro", "nosuid", "nodev"]}));
+    }
     for m in &opts.mounts {
         if !m.destination.starts_with('/') {
             return Err(Error::BadMount(m.destination.clone()));
@@ -477,8 +584,18 @@ pub fn with_mounts(spec: &mut Value, image: &ImageConfig, opts: &Options) -> Res
     let mounts = defaults;
     spec["mounts"] = json!(mounts);
     if !opts.privileged {
-        spec["linux"]["maskedPaths"] = json!(MASKED_PATHS);
-        spec["linux"]["readonlyPaths"] = json!(READONLY_PATHS);
+        spec["linux"]["maskedPaths"] = json!(opts.masked_paths.as_deref().unwrap_or(
+            &MASKED_PATHS
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+        ));
+        spec["linux"]["readonlyPaths"] = json!(opts.readonly_paths.as_deref().unwrap_or(
+            &READONLY_PATHS
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+        ));
     } else {
         spec["linux"]["maskedPaths"] = json!([]);
         spec["linux"]["readonlyPaths"] = json!([]);
@@ -542,9 +659,12 @@ pub fn with_resources(spec: &mut Value, opts: &Options) {
     }
 }
 
-pub fn with_security(spec: &mut Value, opts: &Options) {
+pub fn with_security(spec: &mut Value, opts: &Options) -> Result<(), Error> {
+    if let Some(p) = &opts.apparmor {
+        spec["process"]["apparmorProfile"] = json!(p);
+    }
     if opts.privileged || opts.seccomp_unconfined {
-        return;
+        return Ok(());
     }
     let caps: Vec<String> = spec["process"]["capabilities"]["bounding"]
         .as_array()
@@ -554,7 +674,47 @@ pub fn with_security(spec: &mut Value, opts: &Options) {
                 .collect()
         })
         .unwrap_or_default();
-    spec["linux"]["seccomp"] = seccomp::default_profile(&caps);
+    spec["linux"]["seccomp"] = match &opts.seccomp_profile {
+        Some(p) => seccomp::from_docker(p, &caps).map_err(Error::Seccomp)?,
+        None => seccomp::default_profile(&caps),
+    };
+    Ok(())
+}
+
+/// The fields with no step of their own: oom score, annotations, domain name, the memory,
+/// cpuset and block I/O knobs, the console size.
+pub fn with_extras(spec: &mut Value, opts: &Options) {
+    if let Some(adj) = opts.oom_score_adj {
+        spec["process"]["oomScoreAdj"] = adj.into();
+    }
+    if let Some((h, w)) = opts.console_size.filter(|(h, w)| *h > 0 && *w > 0) {
+        spec["process"]["consoleSize"] = json!({"height": h, "width": w});
+    }
+    if !opts.annotations.is_empty() {
+        spec["annotations"] = json!(opts.annotations);
+    }
+    if let Some(d) = opts.domainname.as_deref().filter(|d| !d.is_empty()) {
+        spec["domainname"] = d.into();
+    }
+    let r = &mut spec["linux"]["resources"];
+    if let Some(m) = opts.memory_reservation {
+        r["memory"]["reservation"] = m.into();
+    }
+    if let Some(s) = opts.memory_swappiness {
+        r["memory"]["swappiness"] = s.into();
+    }
+    if opts.oom_kill_disable {
+        r["memory"]["disableOOMKiller"] = true.into();
+    }
+    if let Some(k) = opts.kernel_memory_tcp {
+        r["memory"]["kernelTCP"] = k.into();
+    }
+    if let Some(m) = &opts.cpuset_mems {
+        r["cpu"]["mems"] = m.clone().into();
+    }
+    if let Some(b) = &opts.block_io {
+        r["blockIO"] = b.clone();
+    }
 }
 
 pub fn with_ulimits(spec: &mut Value, opts: &Options) -> Result<(), Error> {

@@ -2,7 +2,12 @@
 //! common syscalls; allow the privileged ones only when the container holds the capability
 //! that makes them meaningful; `clone` without namespace flags and `clone3` → ENOSYS (so libc
 //! falls back to clone) unless CAP_SYS_ADMIN; `socket` except AF_VSOCK; `personality` for the
-//! harmless personas only.
+//! harmless personas only. io_uring is denied, as Docker ≥ 25 denies it (its syscalls
+//! bypass the filter's view of what a process does).
+//!
+//! [`from_docker`] turns a profile in Docker's format (what `--security-opt seccomp=FILE`
+//! sends: `archMap`, `includes`/`excludes` by capability, architecture and kernel) into the
+//! spec's `linux.seccomp` for one container.
 
 use serde_json::{json, Value};
 
@@ -19,8 +24,7 @@ getegid geteuid getgid getgroups getitimer getpeername getpgid getpgrp getpid ge
 getpriority getrandom getresgid getresuid getrlimit get_robust_list getrusage getsid \
 getsockname getsockopt get_thread_area gettid gettimeofday getuid getxattr inotify_add_watch \
 inotify_init inotify_init1 inotify_rm_watch io_cancel ioctl io_destroy io_getevents \
-io_pgetevents ioprio_get ioprio_set io_setup io_submit io_uring_enter io_uring_register \
-io_uring_setup kill landlock_add_rule landlock_create_ruleset landlock_restrict_self lchown \
+io_pgetevents ioprio_get ioprio_set io_setup io_submit kill landlock_add_rule landlock_create_ruleset landlock_restrict_self lchown \
 lgetxattr link linkat listen listxattr llistxattr lremovexattr lseek lsetxattr lstat madvise \
 membarrier memfd_create memfd_secret mincore mkdir mkdirat mknod mknodat mlock mlock2 \
 mlockall mmap modify_ldt mprotect mq_getsetattr mq_notify mq_open mq_timedreceive \
@@ -143,4 +147,184 @@ pub fn default_profile(caps: &[String]) -> Value {
         "architectures": arches(),
         "syscalls": rules,
     })
+}
+
+/// The Go architecture name Docker's profiles use in `includes.arches`.
+fn go_arch() -> &'static str {
+    if cfg!(target_arch = "x86_64") {
+        "amd64"
+    } else if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        std::env::consts::ARCH
+    }
+}
+
+/// The SCMP_ARCH_* name of this machine.
+fn native_scmp_arch() -> &'static str {
+    if cfg!(target_arch = "x86_64") {
+        "SCMP_ARCH_X86_64"
+    } else if cfg!(target_arch = "aarch64") {
+        "SCMP_ARCH_AARCH64"
+    } else {
+        ""
+    }
+}
+
+/// "6.18.0-1-amd64" ≥ "4.8"?
+fn kernel_at_least(min: &str) -> bool {
+    let parse = |s: &str| -> Vec<u64> {
+        s.split(|c: char| !c.is_ascii_digit())
+            .take(2)
+            .map(|n| n.parse().unwrap_or(0))
+            .collect()
+    };
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parse(&release) >= parse(min)
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// A Docker-format profile → `linux.seccomp` for a container holding `caps`.
+pub fn from_docker(profile: &Value, caps: &[String]) -> Result<Value, String> {
+    let o = profile
+        .as_object()
+        .ok_or("the profile is not a JSON object")?;
+    let default_action = o
+        .get("defaultAction")
+        .and_then(Value::as_str)
+        .ok_or("defaultAction is missing")?;
+    if o.contains_key("architectures") && o.contains_key("archMap") {
+        return Err("use either 'architectures' or 'archMap'".into());
+    }
+    let mut out = json!({"defaultAction": default_action});
+    if let Some(e) = o.get("defaultErrnoRet") {
+        out["defaultErrnoRet"] = e.clone();
+    }
+    let arches: Vec<String> = if let Some(a) = o.get("architectures") {
+        strings(a).into_iter().map(str::to_string).collect()
+    } else if let Some(map) = o.get("archMap").and_then(Value::as_array) {
+        map.iter()
+            .filter(|m| m["architecture"] == native_scmp_arch())
+            .flat_map(|m| {
+                std::iter::once(native_scmp_arch().to_string()).chain(
+                    strings(&m["subArchitectures"])
+                        .into_iter()
+                        .map(str::to_string),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !arches.is_empty() {
+        out["architectures"] = json!(arches);
+    }
+    for k in ["flags", "listenerPath", "listenerMetadata"] {
+        if let Some(v) = o.get(k) {
+            out[k] = v.clone();
+        }
+    }
+    let has = |c: &str| caps.iter().any(|x| x == c);
+    let mut rules = Vec::new();
+    for (i, call) in o
+        .get("syscalls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let inc = &call["includes"];
+        let exc = &call["excludes"];
+        if !strings(&inc["caps"]).iter().all(|c| has(c))
+            || (!strings(&inc["arches"]).is_empty()
+                && !strings(&inc["arches"]).contains(&go_arch()))
+            || inc["minKernel"]
+                .as_str()
+                .is_some_and(|k| !kernel_at_least(k))
+            || strings(&exc["caps"]).iter().any(|c| has(c))
+            || strings(&exc["arches"]).contains(&go_arch())
+            || exc["minKernel"].as_str().is_some_and(kernel_at_least)
+        {
+            continue;
+        }
+        let mut names: Vec<&str> = strings(&call["names"]);
+        if let Some(n) = call["name"].as_str() {
+            names.push(n);
+        }
+        if names.is_empty() {
+            return Err(format!("syscalls[{i}] names no syscall"));
+        }
+        let action = call["action"]
+            .as_str()
+            .ok_or_else(|| format!("syscalls[{i}] has no action"))?;
+        let mut r = json!({"names": names, "action": action});
+        for k in ["errnoRet", "args"] {
+            if let Some(v) = call.get(k).filter(|v| !v.is_null()) {
+                r[k] = v.clone();
+            }
+        }
+        rules.push(r);
+    }
+    out["syscalls"] = json!(rules);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_uring_is_denied_by_default() {
+        let p = default_profile(&[]);
+        let allowed: Vec<&str> = strings(&p["syscalls"][0]["names"]);
+        assert!(allowed.contains(&"read"));
+        assert!(!allowed.iter().any(|n| n.starts_with("io_uring")));
+    }
+
+    #[test]
+    fn docker_profiles_are_filtered_for_the_container() {
+        let p = json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "archMap": [{"architecture": native_scmp_arch(), "subArchitectures": ["SCMP_ARCH_X86"]},
+                        {"architecture": "SCMP_ARCH_S390X", "subArchitectures": []}],
+            "syscalls": [
+                {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW", "comment": "x"},
+                {"names": ["mount"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+                {"name": "chmod", "action": "SCMP_ACT_ERRNO", "errnoRet": 13, "excludes": {"caps": ["CAP_FOWNER"]}},
+                {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "4.8"}},
+            ],
+        });
+        let o = from_docker(&p, &["CAP_CHOWN".to_string()]).unwrap();
+        assert_eq!(
+            o["architectures"],
+            json!([native_scmp_arch(), "SCMP_ARCH_X86"])
+        );
+        let names: Vec<Value> = o["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["names"].clone())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                json!(["read", "write"]),
+                json!(["chmod"]),
+                json!(["ptrace"])
+            ]
+        );
+        assert!(o["syscalls"][0].get("comment").is_none());
+        assert_eq!(o["syscalls"][1]["errnoRet"], 13);
+        let o = from_docker(&p, &["CAP_SYS_ADMIN".to_string(), "CAP_FOWNER".to_string()]).unwrap();
+        assert_eq!(o["syscalls"][1]["names"], json!(["mount"]));
+        assert!(from_docker(&json!({"syscalls": []}), &[]).is_err());
+        assert!(from_docker(&json!([]), &[]).is_err());
+    }
 }

@@ -130,7 +130,9 @@ fn docker_defaults_for_a_plain_container() {
     assert_eq!(l["cgroupsPath"], "/berth/0123456789abcdef");
     assert_eq!(
         l["resources"]["devices"],
-        json!([{"allow": false, "access": "rwm"}])
+        json!([{"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "access": "m"},
+            {"allow": true, "type": "b", "access": "m"}])
     );
     // Docker's seccomp profile: EPERM by default, common calls allowed, admin calls not.
     let sc = &l["seccomp"];

@@ -13,5 +13,6 @@ mod cp;
 mod exec;
 mod images;
 mod networks;
+mod options;
 mod system;
 mod tls;
