@@ -177,6 +177,14 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
     guard.cgroup_parents = st.cgroup_parents.clone();
     cg.create()?;
     let mut extra_dev = Vec::new();
+    // The devices the config lists must be usable: each gets an rwm rule unless the
+    // config's own device rules name it (then those say what it may do: Docker's
+    // `--device SRC:DST:r`).
+    let explicit = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
     for d in linux.devices().iter().flatten() {
         use oci_spec::runtime::LinuxDeviceType;
         // Only character and block devices have device-cgroup rules; a FIFO needs none (the
@@ -186,6 +194,14 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<i32> {
             LinuxDeviceType::B => LinuxDeviceType::B,
             _ => continue,
         };
+        if explicit.iter().any(|r| {
+            r.allow()
+                && r.typ() == Some(typ)
+                && r.major() == Some(d.major())
+                && r.minor() == Some(d.minor())
+        }) {
+            continue;
+        }
         let mut r = oci_spec::runtime::LinuxDeviceCgroup::default();
         r.set_allow(true);
         r.set_typ(Some(typ));
