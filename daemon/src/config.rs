@@ -131,14 +131,11 @@ impl Config {
                 );
             }
         }
-        if let Some(d) = c.log_driver.as_deref() {
-            if d != "json-file" && d != "none" {
-                anyhow::bail!(
-                    "config file {}: log-driver {d:?} is not supported (json-file or none)",
-                    path.display()
-                );
-            }
-        }
+        crate::containers::check_log_driver(
+            c.log_driver.as_deref().unwrap_or("json-file"),
+            &c.log_opts,
+        )
+        .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
         if let Some(sz) = c.log_opts.get("max-size") {
             if parse_size(sz).is_none() {
                 anyhow::bail!(

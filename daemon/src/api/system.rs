@@ -128,9 +128,35 @@ async fn info(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, Api
         "DefaultRuntime": "berth-runtime",
         "LiveRestoreEnabled": true,
         "Isolation": "",
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "SecurityOptions": security_options(cfg),
         "Warnings": [],
     })))
+}
+
+/// The security options in effect, as dockerd lists them.
+fn security_options(cfg: &crate::config::Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+    {
+        out.push("name=apparmor".to_string());
+    }
+    out.push(match cfg.seccomp_profile.as_deref() {
+        None | Some("" | "builtin") => "name=seccomp,profile=builtin".to_string(),
+        Some("unconfined") => "name=seccomp,profile=unconfined".to_string(),
+        Some(_) => "name=seccomp,profile=custom".to_string(),
+    });
+    if cfg.no_new_privileges {
+        out.push("name=no-new-privileges".into());
+    }
+    if cfg.default_cgroupns_mode.as_deref() == Some("private")
+        || (cfg.default_cgroupns_mode.is_none()
+            && nix::sys::statfs::statfs("/sys/fs/cgroup")
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC))
+    {
+        out.push("name=cgroupns".into());
+    }
+    out
 }
 
 fn os_name() -> String {

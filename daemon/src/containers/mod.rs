@@ -31,6 +31,7 @@ pub use lifecycle::{
     create, delete, kill, pause, prune, remove, rename, restart, send_signal, start, stop, update,
     CreateRequest, UpdateRequest,
 };
+pub use options::check_log_driver;
 
 use crate::state::State;
 

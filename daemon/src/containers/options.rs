@@ -328,11 +328,7 @@ pub(super) fn log_config(
         .filter(|t| !t.is_empty())
         .or(cfg.log_driver.as_deref())
         .unwrap_or("json-file");
-    if driver != "json-file" && driver != "none" {
-        return Err(Error::Invalid(format!(
-            "logging driver {driver:?} is not supported (json-file or none)"
-        )));
-    }
+    check_log_driver(driver, &lc.config)?;
     let opt = |k: &str| -> Option<String> {
         lc.config
             .get(k)
@@ -358,6 +354,59 @@ pub(super) fn log_config(
         max_files,
         disabled: driver == "none",
     })
+}
+
+/// Docker's logging drivers berthd does not have (refused as such); any other name is
+/// refused with Docker's own message.
+const OTHER_DRIVERS: &[&str] = &[
+    "local",
+    "syslog",
+    "journald",
+    "gelf",
+    "fluentd",
+    "awslogs",
+    "splunk",
+    "etwlogs",
+    "gcplogs",
+    "logentries",
+];
+
+/// A driver and its options as berthd can honour them: json-file (max-size, max-file;
+/// compress=false) or none (no options). Every other option is refused, naming it.
+pub fn check_log_driver(
+    driver: &str,
+    opts: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    match driver {
+        "json-file" | "none" => {}
+        d if OTHER_DRIVERS.contains(&d) => {
+            return Err(Error::Invalid(format!(
+                "logging driver {d:?} is not supported by Berth (json-file or none)"
+            )))
+        }
+        d => {
+            return Err(Error::Invalid(format!(
+                "logger: no log driver named '{d}' is registered"
+            )))
+        }
+    }
+    for (k, v) in opts {
+        match (driver, k.as_str()) {
+            ("json-file", "max-size" | "max-file") => {}
+            ("json-file", "compress") if v == "false" => {}
+            ("json-file", "compress" | "labels" | "labels-regex" | "env" | "env-regex" | "tag") => {
+                return Err(Error::Invalid(format!(
+                    "log-opt {k}={v} is not supported by Berth for the json-file driver (max-size and max-file are)"
+                )))
+            }
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "unknown log opt '{k}' for {driver} log driver"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// PortBindings as Docker checks them: keys `port[-port][/tcp|udp|sctp]`, host ports
@@ -418,4 +467,29 @@ pub(super) fn patch_resources(spec: &mut oci_spec::runtime::Spec, host: &HostCon
     }
     linux.set_resources(Some(res));
     spec.set_linux(Some(linux));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_drivers_and_options_are_honoured_or_named() {
+        let opts = |kv: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        check_log_driver("json-file", &opts(&[("max-size", "1m"), ("max-file", "2")])).unwrap();
+        check_log_driver("json-file", &opts(&[("compress", "false")])).unwrap();
+        check_log_driver("none", &opts(&[])).unwrap();
+        let err =
+            |d: &str, kv: &[(&str, &str)]| check_log_driver(d, &opts(kv)).unwrap_err().to_string();
+        assert!(err("none", &[("max-size", "1m")]).contains("unknown log opt 'max-size' for none"));
+        assert!(
+            err("json-file", &[("compress", "true")]).contains("compress=true is not supported")
+        );
+        assert!(err("syslog", &[]).contains("\"syslog\" is not supported by Berth"));
+        assert!(err("nosuch", &[]).contains("no log driver named 'nosuch'"));
+    }
 }

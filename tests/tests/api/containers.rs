@@ -625,8 +625,37 @@ fn daemon_json_log_opts_and_ulimits() {
         "json-file",
         "the driver in effect is shown, the daemon's default included"
     );
-    let o = s.docker(&["run", "--rm", "--log-driver", "syslog", "busybox", "true"]);
-    assert!(!o.status.success() && text(&o.stderr).contains("not supported"));
+    // Drivers and options berthd lacks are refused, named; unknown ones with Docker's words.
+    for (args, want) in [
+        (
+            &["--log-driver", "syslog"][..],
+            "logging driver \"syslog\" is not supported",
+        ),
+        (
+            &["--log-driver", "local"][..],
+            "logging driver \"local\" is not supported",
+        ),
+        (
+            &["--log-driver", "nosuch"][..],
+            "no log driver named 'nosuch' is registered",
+        ),
+        (
+            &["--log-opt", "compress=true"][..],
+            "log-opt compress=true is not supported",
+        ),
+        (
+            &["--log-opt", "bogus=1"][..],
+            "unknown log opt 'bogus' for json-file log driver",
+        ),
+    ] {
+        let o = s.docker(&[&["run", "--rm"][..], args, &["busybox", "true"]].concat());
+        assert!(!o.status.success(), "{args:?} was accepted");
+        assert!(
+            text(&o.stderr).contains(want),
+            "{args:?}: {}",
+            text(&o.stderr)
+        );
+    }
     ok(&s.docker(&["rm", "chatty", "quiet"]));
 }
 

@@ -563,6 +563,14 @@ fn daemon_json_security_defaults() {
     );
     assert_eq!(inspect(&s, id, "{{.HostConfig.IpcMode}}"), "shareable");
     assert_eq!(inspect(&s, id, "{{.HostConfig.CgroupnsMode}}"), "private");
+    let info = ok(&s.docker(&["info", "-f", "{{json .SecurityOptions}}"]));
+    for want in [
+        "name=seccomp,profile=custom",
+        "name=no-new-privileges",
+        "name=cgroupns",
+    ] {
+        assert!(info.contains(want), "{want}: {info}");
+    }
     ok(&s.docker(&["rm", "-f", id]));
     drop(s);
     // What berthd cannot honour stops it at start, naming the key.
@@ -665,7 +673,8 @@ fn resources_and_process_fields() {
     let id = ok(&s.docker(&[
         "run", "-d", "--oom-score-adj", "123", "--shm-size", "4m", "--domainname", "example.org",
         "--memory", "64m", "--memory-reservation", "32m", "--cpu-quota", "50000",
-        "--cpu-period", "100000", "--cpuset-cpus", "0", "--pids-limit", "50",
+        "--cpu-period", "100000", "--cpuset-cpus", "0", "--cpuset-mems", "0", "--pids-limit", "50",
+        "--memory-swappiness", "10", "--oom-kill-disable",
         "busybox", "sh", "-c", "cat /proc/self/oom_score_adj; df -k /dev/shm | tail -1; cat /proc/sys/kernel/domainname; exec sleep 1000",
     ]))
     .trim()
@@ -696,6 +705,11 @@ fn resources_and_process_fields() {
         assert_eq!(soft, (32u64 << 20).to_string());
         assert_eq!(v1("cpu", "cpu.cfs_quota_us").unwrap(), "50000");
         assert_eq!(v1("cpuset", "cpuset.cpus").unwrap(), "0");
+        assert_eq!(v1("cpuset", "cpuset.mems").unwrap(), "0");
+        assert_eq!(v1("memory", "memory.swappiness").unwrap(), "10");
+        assert!(v1("memory", "memory.oom_control")
+            .unwrap()
+            .contains("oom_kill_disable 1"));
     } else {
         // A cgroup v2 host.
         let path = cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
@@ -720,6 +734,31 @@ fn resources_and_process_fields() {
             text(&o.stderr)
         );
     }
+    // Annotations reach the bundle's config; ConsoleSize the terminal (the API only).
+    let body = json!({"Image": "busybox", "Cmd": ["/bin/busybox", "stty", "size"], "Tty": true,
+        "HostConfig": {"Annotations": {"org.example/note": "kept"}, "ConsoleSize": [30, 100]}});
+    let (code, resp) = s.curl(
+        "POST",
+        "/containers/create?name=tty",
+        Some(body.to_string().as_bytes()),
+    );
+    assert_eq!(code, 201, "{resp}");
+    let tid = inspect(&s, "tty", "{{.Id}}");
+    let bundle: Value = serde_json::from_str(
+        &std::fs::read_to_string(s.state.path().join("tasks").join(&tid).join("config.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        bundle["annotations"]["org.example/note"], "kept",
+        "{}",
+        bundle["annotations"]
+    );
+    ok(&s.docker(&["start", "tty"]));
+    s.until("the tty container's exit", || {
+        inspect(&s, "tty", "{{.State.Status}}") == "exited"
+    });
+    assert_eq!(text(&s.docker(&["logs", "tty"]).stdout).trim(), "30 100");
     // NetworkDisabled (the API only): no interface but lo.
     let body = json!({"Image": "busybox", "Cmd": ["sh", "-c", "ls /sys/class/net"], "NetworkDisabled": true});
     let (code, resp) = s.curl(
