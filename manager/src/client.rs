@@ -602,6 +602,7 @@ async fn create_and_run(
                     max_size: a.log_max_size,
                     max_files: a.log_max_files,
                     disabled: false,
+                    ..Default::default()
                 }),
                 snapshot_key: if image.is_empty() {
                     String::new()

@@ -438,6 +438,10 @@ impl Manager {
                 log_path: c.log_path.clone(),
                 log_max_size: c.log_max_size,
                 log_max_files: c.log_max_files,
+                log_format: c.log_format.clone(),
+                log_compress: c.log_compress,
+                log_forward: c.log_forward.clone(),
+                log_options: c.log_options.clone().into_iter().collect(),
                 no_pivot: false,
             })
             .await;

@@ -35,6 +35,15 @@ pub struct ContainerRecord {
     /// No log at all (Docker's `--log-driver none`).
     #[serde(default)]
     pub log_disabled: bool,
+    /// The log's format, compression and forwarder (see the proto's LogConfig).
+    #[serde(default)]
+    pub log_format: String,
+    #[serde(default)]
+    pub log_compress: bool,
+    #[serde(default)]
+    pub log_forward: String,
+    #[serde(default)]
+    pub log_options: std::collections::BTreeMap<String, String>,
     pub image: String,
     /// A snapshot mounted as the root filesystem for each task ("" for `rootfs`).
     #[serde(default)]

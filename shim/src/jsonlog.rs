@@ -1,12 +1,18 @@
-//! Docker's json-file log format: one JSON object a line,
-//! `{"log":"text\n","stream":"stdout","time":"2026-11-23T14:11:14.123456789Z"}`.
-//! Output is split at newlines; a line longer than [`MAX_LINE`] is written in pieces without
-//! the newline, as Docker does. The file rotates at `max_size` bytes, keeping `max_files`
-//! files (`log`, `log.1`, … oldest last).
+//! The container's log file, in Docker's json-file format — one JSON object a line,
+//! `{"log":"text\n","stream":"stdout","time":"2026-11-23T14:11:14.123456789Z"}` — or in
+//! its `local` format: records framed by their length (4 bytes, big endian) before and
+//! after, each a protobuf `LogEntry {source, time_nano, line, partial}` with the line
+//! without its newline. Output is split at newlines; a line longer than [`MAX_LINE`] is
+//! written in pieces without the newline, as Docker does. The file rotates at `max_size`
+//! bytes, keeping `max_files` files (`log`, `log.1`, … oldest last; `log.N.gz` when rotated
+//! files are compressed). Every line can also go to a forwarder (syslog, journald:
+//! [`crate::logfwd`]); the file then is the local copy `docker logs` reads.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use crate::logfwd::Forward;
 
 /// Longest piece written as one entry (Docker's buffer size).
 pub const MAX_LINE: usize = 16 * 1024;
@@ -49,26 +55,69 @@ pub enum Error {
     },
 }
 
+/// The file's record format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Json,
+    Local,
+}
+
+pub use berth_proto::log::LogEntry;
+
+/// How the log is kept.
+#[derive(Default)]
+pub struct Options {
+    pub format: Format,
+    /// Rotate at this size (0: never), keeping this many files.
+    pub max_size: u64,
+    pub max_files: u32,
+    /// gzip rotated files.
+    pub compress: bool,
+    /// Also send every line here.
+    pub forward: Option<Forward>,
+}
+
 pub struct JsonLog {
     path: PathBuf,
     file: File,
     size: u64,
     max_size: u64,
     max_files: u32,
+    format: Format,
+    compress: bool,
+    forward: Option<Forward>,
+    forward_failing: bool,
     partial: [Vec<u8>; 2],
 }
 
 impl JsonLog {
-    /// Open (append) the log at `path`.
+    /// Open (append) a json-file log at `path`.
     pub fn open(path: &Path, max_size: u64, max_files: u32) -> Result<JsonLog, Error> {
+        Self::open_with(
+            path,
+            Options {
+                max_size,
+                max_files,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Open (append) the log at `path`, kept as `o` says.
+    pub fn open_with(path: &Path, o: Options) -> Result<JsonLog, Error> {
         let file = open_append(path)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(JsonLog {
             path: path.to_path_buf(),
             file,
             size,
-            max_size,
-            max_files: max_files.max(1),
+            max_size: o.max_size,
+            max_files: o.max_files.max(1),
+            format: o.format,
+            compress: o.compress,
+            forward: o.forward,
+            forward_failing: false,
             partial: [Vec::new(), Vec::new()],
         })
     }
@@ -117,22 +166,51 @@ impl JsonLog {
     }
 
     fn entry(&mut self, stream: Stream, line: &[u8]) -> Result<(), Error> {
-        let mut rec = serde_json::to_string(&serde_json::json!({
-            "log": String::from_utf8_lossy(line),
-            "stream": stream.name(),
-            "time": berth_runtime::state::now_rfc3339(),
-        }))
-        .expect("a JSON object serializes");
-        rec.push('\n');
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        if let Some(f) = self.forward.as_mut() {
+            // A forwarder that fails does not lose the local copy: warn once per failure run.
+            match f.send(stream, line.strip_suffix(b"\n").unwrap_or(line), now) {
+                Ok(()) => self.forward_failing = false,
+                Err(e) if !self.forward_failing => {
+                    self.forward_failing = true;
+                    tracing::warn!("log forwarder: {e}");
+                }
+                Err(_) => {}
+            }
+        }
+        let rec: Vec<u8> = match self.format {
+            Format::Json => {
+                let mut rec = serde_json::to_string(&serde_json::json!({
+                    "log": String::from_utf8_lossy(line),
+                    "stream": stream.name(),
+                    "time": berth_runtime::state::rfc3339(now.as_secs() as i64, now.subsec_nanos()),
+                }))
+                .expect("a JSON object serializes");
+                rec.push('\n');
+                rec.into_bytes()
+            }
+            Format::Local => {
+                use prost::Message;
+                let e = LogEntry {
+                    source: stream.name().into(),
+                    time_nano: now.as_nanos() as i64,
+                    line: line.strip_suffix(b"\n").unwrap_or(line).to_vec(),
+                    partial: !line.ends_with(b"\n"),
+                };
+                let body = e.encode_to_vec();
+                let n = (body.len() as u32).to_be_bytes();
+                [&n[..], &body, &n[..]].concat()
+            }
+        };
         if self.max_size > 0 && self.size > 0 && self.size + rec.len() as u64 > self.max_size {
             self.rotate()?;
         }
-        self.file
-            .write_all(rec.as_bytes())
-            .map_err(|err| Error::Write {
-                path: self.path.clone(),
-                err,
-            })?;
+        self.file.write_all(&rec).map_err(|err| Error::Write {
+            path: self.path.clone(),
+            err,
+        })?;
         self.size += rec.len() as u64;
         Ok(())
     }
@@ -143,16 +221,25 @@ impl JsonLog {
             err,
         };
         if self.max_files > 1 {
+            let ext = if self.compress { ".gz" } else { "" };
             for n in (1..self.max_files).rev() {
                 let from = if n == 1 {
                     self.path.clone()
                 } else {
-                    numbered(&self.path, n - 1)
+                    with_ext(numbered(&self.path, n - 1), ext)
                 };
-                match std::fs::rename(&from, numbered(&self.path, n)) {
+                let to = if n == 1 {
+                    numbered(&self.path, 1)
+                } else {
+                    with_ext(numbered(&self.path, n), ext)
+                };
+                match std::fs::rename(&from, to) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
                     _ => {}
                 }
+            }
+            if self.compress {
+                gzip(&numbered(&self.path, 1)).map_err(err)?;
             }
             self.file = open_append(&self.path)?;
         } else {
@@ -161,6 +248,24 @@ impl JsonLog {
         self.size = 0;
         Ok(())
     }
+}
+
+fn with_ext(p: PathBuf, ext: &str) -> PathBuf {
+    let mut s = p.into_os_string();
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+/// `file` → `file.gz` (written beside it, then renamed over; the original removed).
+fn gzip(file: &Path) -> std::io::Result<()> {
+    let gz = with_ext(file.to_path_buf(), ".gz");
+    let tmp = with_ext(file.to_path_buf(), ".gz.tmp");
+    let mut enc =
+        flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::default());
+    std::io::copy(&mut File::open(file)?, &mut enc)?;
+    enc.finish()?.sync_all()?;
+    std::fs::rename(&tmp, &gz)?;
+    std::fs::remove_file(file)
 }
 
 fn numbered(path: &Path, n: u32) -> PathBuf {
@@ -232,6 +337,68 @@ mod tests {
         assert_eq!(e.len(), 3);
         assert_eq!(e[0]["log"].as_str().unwrap().len(), MAX_LINE);
         assert_eq!(e[2]["log"], "xxxxx\u{fffd}\n");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn local_records_are_framed_and_rotated_files_compressed() {
+        use prost::Message;
+        let d = tmp("local");
+        let p = d.join("c.log");
+        let mut log = JsonLog::open_with(
+            &p,
+            Options {
+                format: Format::Local,
+                max_size: 200,
+                max_files: 3,
+                compress: true,
+                forward: None,
+            },
+        )
+        .unwrap();
+        for i in 0..30 {
+            log.write(Stream::Stderr, format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+        log.write(Stream::Stdout, b"tail").unwrap();
+        log.flush(Stream::Stdout).unwrap();
+        let read = |b: &[u8]| -> Vec<LogEntry> {
+            let mut out = Vec::new();
+            let mut rest = b;
+            while rest.len() >= 8 {
+                let n = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+                out.push(LogEntry::decode(&rest[4..4 + n]).unwrap());
+                assert_eq!(
+                    &rest[4 + n..8 + n],
+                    &rest[..4],
+                    "the length frames the record"
+                );
+                rest = &rest[8 + n..];
+            }
+            assert!(rest.is_empty());
+            out
+        };
+        let cur = read(&std::fs::read(&p).unwrap());
+        let last = cur.last().unwrap();
+        assert_eq!(
+            (last.source.as_str(), last.line.as_slice(), last.partial),
+            ("stdout", &b"tail"[..], true)
+        );
+        assert!(cur.iter().all(|e| e.time_nano > 0));
+        assert!(!numbered(&p, 1).exists(), "rotated files are compressed");
+        let gz = with_ext(numbered(&p, 1), ".gz");
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(File::open(&gz).unwrap()),
+            &mut plain,
+        )
+        .unwrap();
+        let older = read(&plain);
+        assert_eq!(older[0].source, "stderr");
+        assert!(!older[0].partial);
+        assert!(String::from_utf8_lossy(&older[0].line).starts_with("line "));
+        assert!(with_ext(numbered(&p, 2), ".gz").exists());
+        assert!(!with_ext(numbered(&p, 3), ".gz").exists());
         std::fs::remove_dir_all(d).unwrap();
     }
 

@@ -19,6 +19,7 @@ pub mod client;
 pub mod daemon;
 pub mod driver;
 pub mod jsonlog;
+pub mod logfwd;
 pub mod oom;
 pub mod reaper;
 pub mod service;

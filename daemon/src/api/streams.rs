@@ -349,12 +349,7 @@ pub async fn logs(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let c = find(&d, &what).await?;
-    if c.doc
-        .host_config
-        .log_config
-        .as_ref()
-        .is_some_and(|l| l.r#type == "none")
-    {
+    if !crate::containers::logfile::readable(&c) {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "configured logging driver does not support reading",
@@ -379,54 +374,49 @@ pub async fn logs(
             .unwrap_or(0)
     };
     let (since, until) = (secs("since"), secs("until"));
-    let render = move |line: &str| -> Option<Vec<u8>> {
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        let stream = v["stream"].as_str()?;
+    use crate::containers::logfile::{self, Record};
+    let format = logfile::format_of(&c);
+    let render = move |r: &Record| -> Option<Vec<u8>> {
+        let stream = r.stream.as_str();
         if (stream == "stdout" && !stdout) || (stream == "stderr" && !stderr) {
             return None;
         }
         if since > 0 || until > 0 {
-            let t = crate::clock::unix_time(v["time"].as_str().unwrap_or(""));
+            let t = crate::clock::unix_time(&r.time);
             if t < since || (until > 0 && t > until) {
                 return None;
             }
         }
-        let mut data = String::new();
+        let mut data = Vec::new();
         if timestamps {
-            data.push_str(v["time"].as_str().unwrap_or(""));
-            data.push(' ');
+            data.extend_from_slice(r.time.as_bytes());
+            data.push(b' ');
         }
-        data.push_str(v["log"].as_str()?);
+        data.extend_from_slice(&r.line);
         Some(if tty {
-            data.into_bytes()
+            data
         } else {
-            frame(if stream == "stderr" { 2 } else { 1 }, data.as_bytes())
+            frame(if stream == "stderr" { 2 } else { 1 }, &data)
         })
     };
-    // Rotated files first (log.N … log.1, oldest first), then the current one.
-    let mut old = String::new();
-    for n in (1..64).rev() {
-        let mut p = path.clone().into_os_string();
-        p.push(format!(".{n}"));
-        if let Ok(t) = std::fs::read_to_string(&p) {
-            old.push_str(&t);
-        }
-    }
+    // Rotated files first (log.N … log.1, oldest first, `.gz` when compressed), then the
+    // current one.
+    let mut records = logfile::read_rotated(&path, format);
     // The current file stays open for following: lines written before a removal of the
     // container (and its log) are still read.
     let mut current = std::fs::File::open(&path).ok();
-    let mut text = String::new();
+    let mut pending: Vec<u8> = Vec::new();
     if let Some(f) = current.as_mut() {
         use std::io::Read;
-        let mut b = Vec::new();
-        let _ = f.read_to_end(&mut b);
-        text = String::from_utf8_lossy(&b).into_owned();
+        let _ = f.read_to_end(&mut pending);
     }
-    let mut lines: Vec<&str> = old.lines().chain(text.lines()).collect();
+    let (now, used) = logfile::parse(format, &pending);
+    pending.drain(..used);
+    records.extend(now);
     if let Some(n) = tail {
-        lines = lines.split_off(lines.len().saturating_sub(n));
+        records = records.split_off(records.len().saturating_sub(n));
     }
-    let first: Vec<u8> = lines.iter().filter_map(|l| render(l)).flatten().collect();
+    let first: Vec<u8> = records.iter().filter_map(&render).flatten().collect();
     let content_type = content_type(tty);
     if !follow {
         return Ok(Response::builder()
@@ -442,7 +432,6 @@ pub async fn logs(
             return;
         }
         let mut file = current.map(tokio::fs::File::from_std);
-        let mut pending: Vec<u8> = Vec::new();
         loop {
             // No task: the container was removed (docker-py's run(remove=True) removes it
             // before reading the followed logs) or is between two runs; either way, done
@@ -467,9 +456,10 @@ pub async fn logs(
                     file = Some(f);
                 }
             }
-            while let Some(i) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=i).collect();
-                if let Some(b) = render(String::from_utf8_lossy(&line).trim_end()) {
+            let (records, used) = logfile::parse(format, &pending);
+            pending.drain(..used);
+            for r in &records {
+                if let Some(b) = render(r) {
                     if tx.send(Ok(b)).await.is_err() {
                         return;
                     }

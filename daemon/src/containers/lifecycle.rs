@@ -70,12 +70,6 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
         }
         .into(),
     );
-    let log_path = dir(d, &id).join(format!("{id}-json.log"));
-    let log = options::log_config(d, &host, &log_path)?;
-    // Inspect (and logs) show the driver in effect, the daemon's default included.
-    let mut lc = host.log_config.clone().unwrap_or_default();
-    lc.r#type = if log.disabled { "none" } else { "json-file" }.into();
-    host.log_config = Some(lc);
     let parent = host
         .cgroup_parent
         .as_deref()
@@ -88,6 +82,33 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
         .await
         .map_err(|_| Error::NoSuchImage(image.clone()))?;
     let res = d.images.resolve_record(&img).await?;
+    let log = options::log_config(
+        d,
+        &host,
+        &options::LogTarget {
+            id: id.clone(),
+            name: name.clone(),
+            image: image.clone(),
+            image_id: res.id().to_string(),
+            dir: dir(d, &id),
+        },
+    )?;
+    // Inspect (and logs) show the driver in effect, the daemon's default included.
+    let mut lc = host.log_config.clone().unwrap_or_default();
+    if lc.r#type.is_empty() {
+        lc.r#type = d
+            .images
+            .reg
+            .cfg
+            .log_driver
+            .clone()
+            .unwrap_or_else(|| "json-file".into());
+    }
+    host.log_config = Some(lc);
+    if let Some(parent) = std::path::Path::new(&log.path).parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::Internal(format!("create {}: {e}", parent.display())))?;
+    }
     let image_cfg: berth_manager::oci::ImageConfig =
         (&res.config.config.clone().unwrap_or_default()).into();
     cfg.healthcheck = super::health::merge(

@@ -17,6 +17,7 @@ pub mod fields;
 pub mod health;
 mod init;
 mod lifecycle;
+pub mod logfile;
 pub mod monitor;
 pub mod mounts;
 pub mod namespaces;

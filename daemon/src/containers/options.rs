@@ -315,53 +315,206 @@ pub(super) fn default_ulimits(d: &Daemon, o: &mut Options) {
     }
 }
 
-/// HostConfig.LogConfig over daemon.json's log-driver/log-opts: json-file with rotation
-/// (max-size, max-file) or none.
-pub(super) fn log_config(
-    d: &Daemon,
-    host: &HostConfig,
-    path: &std::path::Path,
-) -> Result<pb::LogConfig> {
+/// HostConfig.LogConfig over daemon.json's log-driver/log-opts (the daemon's options apply
+/// to its own driver only): json-file (max-size, max-file, compress), local (Docker's
+/// defaults: 20m × 5, compressed), syslog and journald (with a local copy for `docker logs`,
+/// kept as `local` with the cache-* options), none. `c` names the container for tags.
+pub(super) fn log_config(d: &Daemon, host: &HostConfig, c: &LogTarget) -> Result<pb::LogConfig> {
     let cfg = &d.images.reg.cfg;
     let lc = host.log_config.clone().unwrap_or_default();
+    let daemon_driver = cfg.log_driver.as_deref().unwrap_or("json-file");
     let driver = Some(lc.r#type.as_str())
         .filter(|t| !t.is_empty())
-        .or(cfg.log_driver.as_deref())
-        .unwrap_or("json-file");
+        .unwrap_or(daemon_driver);
     check_log_driver(driver, &lc.config)?;
-    let opt = |k: &str| -> Option<String> {
-        lc.config
-            .get(k)
-            .cloned()
-            .or_else(|| cfg.log_opts.get(k).cloned())
+    let mut opts = lc.config.clone();
+    if driver == daemon_driver {
+        for (k, v) in &cfg.log_opts {
+            opts.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    let opt = |k: &str| opts.get(k).cloned();
+    let size = |k: &str, default: u64| -> Result<u64> {
+        match opt(k) {
+            Some(s) => crate::config::parse_size(&s)
+                .ok_or_else(|| Error::Invalid(format!("invalid log-opt {k} {s:?}"))),
+            None => Ok(default),
+        }
     };
-    let max_size = match opt("max-size") {
-        Some(s) => crate::config::parse_size(&s)
-            .ok_or_else(|| Error::Invalid(format!("invalid log-opt max-size {s:?}")))?,
-        None => 0,
+    let files = |k: &str, default: u32| -> Result<u32> {
+        match opt(k) {
+            Some(n) => n
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| Error::Invalid(format!("invalid log-opt {k} {n:?}"))),
+            None => Ok(default),
+        }
     };
-    let max_files = match opt("max-file") {
-        Some(n) => n
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| Error::Invalid(format!("invalid log-opt max-file {n:?}")))?,
-        None => 1,
+    let flag = |k: &str, default: bool| -> Result<bool> {
+        match opt(k) {
+            Some(v) => v
+                .parse::<bool>()
+                .map_err(|_| Error::Invalid(format!("invalid log-opt {k} {v:?}: true or false"))),
+            None => Ok(default),
+        }
     };
-    Ok(pb::LogConfig {
-        path: path.display().to_string(),
-        max_size,
-        max_files,
+    let dir = &c.dir;
+    let mut out = pb::LogConfig {
         disabled: driver == "none",
-    })
+        ..Default::default()
+    };
+    match driver {
+        "json-file" | "none" => {
+            out.path = dir.join(format!("{}-json.log", c.id)).display().to_string();
+            out.max_size = size("max-size", 0)?;
+            out.max_files = files("max-file", 1)?;
+            out.compress = flag("compress", false)?;
+        }
+        "local" => {
+            out.path = dir
+                .join("local-logs")
+                .join("container.log")
+                .display()
+                .to_string();
+            out.format = "local".into();
+            out.max_size = size("max-size", 20 << 20)?;
+            out.max_files = files("max-file", 5)?;
+            out.compress = flag("compress", true)?;
+        }
+        forward => {
+            // The local copy (Docker's "dual logging" cache).
+            out.path = dir.join("container-cached.log").display().to_string();
+            out.format = "local".into();
+            out.max_size = size("cache-max-size", 20 << 20)?;
+            out.max_files = files("cache-max-file", 5)?;
+            out.compress = flag("cache-compress", true)?;
+            out.forward = forward.into();
+            let tag = expand_tag(opt("tag").as_deref().unwrap_or("{{.ID}}"), c)?;
+            out.options.insert("tag".into(), tag);
+            if forward == "syslog" {
+                for k in ["syslog-address", "syslog-format"] {
+                    if let Some(v) = opt(k) {
+                        out.options.insert(k.into(), v);
+                    }
+                }
+                if let Some(f) = opt("syslog-facility") {
+                    out.options
+                        .insert("syslog-facility".into(), facility(&f)?.to_string());
+                }
+                validate_syslog_address(opt("syslog-address").as_deref().unwrap_or(""))?;
+                match opt("syslog-format").as_deref() {
+                    None | Some("" | "rfc3164" | "rfc5424" | "rfc5424micro") => {}
+                    Some(f) => {
+                        return Err(Error::Invalid(format!(
+                            "Invalid syslog format: {f}; valid formats are rfc3164, rfc5424, rfc5424micro"
+                        )))
+                    }
+                }
+            } else {
+                if !std::path::Path::new(berth_proto_journal_socket()).exists() {
+                    return Err(Error::Invalid(
+                        "journald is not enabled on this host (no /run/systemd/journal/socket)"
+                            .into(),
+                    ));
+                }
+                out.options
+                    .insert("container-id".into(), c.id[..12].to_string());
+                out.options.insert("container-id-full".into(), c.id.clone());
+                out.options.insert(
+                    "container-name".into(),
+                    c.name.trim_start_matches('/').into(),
+                );
+                out.options.insert("image-name".into(), c.image.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn berth_proto_journal_socket() -> &'static str {
+    "/run/systemd/journal/socket"
+}
+
+/// What a log tag may name.
+pub(super) struct LogTarget {
+    pub id: String,
+    /// With its leading '/'.
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub dir: std::path::PathBuf,
+}
+
+/// Docker's tag template fields: {{.ID}}, {{.FullID}}, {{.Name}}, {{.ImageName}},
+/// {{.ImageID}}, {{.ImageFullID}}, {{.DaemonName}}.
+fn expand_tag(t: &str, c: &LogTarget) -> Result<String> {
+    let mut out = t.to_string();
+    let image_id = c.image_id.trim_start_matches("sha256:");
+    for (k, v) in [
+        ("{{.ID}}", &c.id[..12]),
+        ("{{.FullID}}", c.id.as_str()),
+        ("{{.Name}}", c.name.trim_start_matches('/')),
+        ("{{.ImageName}}", c.image.as_str()),
+        ("{{.ImageID}}", &image_id[..image_id.len().min(12)]),
+        ("{{.ImageFullID}}", image_id),
+        ("{{.DaemonName}}", "docker"),
+    ] {
+        out = out.replace(k, v);
+    }
+    if out.contains("{{") {
+        return Err(Error::Invalid(format!(
+            "log-opt tag {t:?}: only {{{{.ID}}}}, {{{{.FullID}}}}, {{{{.Name}}}}, {{{{.ImageName}}}}, {{{{.ImageID}}}}, {{{{.ImageFullID}}}} and {{{{.DaemonName}}}} are supported"
+        )));
+    }
+    Ok(out)
+}
+
+fn facility(f: &str) -> Result<u8> {
+    const NAMES: &[&str] = &[
+        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+        "authpriv", "ftp",
+    ];
+    if let Some(i) = NAMES.iter().position(|n| *n == f) {
+        return Ok(i as u8);
+    }
+    if let Some(n) = f
+        .strip_prefix("local")
+        .and_then(|n| n.parse::<u8>().ok())
+        .filter(|n| *n < 8)
+    {
+        return Ok(16 + n);
+    }
+    match f.parse::<u8>() {
+        Ok(n) if n < 24 => Ok(n),
+        _ => Err(Error::Invalid(format!(
+            "invalid syslog facility value: {f}"
+        ))),
+    }
+}
+
+fn validate_syslog_address(a: &str) -> Result<()> {
+    if a.is_empty() {
+        return Ok(());
+    }
+    let (scheme, rest) = a
+        .split_once("://")
+        .ok_or_else(|| Error::Invalid(format!("syslog-address {a:?}: want unix://PATH, unixgram://PATH, udp://HOST:PORT or tcp://HOST:PORT")))?;
+    match scheme {
+        "unix" | "unixgram" if rest.starts_with('/') => Ok(()),
+        "udp" | "tcp" if !rest.is_empty() => Ok(()),
+        "tcp+tls" => Err(Error::Invalid(format!(
+            "syslog-address {a:?}: tcp+tls is not supported by Berth"
+        ))),
+        _ => Err(Error::Invalid(format!(
+            "syslog-address {a:?}: unsupported scheme or address"
+        ))),
+    }
 }
 
 /// Docker's logging drivers berthd does not have (refused as such); any other name is
 /// refused with Docker's own message.
 const OTHER_DRIVERS: &[&str] = &[
-    "local",
-    "syslog",
-    "journald",
     "gelf",
     "fluentd",
     "awslogs",
@@ -371,17 +524,25 @@ const OTHER_DRIVERS: &[&str] = &[
     "logentries",
 ];
 
-/// A driver and its options as berthd can honour them: json-file (max-size, max-file;
-/// compress=false) or none (no options). Every other option is refused, naming it.
+/// A driver and its options as berthd can honour them; every other option is refused,
+/// naming it.
 pub fn check_log_driver(
     driver: &str,
     opts: &std::collections::BTreeMap<String, String>,
 ) -> Result<()> {
-    match driver {
-        "json-file" | "none" => {}
+    const UNSUPPORTED: &[&str] = &["labels", "labels-regex", "env", "env-regex"];
+    let known: &[&str] = match driver {
+        "json-file" => &["max-size", "max-file", "compress"],
+        "local" => &["max-size", "max-file", "compress"],
+        "syslog" => &[
+            "syslog-address", "syslog-facility", "syslog-format", "tag", "cache-max-size",
+            "cache-max-file", "cache-compress",
+        ],
+        "journald" => &["tag", "cache-max-size", "cache-max-file", "cache-compress"],
+        "none" => &[],
         d if OTHER_DRIVERS.contains(&d) => {
             return Err(Error::Invalid(format!(
-                "logging driver {d:?} is not supported by Berth (json-file or none)"
+                "logging driver {d:?} is not supported by Berth (json-file, local, syslog, journald or none)"
             )))
         }
         d => {
@@ -389,22 +550,24 @@ pub fn check_log_driver(
                 "logger: no log driver named '{d}' is registered"
             )))
         }
-    }
+    };
     for (k, v) in opts {
-        match (driver, k.as_str()) {
-            ("json-file", "max-size" | "max-file") => {}
-            ("json-file", "compress") if v == "false" => {}
-            ("json-file", "compress" | "labels" | "labels-regex" | "env" | "env-regex" | "tag") => {
-                return Err(Error::Invalid(format!(
-                    "log-opt {k}={v} is not supported by Berth for the json-file driver (max-size and max-file are)"
-                )))
-            }
-            _ => {
-                return Err(Error::Invalid(format!(
-                    "unknown log opt '{k}' for {driver} log driver"
-                )))
-            }
+        if known.contains(&k.as_str()) {
+            continue;
         }
+        if driver != "none"
+            && (UNSUPPORTED.contains(&k.as_str())
+                || k.starts_with("syslog-tls-")
+                || (driver == "json-file" && k == "tag")
+                || k == "cache-disabled")
+        {
+            return Err(Error::Invalid(format!(
+                "log-opt {k}={v} is not supported by Berth for the {driver} driver"
+            )));
+        }
+        return Err(Error::Invalid(format!(
+            "unknown log opt '{k}' for {driver} log driver"
+        )));
     }
     Ok(())
 }
@@ -480,16 +643,39 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
-        check_log_driver("json-file", &opts(&[("max-size", "1m"), ("max-file", "2")])).unwrap();
-        check_log_driver("json-file", &opts(&[("compress", "false")])).unwrap();
+        check_log_driver(
+            "json-file",
+            &opts(&[("max-size", "1m"), ("max-file", "2"), ("compress", "true")]),
+        )
+        .unwrap();
+        check_log_driver("local", &opts(&[("max-size", "1m")])).unwrap();
+        check_log_driver(
+            "syslog",
+            &opts(&[("syslog-address", "udp://127.0.0.1:5514"), ("tag", "x")]),
+        )
+        .unwrap();
         check_log_driver("none", &opts(&[])).unwrap();
         let err =
             |d: &str, kv: &[(&str, &str)]| check_log_driver(d, &opts(kv)).unwrap_err().to_string();
         assert!(err("none", &[("max-size", "1m")]).contains("unknown log opt 'max-size' for none"));
-        assert!(
-            err("json-file", &[("compress", "true")]).contains("compress=true is not supported")
-        );
-        assert!(err("syslog", &[]).contains("\"syslog\" is not supported by Berth"));
+        assert!(err("json-file", &[("labels", "a")]).contains("labels=a is not supported"));
+        assert!(err("syslog", &[("syslog-tls-cert", "x")]).contains("not supported"));
+        assert!(err("gelf", &[]).contains("\"gelf\" is not supported by Berth"));
         assert!(err("nosuch", &[]).contains("no log driver named 'nosuch'"));
+        assert_eq!(facility("local3").unwrap(), 19);
+        assert_eq!(facility("daemon").unwrap(), 3);
+        assert!(facility("local9").is_err());
+        let t = LogTarget {
+            id: "0123456789abcdef".repeat(4),
+            name: "/web".into(),
+            image: "busybox".into(),
+            image_id: "sha256:".to_string() + &"ab".repeat(32),
+            dir: Default::default(),
+        };
+        assert_eq!(
+            expand_tag("{{.Name}}/{{.ID}}", &t).unwrap(),
+            "web/0123456789ab"
+        );
+        assert!(expand_tag("{{.Nope}}", &t).is_err());
     }
 }

@@ -466,8 +466,36 @@ impl Shim for ShimService {
         });
         let result = async {
             if !r.log_path.is_empty() {
-                let log = JsonLog::open(Path::new(&r.log_path), r.log_max_size, r.log_max_files)
-                    .map_err(|e| Status::invalid_argument(chain(&e)))?;
+                let forward = match r.log_forward.as_str() {
+                    "" => None,
+                    name => {
+                        let o = r.log_options.clone().into_iter().collect();
+                        Some(
+                            crate::logfwd::Forward::open(name, &o)
+                                .map_err(|e| Status::invalid_argument(chain(&e)))?,
+                        )
+                    }
+                };
+                let format = match r.log_format.as_str() {
+                    "" | "json-file" => crate::jsonlog::Format::Json,
+                    "local" => crate::jsonlog::Format::Local,
+                    f => {
+                        return Err(Status::invalid_argument(format!(
+                            "log format {f:?} is not known (json-file or local)"
+                        )))
+                    }
+                };
+                let log = JsonLog::open_with(
+                    Path::new(&r.log_path),
+                    crate::jsonlog::Options {
+                        format,
+                        max_size: r.log_max_size,
+                        max_files: r.log_max_files,
+                        compress: r.log_compress,
+                        forward,
+                    },
+                )
+                .map_err(|e| Status::invalid_argument(chain(&e)))?;
                 *svc.log.lock().unwrap() = Some(log);
             }
             let pid_path = svc.dir.join(files::INIT_PID);

@@ -12,6 +12,7 @@ mod containers;
 mod cp;
 mod exec;
 mod images;
+mod logging;
 mod networks;
 mod options;
 mod system;
