@@ -58,6 +58,11 @@ pub struct Config {
     /// Restart every container whose health check turns unhealthy (per container: the
     /// `berth.restart-on-unhealthy` label).
     pub restart_on_unhealthy: bool,
+    /// OCI runtimes by name (dockerd's `{"name": {"path": "/usr/bin/x"}}`), beside the
+    /// built-in berth-runtime, runc and crun.
+    pub runtimes: BTreeMap<String, RuntimeEntry>,
+    /// The runtime of containers that name none (default berth-runtime).
+    pub default_runtime: Option<String>,
     /// User namespace remapping (not supported: refused when set).
     pub userns_remap: Option<String>,
     /// Every other daemon.json key, kept (and ignored here) so a dockerd file loads.
@@ -92,10 +97,20 @@ impl Default for Config {
             init_path: None,
             icc: None,
             restart_on_unhealthy: false,
+            runtimes: BTreeMap::new(),
+            default_runtime: None,
             userns_remap: None,
             other: BTreeMap::new(),
         }
     }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeEntry {
+    pub path: String,
+    #[serde(default, rename = "runtimeArgs")]
+    pub runtime_args: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -183,10 +198,42 @@ impl Config {
         if self.icc == Some(false) {
             return Err("icc false (no traffic between containers on the default bridge) is not supported by Berth".into());
         }
+        for (name, r) in &self.runtimes {
+            if !r.runtime_args.is_empty() {
+                return Err(format!(
+                    "runtimes.{name}.runtimeArgs is not supported by Berth"
+                ));
+            }
+        }
+        if let Some(d) = &self.default_runtime {
+            self.runtime(d)?;
+        }
         if self.userns_remap.as_deref().is_some_and(|u| !u.is_empty()) {
             return Err("userns-remap is not supported by Berth".into());
         }
         Ok(())
+    }
+
+    /// The runtimes containers may name: (name, binary).
+    pub fn runtime_names(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = ["berth-runtime", "runc", "crun"]
+            .iter()
+            .map(|n| (n.to_string(), n.to_string()))
+            .collect();
+        for (n, r) in &self.runtimes {
+            out.retain(|(x, _)| x != n);
+            out.push((n.clone(), r.path.clone()));
+        }
+        out
+    }
+
+    /// A runtime by name → its binary, with dockerd's message for unknown ones.
+    pub fn runtime(&self, name: &str) -> Result<String, String> {
+        self.runtime_names()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b)
+            .ok_or_else(|| format!("Unknown runtime specified {name}"))
     }
 
     /// daemon.json's seccomp-profile: None for the built-in profile, Some(None) for

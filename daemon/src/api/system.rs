@@ -124,8 +124,12 @@ async fn info(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, Api
             "IndexConfigs": {},
             "Mirrors": cfg.registry_mirrors,
         },
-        "Runtimes": {"berth-runtime": {"path": "berth-runtime"}, "runc": {"path": "runc"}},
-        "DefaultRuntime": "berth-runtime",
+        "Runtimes": cfg
+            .runtime_names()
+            .into_iter()
+            .map(|(n, p)| (n, serde_json::json!({ "path": p })))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
+        "DefaultRuntime": cfg.default_runtime.as_deref().unwrap_or("berth-runtime"),
         "LiveRestoreEnabled": true,
         "Isolation": "",
         "SecurityOptions": security_options(cfg),

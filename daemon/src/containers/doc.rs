@@ -354,6 +354,9 @@ pub struct HostConfig {
         rename = "BlkioDeviceWriteIOps"
     )]
     pub blkio_device_write_iops: Option<Vec<ThrottleDevice>>,
+    /// The OCI runtime by name ("" for the daemon's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
     /// [height, width] of the terminal at start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_size: Option<Vec<u64>>,

@@ -38,8 +38,8 @@ pub const HONOURED_CONFIG: &[&str] = &[
 ];
 
 /// `HostConfig` fields berthd applies. Some take only some values (Isolation "default",
-/// UsernsMode "host", VolumeDriver "local", Runtime one berthd knows): others are refused
-/// where the field is applied.
+/// UsernsMode "host", Runtime one berthd knows, VolumeDriver "local" for the volumes a
+/// container makes): others are refused where the field is applied.
 pub const HONOURED_HOST: &[&str] = &[
     "Annotations",
     "AutoRemove",
@@ -92,6 +92,7 @@ pub const HONOURED_HOST: &[&str] = &[
     "ReadonlyPaths",
     "ReadonlyRootfs",
     "RestartPolicy",
+    "Runtime",
     "SecurityOpt",
     "ShmSize",
     "Sysctls",
@@ -172,14 +173,6 @@ pub fn refuse_unsupported(cfg: &Config, host: &HostConfig) -> Result<()> {
         u => {
             return Err(Error::Invalid(format!(
                 "HostConfig.UsernsMode {u:?} is not supported by Berth (user namespaces are not available; only \"host\")"
-            )))
-        }
-    }
-    match rest("VolumeDriver") {
-        "" | "local" => {}
-        v => {
-            return Err(Error::Invalid(format!(
-                "HostConfig.VolumeDriver {v:?} is not supported by Berth (only \"local\")"
             )))
         }
     }

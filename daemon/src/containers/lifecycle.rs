@@ -45,7 +45,22 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
         .clone()
         .filter(|i| !i.is_empty())
         .ok_or_else(|| Error::Invalid("config: Image is required".into()))?;
+    // docker-py's create_container(runtime=…) sends Runtime beside Config's fields.
+    if let Some(serde_json::Value::String(r)) = cfg.rest.remove("Runtime") {
+        if host.runtime.as_deref().unwrap_or("").is_empty() {
+            host.runtime = Some(r);
+        }
+    }
     super::fields::refuse_unsupported(&cfg, &host)?;
+    let dcfg = &d.images.reg.cfg;
+    let runtime_name = host
+        .runtime
+        .clone()
+        .filter(|r| !r.is_empty())
+        .or_else(|| dcfg.default_runtime.clone())
+        .unwrap_or_else(|| "berth-runtime".into());
+    let runtime_binary = dcfg.runtime(&runtime_name).map_err(Error::Invalid)?;
+    host.runtime = Some(runtime_name);
     options::validate_ports(&host)?;
     super::monitor::validate_policy(&host.restart_policy(), host.auto_remove())?;
     if cfg.network_disabled == Some(true) {
@@ -260,6 +275,10 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
                 log: Some(log),
                 image: img.name.clone(),
                 snapshot_key: id.clone(),
+                runtime: Some(pb::Runtime {
+                    name: runtime_binary,
+                    root: String::new(),
+                }),
                 ..Default::default()
             }),
         })

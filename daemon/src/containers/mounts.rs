@@ -201,6 +201,18 @@ pub async fn wants(
             tmpfs_options: String::new(),
         });
     }
+    // HostConfig.VolumeDriver is the driver of the volumes this container makes: only
+    // "local" exists (with no volumes to make, it asks for nothing, as in Docker).
+    let driver = host
+        .rest
+        .get("VolumeDriver")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    if !matches!(driver, "" | "local") && out.iter().any(|w| w.kind == "volume") {
+        return Err(Error::Invalid(format!(
+            "error looking up volume plugin {driver}: plugin {driver:?} not found (Berth has the local volume driver only)"
+        )));
+    }
     Ok(out)
 }
 

@@ -956,3 +956,72 @@ fn health_checks() {
         text(&o.stderr)
     );
 }
+
+/// HostConfig.Runtime (and docker-py's top-level Runtime): the shim drives the runtime
+/// named; unknown ones are refused with dockerd's message. VolumeDriver: only the local
+/// driver makes volumes; with no volume to make it asks for nothing.
+#[test]
+fn runtime_and_volume_driver() {
+    if !need_root("runtime_and_volume_driver") {
+        return;
+    }
+    let s = Stack::busybox("api-runtime");
+    if have("runc") {
+        let id = ok(&s.docker(&["run", "-d", "--runtime", "runc", "busybox", "sleep", "1000"]))
+            .trim()
+            .to_string();
+        assert_eq!(inspect(&s, &id, "{{.HostConfig.Runtime}}"), "runc");
+        let runc_state = s
+            .state
+            .path()
+            .join("runtime/runc")
+            .join(&id)
+            .join("state.json");
+        assert!(
+            runc_state.exists(),
+            "runc keeps the container: {}",
+            runc_state.display()
+        );
+        ok(&s.docker(&["rm", "-f", &id]));
+        // docker-py's create_container(runtime="runc") puts Runtime beside Config's fields.
+        let body = json!({"Image": "busybox", "Cmd": ["true"], "Runtime": "runc"});
+        let (code, resp) = s.curl(
+            "POST",
+            "/containers/create?name=pyrt",
+            Some(body.to_string().as_bytes()),
+        );
+        assert_eq!(code, 201, "{resp}");
+        assert_eq!(inspect(&s, "pyrt", "{{.HostConfig.Runtime}}"), "runc");
+    }
+    let id = ok(&s.docker(&["create", "busybox", "true"]))
+        .trim()
+        .to_string();
+    assert_eq!(inspect(&s, &id, "{{.HostConfig.Runtime}}"), "berth-runtime");
+    let o = s.docker(&["run", "--rm", "--runtime", "nope", "busybox", "true"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("Unknown runtime specified nope"),
+        "{}",
+        text(&o.stderr)
+    );
+    let id = ok(&s.docker(&["create", "--volume-driver", "foo", "busybox", "true"]))
+        .trim()
+        .to_string();
+    assert_eq!(inspect(&s, &id, "{{.HostConfig.VolumeDriver}}"), "foo");
+    let o = s.docker(&[
+        "run",
+        "--rm",
+        "--volume-driver",
+        "foo",
+        "-v",
+        "/data",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("volume plugin foo"),
+        "{}",
+        text(&o.stderr)
+    );
+}
