@@ -693,9 +693,22 @@ pub fn switch_root(rootfs: &Path, no_pivot: bool, host_mounts: bool) -> Result<(
             .map_err(mount_err("move rootfs to", Path::new("/")))?;
         nix::unistd::chroot(".").sys(|| "chroot .".into())?;
     } else {
-        // pivot_root(".", ".") stacks the old root on top of the new one; detach it.
+        // pivot_root(".", ".") stacks the old root on top of the new one; detach it. The
+        // cwd still names the new root's mount after the pivot, so go to the old root
+        // through a directory fd taken before it: made a slave (so the detach does not
+        // propagate to the host) is the old root's tree, not the container's mounts (a
+        // shared bind mount stays shared).
+        let old_root = nix::fcntl::open(
+            "/",
+            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .sys(|| "open the old root".into())?;
+        // SAFETY: `open` returned a new file descriptor that nothing else owns.
+        let old_root = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(old_root) };
         sys::pivot_root(Path::new("."), Path::new("."))
             .sys(|| format!("pivot_root {}", rootfs.display()))?;
+        nix::unistd::fchdir(old_root.as_raw_fd()).sys(|| "chdir to the old root".into())?;
         mount(
             None::<&str>,
             ".",

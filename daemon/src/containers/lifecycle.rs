@@ -562,6 +562,12 @@ pub async fn delete(d: &State, id: &str) -> Result<()> {
 /// `docker rm [-f] [-v]`.
 #[tracing::instrument(skip_all, fields(container_id = %c.id))]
 pub async fn remove(d: &State, c: &Container, force: bool, volumes: bool) -> Result<()> {
+    if c.doc.restarting && !force {
+        return Err(Error::Conflict(format!(
+            "You cannot remove a restarting container {}. Stop the container before attempting removal or force remove",
+            c.id
+        )));
+    }
     if is_running(d, &c.id).await {
         if !force {
             return Err(Error::RemoveRunning(c.id.clone()));

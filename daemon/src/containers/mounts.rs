@@ -12,7 +12,7 @@ use super::{all, find, Error, Result};
 use crate::state::State;
 
 /// One mount a container asked for, before it becomes an OCI mount.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Want {
     /// "bind", "volume" or "tmpfs".
     pub kind: String,
@@ -23,6 +23,12 @@ pub struct Want {
     /// Do not seed a new volume from the image.
     pub nocopy: bool,
     pub tmpfs_options: String,
+    /// A bind's propagation ("" for rprivate).
+    pub propagation: String,
+    /// A bind without its sub-mounts (`BindOptions.NonRecursive`).
+    pub non_recursive: bool,
+    /// Labels of a volume this mount creates (`VolumeOptions.Labels`).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Volume name → ids of the containers that mount it.
@@ -94,7 +100,131 @@ fn bind_want(b: &str) -> Result<Want> {
         read_only: modes.contains(&"ro"),
         nocopy: modes.contains(&"nocopy"),
         tmpfs_options: String::new(),
+        propagation: modes
+            .iter()
+            .find(|m| m.contains("private") || m.contains("shared") || m.contains("slave"))
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+        ..Default::default()
     })
+}
+
+/// What `--mount`'s nested options ask for, each honoured or refused by name.
+#[derive(Default)]
+struct SubOptions {
+    propagation: String,
+    non_recursive: bool,
+    create_mountpoint: bool,
+    labels: BTreeMap<String, String>,
+}
+
+fn mount_suboptions(i: usize, m: &super::doc::MountSpec) -> Result<SubOptions> {
+    use serde_json::Value;
+    let refuse = |field: &str| {
+        Err(Error::Invalid(format!(
+            "HostConfig.Mounts[{i}].{field} is not supported by Berth"
+        )))
+    };
+    let mut out = SubOptions::default();
+    for (k, v) in &m.rest {
+        if super::fields::is_zero(v) {
+            continue;
+        }
+        match k.as_str() {
+            // Bind mounts on Linux are always consistent: every mode is met.
+            "Consistency" => {}
+            "BindOptions" => {
+                for (bk, bv) in v.as_object().into_iter().flatten() {
+                    match (bk.as_str(), bv) {
+                        (_, bv) if super::fields::is_zero(bv) => {}
+                        ("Propagation", Value::String(p)) => {
+                            if !matches!(
+                                p.as_str(),
+                                "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
+                            ) {
+                                return Err(Error::Invalid(format!(
+                                    "HostConfig.Mounts[{i}].BindOptions.Propagation: invalid propagation mode {p:?}"
+                                )));
+                            }
+                            out.propagation = p.clone();
+                        }
+                        ("NonRecursive", Value::Bool(b)) => out.non_recursive = *b,
+                        ("CreateMountpoint", Value::Bool(b)) => out.create_mountpoint = *b,
+                        (other, _) => return refuse(&format!("BindOptions.{other}")),
+                    }
+                }
+            }
+            _ => return refuse(k),
+        }
+    }
+    if let Some(vo) = &m.volume_options {
+        for (vk, vv) in &vo.rest {
+            if super::fields::is_zero(vv) {
+                continue;
+            }
+            match vk.as_str() {
+                "Labels" => {
+                    for (lk, lv) in vv.as_object().into_iter().flatten() {
+                        out.labels
+                            .insert(lk.clone(), lv.as_str().unwrap_or_default().to_string());
+                    }
+                }
+                "DriverConfig"
+                    if vv["Name"]
+                        .as_str()
+                        .is_none_or(|n| n.is_empty() || n == "local")
+                        && super::fields::is_zero(&vv["Options"]) => {}
+                // A subpath is a path inside a volume its containers can change: bound by
+                // path, it could be swapped for a symlink out of the volume.
+                "Subpath" => return refuse("VolumeOptions.Subpath"),
+                other => return refuse(&format!("VolumeOptions.{other}")),
+            }
+        }
+    }
+    if let Some(t) = &m.tmpfs_options {
+        if let Some((tk, _)) = t.rest.iter().find(|(_, v)| !super::fields::is_zero(v)) {
+            return refuse(&format!("TmpfsOptions.{tk}"));
+        }
+    }
+    Ok(out)
+}
+
+/// A shared or slave bind needs its source's mount to propagate: Docker's check.
+fn check_propagation(source: &str, propagation: &str) -> Result<()> {
+    let need_shared = propagation.contains("shared");
+    let need_slave = propagation.contains("slave");
+    if !need_shared && !need_slave {
+        return Ok(());
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let src = std::path::Path::new(source);
+    // The longest mount point that contains the source.
+    let best = info
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let mp = *f.get(4)?;
+            let sep = f.iter().position(|x| *x == "-")?;
+            src.starts_with(mp)
+                .then(|| (mp.to_string(), f[6..sep].join(" ")))
+        })
+        .max_by_key(|(mp, _)| mp.len());
+    let Some((mp, optional)) = best else {
+        return Ok(());
+    };
+    let shared = optional.contains("shared:");
+    let slave = optional.contains("master:");
+    if need_shared && !shared {
+        return Err(Error::Invalid(format!(
+            "path {source} is mounted on {mp} but it is not a shared mount"
+        )));
+    }
+    if need_slave && !shared && !slave {
+        return Err(Error::Invalid(format!(
+            "path {source} is mounted on {mp} but it is not a shared or slave mount"
+        )));
+    }
+    Ok(())
 }
 
 /// Everything a container mounts besides the defaults: `Binds`, `Mounts`,
@@ -109,7 +239,7 @@ pub async fn wants(
     for b in host.binds.iter().flatten() {
         out.push(bind_want(b)?);
     }
-    for m in host.mounts.iter().flatten() {
+    for (i, m) in host.mounts.iter().flatten().enumerate() {
         let kind = m.r#type.clone().unwrap_or_else(|| "volume".into());
         let target = m.target.clone();
         if !target.starts_with('/') {
@@ -124,7 +254,10 @@ pub async fn wants(
                     "invalid mount config for type \"bind\": invalid mount path: '{source}' mount path must be absolute"
                 )))
             }
-            "bind" if !std::path::Path::new(&source).exists() => {
+            "bind"
+                if !std::path::Path::new(&source).exists()
+                    && !mount_suboptions(i, m)?.create_mountpoint =>
+            {
                 return Err(Error::Invalid(format!(
                     "invalid mount config for type \"bind\": bind source path does not exist: {source}"
                 )))
@@ -135,6 +268,12 @@ pub async fn wants(
                     "mount type {other:?} is not supported"
                 )))
             }
+        }
+        let sub = mount_suboptions(i, m)?;
+        if kind == "bind" && sub.create_mountpoint && !std::path::Path::new(&source).exists() {
+            std::fs::create_dir_all(&source).map_err(|e| {
+                Error::Invalid(format!("HostConfig.Mounts[{i}]: create {source}: {e}"))
+            })?;
         }
         let mut tmpfs_options = Vec::new();
         let tmpfs = m.tmpfs_options.clone().unwrap_or_default();
@@ -155,6 +294,9 @@ pub async fn wants(
                 .and_then(|v| v.no_copy)
                 .unwrap_or(false),
             tmpfs_options: tmpfs_options.join(","),
+            propagation: sub.propagation,
+            non_recursive: sub.non_recursive,
+            labels: sub.labels,
         });
     }
     for from in host.volumes_from.iter().flatten() {
@@ -178,7 +320,12 @@ pub async fn wants(
                     _ => !m.rw,
                 },
                 nocopy: true,
-                tmpfs_options: String::new(),
+                propagation: if m.r#type == "bind" && m.propagation != "rprivate" {
+                    m.propagation.clone()
+                } else {
+                    String::new()
+                },
+                ..Default::default()
             });
         }
     }
@@ -196,9 +343,7 @@ pub async fn wants(
             kind: "volume".into(),
             source: String::new(),
             target: t,
-            read_only: false,
-            nocopy: false,
-            tmpfs_options: String::new(),
+            ..Default::default()
         });
     }
     // HostConfig.VolumeDriver is the driver of the volumes this container makes: only
@@ -245,7 +390,7 @@ pub fn realize(d: &State, wants: &[Want]) -> Result<Realized> {
                     &name,
                     "local",
                     Default::default(),
-                    Default::default(),
+                    w.labels.clone(),
                     anonymous,
                 )?;
                 if made {
@@ -295,21 +440,31 @@ pub fn realize(d: &State, wants: &[Want]) -> Result<Realized> {
                 });
             }
             _ => {
+                check_propagation(&w.source, &w.propagation)?;
+                let propagation = if w.propagation.is_empty() {
+                    "rprivate".to_string()
+                } else {
+                    w.propagation.clone()
+                };
                 r.records.push(MountPoint {
                     r#type: "bind".into(),
                     source: w.source.clone(),
                     destination: w.target.clone(),
                     mode: if w.read_only { "ro" } else { "" }.into(),
                     rw: !w.read_only,
-                    propagation: "rprivate".into(),
+                    propagation: propagation.clone(),
                     ..Default::default()
                 });
+                let mut options = vec![propagation];
+                if w.non_recursive {
+                    options.push("bind".into());
+                }
                 r.opts.push(MountOpt {
                     source: w.source.clone(),
                     destination: w.target.clone(),
                     kind: "bind".into(),
                     read_only: w.read_only,
-                    options: vec![],
+                    options,
                 });
             }
         }

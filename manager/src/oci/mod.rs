@@ -352,10 +352,17 @@ pub fn with_process(
     opts: &Options,
 ) -> Result<(), Error> {
     for e in &opts.env {
-        if !e.contains('=') || e.starts_with('=') {
+        if e.starts_with('=') || e.is_empty() {
             return Err(Error::BadEnv(e.clone()));
         }
     }
+    // `NAME` without a value (docker-py sends these) names nothing to set, as in Docker.
+    let given: Vec<String> = opts
+        .env
+        .iter()
+        .filter(|e| e.contains('='))
+        .cloned()
+        .collect();
     let entrypoint = opts
         .entrypoint
         .clone()
@@ -391,7 +398,7 @@ pub fn with_process(
     if opts.tty {
         defaults.push("TERM=xterm".into());
     }
-    let mut env = merge_env(&[&defaults, &image.env, &opts.env]);
+    let mut env = merge_env(&[&defaults, &image.env, &given]);
     if !env.iter().any(|e| env_key(e) == "HOME") {
         env.push(format!("HOME={}", ident.home));
     }
@@ -545,6 +552,9 @@ pub fn with_mounts(spec: &mut Value, image: &ImageConfig, opts: &Options) -> Res
         user_dests.push(m.destination.clone());
         let mut o: Vec<String> = if m.kind == "tmpfs" {
             vec!["nosuid".into(), "nodev".into()]
+        } else if m.options.iter().any(|x| x == "bind") {
+            // Non-recursive: the bind alone, not the mounts under its source.
+            Vec::new()
         } else {
             vec!["rbind".into()]
         };

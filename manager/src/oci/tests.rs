@@ -368,13 +368,22 @@ fn mounts_namespaces_resources_ulimits() {
         generate("m", &root, &image(), &bad).unwrap_err(),
         Error::BadUlimit("bogus".into())
     );
-    let bad = Options {
+    // A name without a value sets nothing (Docker keeps it in the config only).
+    let novalue = Options {
         env: vec!["NOVALUE".into()],
+        ..Default::default()
+    };
+    let spec = generate_json("m", &root, &image(), &novalue).unwrap();
+    assert!(!strs(&spec["process"]["env"])
+        .iter()
+        .any(|e| e.starts_with("NOVALUE")));
+    let bad = Options {
+        env: vec!["=x".into()],
         ..Default::default()
     };
     assert_eq!(
         generate("m", &root, &image(), &bad).unwrap_err(),
-        Error::BadEnv("NOVALUE".into())
+        Error::BadEnv("=x".into())
     );
     std::fs::remove_dir_all(root).unwrap();
 }

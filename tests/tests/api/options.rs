@@ -1025,3 +1025,125 @@ fn runtime_and_volume_driver() {
         text(&o.stderr)
     );
 }
+
+/// Bind options: `-v SRC:DST:rshared` and `--mount …,bind-propagation=rslave` take effect
+/// (inspect and the mount table inside say so), `bind-nonrecursive` leaves sub-mounts out,
+/// `bind-create-src` (CreateMountpoint) makes the source; nested `--mount` options berthd
+/// lacks are refused by name.
+#[test]
+fn bind_propagation_and_mount_options() {
+    if !need_root("bind_propagation_and_mount_options") {
+        return;
+    }
+    let s = Stack::busybox("api-binds");
+    let src = TempDir::new("api-binds-src");
+    let sub = src.path().join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    // The source must itself propagate for rshared: make it a shared mount of its own.
+    let sh = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "mount --bind {0} {0} && mount --make-shared {0}",
+            src.path().display()
+        ))
+        .status()
+        .unwrap();
+    assert!(sh.success());
+    // A mount under the source: seen through a recursive bind, not a non-recursive one.
+    let m = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&sub)
+        .status()
+        .unwrap();
+    assert!(m.success());
+    std::fs::write(sub.join("in-tmpfs"), "x").unwrap();
+    let v = format!("{}:/data:rshared", src.path().display());
+    let id = ok(&s.docker(&["run", "-d", "-v", &v, "busybox", "sleep", "1000"]))
+        .trim()
+        .to_string();
+    assert_eq!(
+        inspect(&s, &id, "{{(index .Mounts 0).Propagation}}"),
+        "rshared"
+    );
+    let info = ok(&s.docker(&["exec", &id, "grep", " /data ", "/proc/self/mountinfo"]));
+    assert!(info.contains("shared:"), "{info}");
+    ok(&s.docker(&["rm", "-f", &id]));
+    let rec = format!("type=bind,src={},dst=/data", src.path().display());
+    let out = ok(&s.docker(&["run", "--rm", "--mount", &rec, "busybox", "ls", "/data/sub"]));
+    assert_eq!(out.trim(), "in-tmpfs");
+    let nonrec = format!("{rec},bind-nonrecursive");
+    let out = ok(&s.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        &nonrec,
+        "busybox",
+        "ls",
+        "/data/sub",
+    ]));
+    assert_eq!(out.trim(), "", "the tmpfs under the source is not bound");
+    let made = src.path().join("made-by-berthd");
+    // (CreateMountpoint: the API only.)
+    let body = json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [
+        {"Type": "bind", "Source": made.display().to_string(), "Target": "/m",
+         "BindOptions": {"CreateMountpoint": true}}]}});
+    let (code, resp) = s.curl(
+        "POST",
+        "/containers/create",
+        Some(body.to_string().as_bytes()),
+    );
+    assert_eq!(code, 201, "{resp}");
+    assert!(made.is_dir());
+    let body = json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [
+        {"Type": "bind", "Source": "/tmp", "Target": "/m", "BindOptions": {"ReadOnlyForceRecursive": true}}]}});
+    let (code, resp) = s.curl(
+        "POST",
+        "/containers/create",
+        Some(body.to_string().as_bytes()),
+    );
+    assert_eq!(code, 400, "{resp}");
+    assert!(
+        resp.contains("HostConfig.Mounts[0].BindOptions.ReadOnlyForceRecursive"),
+        "{resp}"
+    );
+    // A private source cannot be rshared (Docker's check).
+    let private = TempDir::new("api-binds-private");
+    let mk = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "mount --bind {0} {0} && mount --make-private {0}",
+            private.path().display()
+        ))
+        .status()
+        .unwrap();
+    assert!(mk.success());
+    let v = format!("{}:/p:rshared", private.path().display());
+    let o = s.docker(&["run", "--rm", "-v", &v, "busybox", "true"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("not a shared mount"),
+        "{}",
+        text(&o.stderr)
+    );
+    // Nested options berthd lacks, named.
+    for (m, want) in [
+        (
+            "type=volume,src=v1,dst=/v,volume-subpath=x",
+            "VolumeOptions.Subpath",
+        ),
+        ("type=tmpfs,dst=/t,tmpfs-mode=1777", ""),
+    ] {
+        let o = s.docker(&["run", "--rm", "--mount", m, "busybox", "true"]);
+        if want.is_empty() {
+            assert!(o.status.success(), "{m}: {}", text(&o.stderr));
+        } else {
+            assert!(
+                !o.status.success() && text(&o.stderr).contains(want),
+                "{m}: {}",
+                text(&o.stderr)
+            );
+        }
+    }
+    for p in [sub.as_path(), src.path(), private.path()] {
+        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
