@@ -482,6 +482,19 @@ impl Drop for Ctr {
 }
 
 /// Bytes as lossy text.
+/// A command that failed with `want` in its stderr (what a refusal must look like).
+pub fn refused(o: &Output, want: &str) {
+    assert!(
+        !o.status.success(),
+        "accepted; wanted a refusal with {want:?}"
+    );
+    assert!(
+        text(&o.stderr).contains(want),
+        "wanted {want:?} in: {}",
+        text(&o.stderr)
+    );
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
