@@ -155,6 +155,16 @@ fn block_io(host: &HostConfig) -> Result<Option<serde_json::Value>> {
         ))
     };
     let mut b = serde_json::Map::new();
+    let weighted = host.blkio_weight.is_some_and(|w| w > 0)
+        || host
+            .blkio_weight_device
+            .as_ref()
+            .is_some_and(|d| !d.is_empty());
+    if weighted && !kernel_has_io_weight() {
+        return Err(Error::Invalid(
+            "HostConfig.BlkioWeight: this kernel has no block I/O weight (no blkio.weight or io.weight: the BFQ scheduler is not in use)".into(),
+        ));
+    }
     if let Some(w) = host.blkio_weight.filter(|w| *w > 0) {
         if !(10..=1000).contains(&w) {
             return Err(Error::Invalid(format!(
@@ -187,6 +197,26 @@ fn block_io(host: &HostConfig) -> Result<Option<serde_json::Value>> {
         }
     }
     Ok((!b.is_empty()).then_some(b.into()))
+}
+
+/// Whether block I/O weights can be set here (cgroup v1 blkio.weight or
+/// blkio.bfq.weight; v2 io.weight or io.bfq.weight at the root's children).
+fn kernel_has_io_weight() -> bool {
+    [
+        "/sys/fs/cgroup/blkio/blkio.weight",
+        "/sys/fs/cgroup/blkio/blkio.bfq.weight",
+        "/sys/fs/cgroup/io.weight",
+        "/sys/fs/cgroup/io.bfq.weight",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists())
+        || std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|x| x == "io"))
+            && std::fs::read_dir("/sys/fs/cgroup").is_ok_and(|d| {
+                d.flatten().any(|e| {
+                    e.path().join("io.weight").exists() || e.path().join("io.bfq.weight").exists()
+                })
+            })
 }
 
 /// Docker's rule for `--sysctl`: the IPC ones (kernel.msg*, kernel.sem, kernel.shm*,

@@ -11,9 +11,9 @@ use berth_tests::stack::*;
 use berth_tests::*;
 use serde_json::{json, Value};
 
+/// The Engine API v1.45 reference the repository carries (see tests/schemas/README.md).
 fn reference() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference/docker-engine-api-v1.45.yaml")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/docker-engine-api-v1.45.yaml")
 }
 
 /// The schema's properties of `name` (following `allOf`), each with its own schema.
@@ -578,9 +578,30 @@ fn init_reaps_forwards_and_exits() {
     if !need_root("init_reaps_forwards_and_exits") {
         return;
     }
-    let cfg = json!({"registry-fallback": false, "init-path": static_init().display().to_string()});
+    // daemon.json's init: every container gets it unless it says --init=false.
+    let cfg = json!({"registry-fallback": false, "init": true,
+        "init-path": static_init().display().to_string()});
     let s = Stack::with_config("api-init", &cfg.to_string());
     s.import_busybox();
+    let pid1 = |args: &[&str]| -> String {
+        let a = [
+            &["run", "--rm"][..],
+            args,
+            &["busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"],
+        ]
+        .concat();
+        ok(&s.docker(&a))
+    };
+    assert!(
+        pid1(&[]).starts_with("/sbin/docker-init -- sh"),
+        "{}",
+        pid1(&[])
+    );
+    assert!(
+        pid1(&["--init=false"]).starts_with("sh -c"),
+        "{}",
+        pid1(&["--init=false"])
+    );
     let o = s.docker(&["run", "--rm", "--init", "busybox", "sh", "-c", "exit 7"]);
     assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
     let o = s.docker(&[
@@ -602,10 +623,7 @@ fn init_reaps_forwards_and_exits() {
     assert_eq!(o.status.code(), Some(137), "{}", text(&o.stderr));
     // Orphans: `(sleep 0.1 &)` leaves a sleep whose parent exits at once.
     let zombies = |init: bool| -> usize {
-        let mut a = vec!["run", "-d"];
-        if init {
-            a.push("--init");
-        }
+        let mut a = vec!["run", "-d", if init { "--init" } else { "--init=false" }];
         a.extend(["busybox", "sh", "-c", "(sleep 0.1 &); exec sleep 1000"]);
         let id = ok(&s.docker(&a)).trim().to_string();
         std::thread::sleep(Duration::from_millis(800));
@@ -693,6 +711,31 @@ fn resources_and_process_fields() {
         let f = |n: &str| std::fs::read_to_string(format!("/sys/fs/cgroup{path}/{n}")).unwrap();
         assert_eq!(f("memory.low").trim(), (32u64 << 20).to_string());
         assert_eq!(f("cpu.max").trim(), "50000 100000");
+    }
+    // Block I/O weight: applied where the kernel has it, refused by name where not.
+    let weight = ["blkio.weight", "blkio.bfq.weight"]
+        .iter()
+        .find(|f| Path::new("/sys/fs/cgroup/blkio").join(f).exists());
+    if let Some(f) = weight {
+        let cat = format!("cat /sys/fs/cgroup/blkio/{f}");
+        let o = s.docker(&[
+            "run",
+            "--rm",
+            "--cgroupns",
+            "private",
+            "--blkio-weight",
+            "300",
+            "busybox",
+            "sh",
+            "-c",
+            &cat,
+        ]);
+        assert_eq!(ok(&o).trim(), "300");
+    } else if Path::new("/sys/fs/cgroup/blkio").exists() {
+        refused(
+            &s.docker(&["run", "--rm", "--blkio-weight", "300", "busybox", "true"]),
+            "HostConfig.BlkioWeight",
+        );
     }
     // Docker's range checks.
     for (args, want) in [
