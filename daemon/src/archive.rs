@@ -150,8 +150,11 @@ fn unpack_archive(archive: &Path, dir: &Path) -> Result<(), Error> {
     let mut t = tar::Archive::new(r);
     // Docker's and podman's archives link duplicate layers: (link, target), both inside.
     let mut links: Vec<(PathBuf, PathBuf, String)> = Vec::new();
-    for e in t.entries().map_err(io("read archive", archive))? {
-        let mut e = e.map_err(io("read archive", archive))?;
+    // A body that is not a tar archive is the client's mistake (400), as in dockerd.
+    let not_tar =
+        |e: std::io::Error| Error::Invalid(format!("invalid archive (not a tar file): {e}"));
+    for e in t.entries().map_err(not_tar)? {
+        let mut e = e.map_err(not_tar)?;
         let raw = e.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
         let bad = |reason: String| {

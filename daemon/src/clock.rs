@@ -40,6 +40,24 @@ pub fn human(secs: i64) -> String {
     }
 }
 
+/// A filter's point in time as Docker takes it: seconds since the epoch (fractions
+/// allowed), an RFC 3339 time, or a duration before now ("10m", "1h30m").
+pub fn parse_since(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Some(secs) = s.split('.').next().and_then(|x| x.parse::<i64>().ok()) {
+        if s.split_once('.')
+            .is_none_or(|(_, f)| f.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Some(secs);
+        }
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Some(now_unix() - d.as_secs() as i64);
+    }
+    let t = unix_time(s);
+    (t > 0).then_some(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,10 @@ pub struct Config {
     pub bridge: Option<String>,
     /// MTU of the default bridge and its veths (1500 when unset).
     pub mtu: Option<u32>,
+    /// The default bridge is dual stack, with `fixed-cidr-v6` as its IPv6 subnet (a unique
+    /// local /64 when unset).
+    pub ipv6: bool,
+    pub fixed_cidr_v6: Option<String>,
     /// Where networks made without a subnet (and the default bridge without `bip`) get
     /// theirs: `[{"base": "10.10.0.0/16", "size": 24}]`.
     pub default_address_pools: Vec<AddressPool>,
@@ -84,6 +88,8 @@ impl Default for Config {
             bip: None,
             bridge: None,
             mtu: None,
+            ipv6: false,
+            fixed_cidr_v6: None,
             default_address_pools: Vec::new(),
             firewall_backend: None,
             log_opts: BTreeMap::new(),
@@ -271,11 +277,19 @@ impl Config {
         if let Some(b) = &self.firewall_backend {
             crate::network::firewall::Backend::choose(Some(b))?;
         }
+        if let Some(c) = &self.fixed_cidr_v6 {
+            if !self.ipv6 {
+                return Err("fixed-cidr-v6 is set but ipv6 is not true".into());
+            }
+            crate::network::parse_cidr6(c).map_err(|e| format!("fixed-cidr-v6: {e}"))?;
+        }
         Ok(crate::network::Settings {
             bip: self.bip.clone(),
             bridge: self.bridge.clone(),
             mtu: self.mtu,
             pools,
+            ipv6: self.ipv6,
+            fixed_cidr_v6: self.fixed_cidr_v6.clone(),
             firewall: self.firewall_backend.clone(),
         })
     }

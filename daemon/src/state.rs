@@ -21,6 +21,31 @@ pub struct Daemon {
     pub exit_lock: tokio::sync::Mutex<()>,
     /// Networks, namespaces, endpoints and published ports.
     pub net: Arc<crate::network::Net>,
+    /// Clients attached to a stopped container, waiting for its next task (`docker start
+    /// -a`): each is handed a sender to say it has subscribed before the task starts.
+    pub attach_waiters: std::sync::Mutex<std::collections::HashMap<String, Vec<AttachWaiter>>>,
+}
+
+/// See [`Daemon::attach_waiters`].
+pub type AttachWaiter = tokio::sync::oneshot::Sender<tokio::sync::oneshot::Sender<()>>;
+
+impl Daemon {
+    /// A new task of container `id` exists and has not started: let the clients waiting to
+    /// attach subscribe to it first (each gets two seconds).
+    pub async fn wake_attachers(&self, id: &str) {
+        let waiters = self
+            .attach_waiters
+            .lock()
+            .unwrap()
+            .remove(id)
+            .unwrap_or_default();
+        for w in waiters {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if w.send(tx).is_ok() {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), rx).await;
+            }
+        }
+    }
 }
 
 impl Daemon {
@@ -45,6 +70,7 @@ impl Daemon {
             events: Default::default(),
             doc_lock: Default::default(),
             exit_lock: Default::default(),
+            attach_waiters: Default::default(),
         }
     }
 }

@@ -262,6 +262,22 @@ pub fn changes(
         }
         Ok(())
     })?;
+    // A directory copied up only because the runtime made mount points in it (/etc for
+    // /etc/hosts) is no change of the container's: dropped unless something else under it
+    // changed (Docker keeps those mount points in a layer of their own below).
+    let holds_mount = |dir: &str| {
+        mount_points
+            .iter()
+            .any(|m| m.len() > dir.len() && m.starts_with(dir) && m.as_bytes()[dir.len()] == b'/')
+    };
+    let paths: Vec<String> = out.iter().map(|c| c.path.clone()).collect();
+    out.retain(|c| {
+        if !matches!(c.kind, Kind::Modified) || !holds_mount(&c.path) {
+            return true;
+        }
+        let prefix = format!("{}/", c.path);
+        paths.iter().any(|p| p.starts_with(&prefix))
+    });
     Ok(out)
 }
 

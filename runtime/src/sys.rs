@@ -561,9 +561,21 @@ pub fn reexec_sealed() -> std::io::Result<std::convert::Infallible> {
         }
     }
     drop(exe);
-    // SAFETY: fcntl on our own fd with integer arguments.
-    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, EXE_SEALS) } < 0 {
-        return Err(std::io::Error::last_os_error());
+    // F_SEAL_WRITE fails with EBUSY while the kernel still holds extra references to the
+    // copied pages (per-CPU LRU batches on a busy host): seen under load, gone a moment
+    // later. Retry a few times before giving up.
+    let mut attempt = 0u32;
+    loop {
+        // SAFETY: fcntl on our own fd with integer arguments.
+        if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, EXE_SEALS) } == 0 {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EBUSY) || attempt >= 8 {
+            return Err(e);
+        }
+        attempt += 1;
+        std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
     }
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.as_bytes()).unwrap_or_default())

@@ -75,7 +75,66 @@ fn options(raw: &str) -> Result<Options, ApiError> {
             )));
         }
     }
+    if flag("squash") {
+        return Err(ApiError::bad_request(
+            "squash is only supported with experimental mode, which Berth does not have",
+        ));
+    }
+    // The RUN containers' resources (the CLI sends them all, zero when unset).
+    let mut resources = serde_json::Map::new();
+    for (k, field, numeric) in [
+        ("memory", "Memory", true),
+        ("memswap", "MemorySwap", true),
+        ("cpushares", "CpuShares", true),
+        ("cpuperiod", "CpuPeriod", true),
+        ("cpuquota", "CpuQuota", true),
+        ("shmsize", "ShmSize", true),
+        ("cpusetcpus", "CpusetCpus", false),
+        ("cpusetmems", "CpusetMems", false),
+    ] {
+        let Some(v) = q.get(k).filter(|v| !matches!(v.as_str(), "" | "0")) else {
+            continue;
+        };
+        let val = if numeric {
+            serde_json::Value::from(v.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!("build option {k}: {v:?} is not a number"))
+            })?)
+        } else {
+            serde_json::Value::from(v.clone())
+        };
+        resources.insert(field.into(), val);
+    }
+    // What Berth's builder cannot do: refused when set.
+    for k in ["isolation", "remote", "outputs", "session"] {
+        if q.get(k)
+            .is_some_and(|v| !matches!(v.as_str(), "" | "default" | "null"))
+        {
+            return Err(ApiError::bad_request(format!(
+                "build option {k} is not supported by Berth's builder"
+            )));
+        }
+    }
+    if q.get("ulimits")
+        .is_some_and(|v| !matches!(v.as_str(), "" | "null" | "[]"))
+    {
+        return Err(ApiError::bad_request(
+            "build option ulimits is not supported by Berth's builder",
+        ));
+    }
+    let cache_from: Vec<String> = match q.get("cachefrom").filter(|v| !v.is_empty() && *v != "null")
+    {
+        Some(v) => serde_json::from_str(v)
+            .map_err(|e| ApiError::bad_request(format!("cachefrom: invalid JSON: {e}")))?,
+        None => Vec::new(),
+    };
+    let extra_hosts: Vec<String> = url_all(raw, "extrahosts")
+        .into_iter()
+        .filter(|h| !h.is_empty())
+        .collect();
     Ok(Options {
+        resources,
+        extra_hosts,
+        cache_from,
         dockerfile: q
             .get("dockerfile")
             .filter(|d| !d.is_empty())

@@ -180,6 +180,11 @@ async fn commit(
     };
     let _ = tokio::fs::remove_file(&tmp).await;
     let r = r?;
+    // Docker's Parent: the image the container ran (local only, like dockerd's).
+    let mut rec = r.record.clone();
+    rec.labels
+        .insert(crate::images::PARENT_LABEL.into(), base.id().to_string());
+    d.images.set_name(rec).await?;
     crate::events::container_with(&d, &c, "commit", &[("imageID", r.id().to_string())]);
     Ok((
         StatusCode::CREATED,

@@ -31,6 +31,38 @@ pub fn routes() -> Router<State> {
         .route("/containers/{id}/kill", post(kill))
         .route("/containers/{id}/stop", post(stop))
         .route("/containers/{id}", delete(remove))
+        .route("/containers/{id}/{alias}", delete(remove_link))
+}
+
+/// `DELETE /containers/PARENT/ALIAS?link=1`: remove a legacy `--link` from `PARENT` (its
+/// next start writes neither the /etc/hosts line nor the variables).
+async fn remove_link(
+    AxState(d): AxState<State>,
+    AxPath((parent, alias)): AxPath<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    if !is_true(&query, "link") {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("No such container: {parent}/{alias}"),
+        ));
+    }
+    let c = service::find(&d, &parent).await?;
+    let links = c.doc.host_config.links.clone().unwrap_or_default();
+    let keep: Vec<String> = links
+        .iter()
+        .filter(|l| crate::network::parse_link(l).map_or(true, |(_, a)| a != alias))
+        .cloned()
+        .collect();
+    if keep.len() == links.len() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("Could not find link {alias} of container {parent}"),
+        ));
+    }
+    service::update_doc(&d, &c.id, None, |doc| doc.host_config.links = Some(keep)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn create(
@@ -264,20 +296,41 @@ pub(super) fn network_settings(c: &Container, running: bool) -> Value {
     let ep = net.endpoint.as_ref();
     // One entry per endpoint (EndpointSettings): the first network's, then connected ones.
     let entry = |e: Option<&crate::network::Endpoint>| {
+        // What the endpoint was asked for (dockerd shows it whether or not it runs).
+        let ipam = e.and_then(|e| {
+            let mut m = serde_json::Map::new();
+            if e.static_ip {
+                m.insert("IPv4Address".into(), e.ip.clone().into());
+            }
+            if e.static_ip6 {
+                m.insert("IPv6Address".into(), e.ip6.clone().into());
+            }
+            if !e.link_local_ips.is_empty() {
+                m.insert("LinkLocalIPs".into(), json!(e.link_local_ips));
+            }
+            (!m.is_empty()).then_some(Value::Object(m))
+        });
+        let links: Vec<String> = e
+            .map(|e| e.links.iter().map(|(n, a)| format!("{n}:{a}")).collect())
+            .unwrap_or_default();
+        let mac = match e {
+            Some(e) if e.static_mac => e.mac.clone(),
+            _ => live(e.map(|e| e.mac.as_str())),
+        };
         json!({
-            "IPAMConfig": null,
-            "Links": [],
-            "Aliases": e.map(|e| e.aliases.clone()).unwrap_or_default(),
-            "MacAddress": live(e.map(|e| e.mac.as_str())),
+            "IPAMConfig": ipam,
+            "Links": if links.is_empty() { Value::Null } else { json!(links) },
+            "Aliases": e.map(|e| e.aliases.clone()).filter(|a| !a.is_empty()),
+            "MacAddress": mac,
             "NetworkID": e.map(|e| e.network_id.as_str()).unwrap_or(""),
             "EndpointID": live(e.map(|e| e.id.as_str())),
             "Gateway": live(e.map(|e| e.gateway.as_str())),
             "IPAddress": live(e.map(|e| e.ip.as_str())),
             "IPPrefixLen": if running { e.map(|e| e.prefix).unwrap_or(0) } else { 0 },
-            "IPv6Gateway": "",
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
-            "DriverOpts": null,
+            "IPv6Gateway": live(e.map(|e| e.gateway6.as_str())),
+            "GlobalIPv6Address": live(e.map(|e| e.ip6.as_str())),
+            "GlobalIPv6PrefixLen": if running { e.map(|e| e.prefix6).unwrap_or(0) } else { 0 },
+            "DriverOpts": e.filter(|e| !e.driver_opts.is_empty()).map(|e| json!(e.driver_opts)),
             "DNSNames": [],
         })
     };
@@ -309,11 +362,11 @@ pub(super) fn network_settings(c: &Container, running: bool) -> Value {
         "SecondaryIPv6Addresses": null,
         "EndpointID": live(ep.map(|e| e.id.as_str())),
         "Gateway": live(ep.map(|e| e.gateway.as_str())),
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "GlobalIPv6Address": live(ep.map(|e| e.ip6.as_str())),
+        "GlobalIPv6PrefixLen": if running { ep.map(|e| e.prefix6).unwrap_or(0) } else { 0 },
         "IPAddress": live(ep.map(|e| e.ip.as_str())),
         "IPPrefixLen": if running { ep.map(|e| e.prefix).unwrap_or(0) } else { 0 },
-        "IPv6Gateway": "",
+        "IPv6Gateway": live(ep.map(|e| e.gateway6.as_str())),
         "MacAddress": live(ep.map(|e| e.mac.as_str())),
         "Networks": networks,
     })

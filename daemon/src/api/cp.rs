@@ -35,10 +35,17 @@ pub fn routes() -> Router<State> {
 /// Where the container's root can be opened.
 enum Root {
     Live(PathBuf),
-    Snapshot(Vec<berth_fstree::mount::Mount>, PathBuf),
+    /// The snapshot's mounts, where to mount them, and the container's volumes and binds
+    /// as (source on the host, destination in the container, recursive).
+    Snapshot(
+        Vec<berth_fstree::mount::Mount>,
+        PathBuf,
+        Vec<(String, String, bool)>,
+    ),
 }
 
-async fn root_of(d: &State, id: &str) -> Result<Root, ApiError> {
+async fn root_of(d: &State, c: &crate::containers::Container) -> Result<Root, ApiError> {
+    let id = c.id.as_str();
     let t = task(d, id).await;
     if let Some(t) = t.as_ref().filter(|t| t.pid > 0) {
         if matches!(state_name(Some(t)), "running" | "paused" | "created") {
@@ -63,7 +70,78 @@ async fn root_of(d: &State, id: &str) -> Result<Root, ApiError> {
         .data_root
         .join("tmp")
         .join(format!("cp-{}", crate::images::unique()));
-    Ok(Root::Snapshot(mounts, tmp))
+    let binds = c
+        .doc
+        .mounts
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| matches!(m.r#type.as_str(), "volume" | "bind") && !m.source.is_empty())
+        .map(|(n, m)| {
+            // A volume subpath is mounted from where it is pinned.
+            let source = if m.subpath.is_some() {
+                crate::containers::mounts::subpath_dir(d, id, n)
+                    .display()
+                    .to_string()
+            } else {
+                m.source.clone()
+            };
+            (source, m.destination.clone(), m.r#type == "bind")
+        })
+        .collect();
+    Ok(Root::Snapshot(mounts, tmp, binds))
+}
+
+/// Bind the container's volumes and binds into its mounted snapshot at `dir`, each
+/// destination resolved inside the root (a symlinked destination cannot lead onto the
+/// host); run `f`; unmount them again. What a stopped container's `docker cp` sees is then
+/// what it saw when running.
+fn with_binds<T>(
+    dir: &Path,
+    binds: &[(String, String, bool)],
+    f: impl FnOnce(&OwnedFd) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    use berth_fstree::open::open_in_root;
+    let open = |p: &Path| -> Result<OwnedFd, ApiError> {
+        std::fs::File::open(p)
+            .map(OwnedFd::from)
+            .map_err(|e| internal(format!("open the container root {}: {e}", p.display())))
+    };
+    let root = open(dir)?;
+    let mut mounted: Vec<String> = Vec::new();
+    let mut res = Ok(());
+    // Outer mounts first, so that nested destinations land on them.
+    let mut sorted: Vec<&(String, String, bool)> = binds.iter().collect();
+    sorted.sort_by_key(|(_, dst, _)| dst.matches('/').count());
+    for (src, dst, recursive) in sorted {
+        let Ok(at) = open_in_root(root.as_raw_fd(), Path::new(dst), libc::O_PATH) else {
+            continue;
+        };
+        let target = format!("/proc/self/fd/{}", at.as_raw_fd());
+        let mut flags = nix::mount::MsFlags::MS_BIND;
+        if *recursive {
+            flags |= nix::mount::MsFlags::MS_REC;
+        }
+        if let Err(e) = nix::mount::mount(
+            Some(src.as_str()),
+            target.as_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        ) {
+            res = Err(internal(format!("mount {src} at {dst} for the copy: {e}")));
+            break;
+        }
+        mounted.push(dst.clone());
+    }
+    let out = res.and_then(|_| f(&root));
+    for dst in mounted.iter().rev() {
+        // Opened again, the path is the new mount's root, which is what umount needs.
+        if let Ok(at) = open_in_root(root.as_raw_fd(), Path::new(dst), libc::O_PATH) {
+            let p = format!("/proc/self/fd/{}", at.as_raw_fd());
+            let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    out
 }
 
 /// Run `f` with an fd of the container's root directory, on a blocking thread.
@@ -79,8 +157,8 @@ async fn with_root<T: Send + 'static>(
         };
         match root {
             Root::Live(p) => f(&open(&p)?),
-            Root::Snapshot(mounts, tmp) => {
-                berth_fstree::mount::with_mounted(&mounts, &tmp, |dir| f(&open(dir)?))
+            Root::Snapshot(mounts, tmp, binds) => {
+                berth_fstree::mount::with_mounted(&mounts, &tmp, |dir| with_binds(dir, &binds, f))
                     .map_err(internal)?
             }
         }
@@ -157,7 +235,7 @@ async fn get_archive(
         format!("/{path}")
     };
     let (parent, name) = split(&abs);
-    let root = root_of(&d, &c.id).await?;
+    let root = root_of(&d, &c).await?;
     let head = method == Method::HEAD;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
     let (stat_tx, stat_rx) = tokio::sync::oneshot::channel::<Result<String, ApiError>>();
@@ -275,7 +353,7 @@ async fn put_archive(
             "container rootfs is marked read-only",
         ));
     }
-    let root = root_of(&d, &c.id).await?;
+    let root = root_of(&d, &c).await?;
     let tmp = super::request::spool(&d, body).await?;
     let (cid, shown, spooled) = (c.id.clone(), path.clone(), tmp.clone());
     let r = with_root(root, move |rootfd| {

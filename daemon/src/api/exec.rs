@@ -141,7 +141,10 @@ async fn start(
         ));
     }
     let cfg = e.config.clone();
-    let tty = cfg.tty.unwrap_or(false) || opts.tty.unwrap_or(false);
+    // As in dockerd: the exec's own Tty gives it a terminal; the start request's Tty alone
+    // says whether the stream is raw (true) or multiplexed with stdcopy headers.
+    let terminal = cfg.tty.unwrap_or(false);
+    let tty = opts.tty.unwrap_or(false);
     let detach = opts.detach.unwrap_or(false);
     let stdin = cfg.attach_stdin.unwrap_or(false) && !detach;
     let p = process(&d, &e, t.map(|t| t.pid).unwrap_or(0))?;
@@ -152,7 +155,7 @@ async fn start(
             container_id: e.container.clone(),
             exec_id: id.clone(),
             process: serde_json::to_vec(&p).expect("json"),
-            terminal: tty,
+            terminal,
             stdin,
             inherit: true,
         })
@@ -231,7 +234,8 @@ async fn start(
                 close_stdin: true,
                 detach: detach_keys(cfg.detach_keys().unwrap_or("ctrl-p,ctrl-q"))?,
             };
-            session.spawn(upgrade, out, in_tx, start_exec, finish);
+            let before = async move { start_exec.await.map(|_| Vec::new()) };
+            session.spawn(upgrade, out, in_tx, before, finish);
             Ok(switching(tty))
         }
         (Some((mut out, _in)), None) => {

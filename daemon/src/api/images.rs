@@ -162,7 +162,18 @@ async fn create(
         let progress: OnProgress = Arc::new(move |p: Progress| {
             let _ = ptx.send(progress_line(&p));
         });
+        let before = images
+            .resolve(&r.to_string())
+            .await
+            .ok()
+            .and_then(|i| i.record.target)
+            .map(|t| t.digest);
         match images.pull(&reference, progress).await {
+            Ok(new) if new.record.target.as_ref().map(|t| &t.digest) == before.as_ref() => {
+                let _ = tx.send(serde_json::json!({
+                    "status": format!("Status: Image is up to date for {}", r.familiar()),
+                }));
+            }
             Ok(_) => {
                 events.events.publish(
                     "image",
@@ -314,7 +325,7 @@ fn inspect_json(r: &Resolved, tags: Vec<String>, digests: Vec<String>) -> serde_
         "Id": r.id(),
         "RepoTags": tags,
         "RepoDigests": digests,
-        "Parent": "",
+        "Parent": r.record.labels.get(crate::images::PARENT_LABEL).cloned().unwrap_or_default(),
         "Comment": r.config.history.last().map(|h| h.comment.clone()).unwrap_or_default(),
         "Created": r.config.created,
         "DockerVersion": "",
@@ -523,7 +534,18 @@ async fn load(AxState(d): AxState<State>, body: Body) -> Result<Response, ApiErr
     let tmp = spool(&d, body).await?;
     let r = crate::archive::load(&d.images, &tmp).await;
     let _ = std::fs::remove_file(&tmp);
-    let lines = r?;
+    // As dockerd: the answer is a stream, so a bad archive is its last line (docker-py
+    // raises ImageLoadError on it, the CLI prints it and fails).
+    let lines = match r {
+        Ok(l) => l,
+        Err(e) => {
+            let line = error_line(&format!("{:#}", anyhow::Error::new(e)));
+            return Ok(Response::builder()
+                .header("Content-Type", "application/json")
+                .body(Body::from(format!("{line}\r\n")))
+                .expect("response"));
+        }
+    };
     d.events.publish("image", "load", "", serde_json::json!({}));
     let text: String = lines
         .iter()

@@ -19,6 +19,7 @@ pub mod networks;
 pub mod ops;
 pub mod request;
 pub mod streams;
+pub mod swarm;
 pub mod system;
 pub mod tls;
 pub mod volumes;
@@ -186,6 +187,7 @@ pub fn router(state: State) -> Router {
         .merge(cp::routes())
         .merge(volumes::routes())
         .merge(events::routes())
+        .merge(swarm::routes())
         .fallback(not_found)
         .with_state(state)
 }

@@ -25,6 +25,9 @@ pub fn routes() -> Router<State> {
 
 const MTU_OPTION: &str = "com.docker.network.driver.mtu";
 const BRIDGE_OPTION: &str = "com.docker.network.bridge.name";
+/// `Attachable` is kept among the options under this name (it means nothing without swarm,
+/// but dockerd keeps and shows it on local networks too).
+const ATTACHABLE: &str = "berth.attachable";
 
 fn pseudo(name: &str) -> Value {
     use sha2::Digest;
@@ -57,13 +60,28 @@ async fn doc(d: &State, n: &Network) -> Value {
                 "EndpointID": e.id,
                 "MacAddress": e.mac,
                 "IPv4Address": format!("{}/{}", e.ip, e.prefix),
-                "IPv6Address": "",
+                "IPv6Address": if e.ip6.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/{}", e.ip6, e.prefix6)
+                },
             }),
         );
     }
     let mut ipam = json!({"Subnet": n.subnet, "Gateway": n.gateway});
     if let Some(r) = &n.ip_range {
         ipam["IPRange"] = r.clone().into();
+    }
+    if !n.aux_addresses.is_empty() {
+        ipam["AuxiliaryAddresses"] = json!(n.aux_addresses);
+    }
+    let mut pools = vec![ipam];
+    if let (Some(s6), Some(g6)) = (&n.subnet6, &n.gateway6) {
+        let mut six = json!({"Subnet": s6, "Gateway": g6});
+        if let Some(r) = &n.ip_range6 {
+            six["IPRange"] = r.clone().into();
+        }
+        pools.push(six);
     }
     // As given at creation (compose compares them with its file's); the default bridge's
     // as dockerd shows docker0's.
@@ -86,10 +104,10 @@ async fn doc(d: &State, n: &Network) -> Value {
         "Created": n.created,
         "Scope": "local",
         "Driver": n.driver,
-        "EnableIPv6": false,
-        "IPAM": {"Driver": "default", "Options": null, "Config": [ipam]},
+        "EnableIPv6": n.subnet6.is_some(),
+        "IPAM": {"Driver": "default", "Options": null, "Config": pools},
         "Internal": n.internal,
-        "Attachable": false,
+        "Attachable": n.options.get(ATTACHABLE).is_some_and(|v| v == "true"),
         "Ingress": false,
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": false,
@@ -146,11 +164,26 @@ async fn inspect(
     Ok(Json(doc(&d, &n).await))
 }
 
-/// `POST /networks/create`'s body: the fields berthd acts on. Others (`EnableIPv6`,
-/// `Attachable`, …) are not read, as before this was typed (IPv6 is issue 17's).
+/// `POST /networks/create`'s body: each field honoured or refused by name.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct CreateBody {
+    #[serde(default, rename = "EnableIPv6")]
+    enable_ipv6: Option<bool>,
+    #[serde(default)]
+    attachable: Option<bool>,
+    #[serde(default)]
+    ingress: Option<bool>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    config_only: Option<bool>,
+    #[serde(default)]
+    config_from: Option<Value>,
+    /// Always true since API 1.44; accepted.
+    #[serde(default)]
+    #[allow(dead_code)]
+    check_duplicate: Option<bool>,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -169,6 +202,10 @@ struct CreateBody {
 #[serde(rename_all = "PascalCase")]
 struct Ipam {
     #[serde(default)]
+    driver: Option<String>,
+    #[serde(default)]
+    options: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
     config: Option<Vec<IpamConfig>>,
 }
 
@@ -181,6 +218,8 @@ struct IpamConfig {
     gateway: Option<String>,
     #[serde(default, rename = "IPRange")]
     ip_range: Option<String>,
+    #[serde(default)]
+    auxiliary_addresses: Option<std::collections::BTreeMap<String, String>>,
 }
 
 async fn create(AxState(d): AxState<State>, body: axum::body::Bytes) -> Result<Response, ApiError> {
@@ -212,15 +251,66 @@ async fn create(AxState(d): AxState<State>, body: axum::body::Bytes) -> Result<R
             format!("network with name {name} already exists"),
         ));
     }
-    let first = v
-        .ipam
-        .as_ref()
-        .and_then(|i| i.config.as_ref())
-        .and_then(|c| c.first().cloned())
-        .unwrap_or_default();
+    if v.ingress == Some(true) {
+        return Err(ApiError::bad_request(
+            "Ingress: ingress networks need swarm mode, which is not supported by Berth",
+        ));
+    }
+    if let Some(sc) = v
+        .scope
+        .as_deref()
+        .filter(|s| !s.is_empty() && *s != "local")
+    {
+        return Err(ApiError::bad_request(format!(
+            "Scope {sc:?}: only local networks exist without swarm mode, which is not supported by Berth"
+        )));
+    }
+    if v.config_only == Some(true)
+        || v.config_from
+            .as_ref()
+            .is_some_and(|c| !c["Network"].as_str().unwrap_or("").is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "ConfigOnly and ConfigFrom (configuration-only networks) are not supported by Berth",
+        ));
+    }
+    let ipam = v.ipam.as_ref();
+    if let Some(drv) = ipam
+        .and_then(|i| i.driver.as_deref())
+        .filter(|x| !x.is_empty() && *x != "default")
+    {
+        return Err(ApiError::bad_request(format!(
+            "IPAM.Driver {drv:?} is not supported by Berth (default)"
+        )));
+    }
+    if ipam
+        .and_then(|i| i.options.as_ref())
+        .is_some_and(|o| !o.is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "IPAM.Options are not supported by Berth's default IPAM driver",
+        ));
+    }
+    // One IPv4 pool and one IPv6 pool at most, told apart by their subnets.
+    let pools: Vec<IpamConfig> = ipam.and_then(|i| i.config.clone()).unwrap_or_default();
+    let is6 = |c: &IpamConfig| {
+        c.subnet.as_deref().is_some_and(|x| x.contains(':'))
+            || c.gateway.as_deref().is_some_and(|x| x.contains(':'))
+    };
+    let (v6s, v4s): (Vec<IpamConfig>, Vec<IpamConfig>) = pools.into_iter().partition(is6);
+    if v4s.len() > 1 || v6s.len() > 1 {
+        return Err(ApiError::bad_request(
+            "IPAM.Config: Berth takes one IPv4 and one IPv6 pool per network",
+        ));
+    }
+    let first = v4s.into_iter().next().unwrap_or_default();
+    let six = v6s.into_iter().next().unwrap_or_default();
     let s = |x: &Option<String>| x.clone().filter(|x| !x.is_empty());
     let labels = v.labels.clone().unwrap_or_default();
-    let options = v.options.clone().unwrap_or_default();
+    let mut options = v.options.clone().unwrap_or_default();
+    if v.attachable == Some(true) {
+        options.insert(ATTACHABLE.into(), "true".into());
+    }
     let n = d
         .net
         .create_network(NewNetwork {
@@ -239,12 +329,17 @@ async fn create(AxState(d): AxState<State>, body: axum::body::Bytes) -> Result<R
             },
             bridge: options.get(BRIDGE_OPTION).cloned(),
             options: options.clone(),
+            ipv6: v.enable_ipv6.unwrap_or(false),
+            subnet6: s(&six.subnet),
+            gateway6: s(&six.gateway),
+            ip_range6: s(&six.ip_range),
+            aux_addresses: first.auxiliary_addresses.clone().unwrap_or_default(),
         })
         .await?;
     crate::events::publish_network(&d, "create", &n.id, &n.name);
     let ignored: Vec<&str> = options
         .keys()
-        .filter(|k| *k != MTU_OPTION && *k != BRIDGE_OPTION)
+        .filter(|k| *k != MTU_OPTION && *k != BRIDGE_OPTION && *k != ATTACHABLE)
         .map(String::as_str)
         .collect();
     let warning = if ignored.is_empty() {

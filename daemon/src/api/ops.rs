@@ -13,6 +13,7 @@ use berth_proto::manager as pb;
 
 use super::url_pairs;
 use super::{internal, ApiError, State};
+use crate::clock::unix_time;
 use crate::containers::{self as service, find, running, state_name, task};
 
 pub fn routes() -> Router<State> {
@@ -218,9 +219,39 @@ async fn sample(d: &State, id: &str) -> serde_json::Value {
             "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
         },
         "blkio_stats": {},
+        "networks": networks(d, id).await,
         "storage_stats": {},
         "num_procs": 0,
     })
+}
+
+/// Per interface of the container (`eth0`, …), as the container sees it: what the host
+/// end of its veth sent is what the container received.
+async fn networks(d: &State, id: &str) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for e in d.net.endpoints_of(id).await {
+        let stat = |k: &str| -> u64 {
+            std::fs::read_to_string(format!("/sys/class/net/{}/statistics/{k}", e.veth))
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let name = if e.ifname.is_empty() {
+            "eth0".to_string()
+        } else {
+            e.ifname.clone()
+        };
+        out.insert(
+            name,
+            serde_json::json!({
+                "rx_bytes": stat("tx_bytes"), "rx_packets": stat("tx_packets"),
+                "rx_errors": stat("tx_errors"), "rx_dropped": stat("tx_dropped"),
+                "tx_bytes": stat("rx_bytes"), "tx_packets": stat("rx_packets"),
+                "tx_errors": stat("rx_errors"), "tx_dropped": stat("rx_dropped"),
+            }),
+        );
+    }
+    serde_json::Value::Object(out)
 }
 
 fn host_memory() -> u64 {
@@ -306,10 +337,64 @@ async fn stats(
         .expect("response"))
 }
 
-async fn prune(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, ApiError> {
-    let deleted = service::prune(&d).await?;
+/// `POST /containers/prune?filters=`: stopped containers, narrowed by `until` (a time or
+/// a duration ago) and `label` / `label!` (`k`, `k=v`); SpaceReclaimed is what their
+/// writable layers held.
+async fn prune(
+    AxState(d): AxState<State>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let f = super::Filters::parse(&query)?;
+    if let Some(k) = f
+        .keys()
+        .find(|k| !matches!(k.as_str(), "until" | "label" | "label!"))
+    {
+        return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
+    }
+    let until = match f.get("until").first() {
+        Some(u) => Some(crate::clock::parse_since(u).ok_or_else(|| {
+            ApiError::bad_request(format!("invalid until {u:?}: want a time or a duration"))
+        })?),
+        None => None,
+    };
+    let has = |labels: &std::collections::BTreeMap<String, String>, l: &str| match l.split_once('=')
+    {
+        Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
+        None => labels.contains_key(l),
+    };
+    let (with, without) = (f.get("label"), f.get("label!"));
+    let pick = move |c: &service::Container| {
+        let labels = c.doc.config.labels.clone().unwrap_or_default();
+        until.is_none_or(|u| unix_time(&c.doc.created) < u)
+            && with.iter().all(|l| has(&labels, l))
+            && !without.iter().any(|l| has(&labels, l))
+    };
+    let mut space = 0u64;
+    let mut deleted = Vec::new();
+    for c in service::all(&d).await? {
+        if !matches!(
+            state_name(task(&d, &c.id).await.as_ref()),
+            "exited" | "created"
+        ) || !pick(&c)
+        {
+            continue;
+        }
+        let rw = d
+            .images
+            .mgr
+            .snapshots
+            .clone()
+            .usage(pb::SnapshotRef { key: c.id.clone() })
+            .await
+            .map(|u| u.into_inner().size)
+            .unwrap_or(0);
+        service::remove(&d, &c, false, false).await?;
+        space += rw;
+        deleted.push(c.id);
+    }
     Ok(Json(
-        serde_json::json!({ "ContainersDeleted": deleted, "SpaceReclaimed": 0 }),
+        serde_json::json!({ "ContainersDeleted": deleted, "SpaceReclaimed": space }),
     ))
 }
 

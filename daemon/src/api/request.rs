@@ -121,14 +121,17 @@ pub fn url_all(q: &str, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// A query string's `key=value` pairs, percent-decoded (the last of a repeated key).
+/// A query string's `key=value` pairs, percent-decoded; of a repeated key the first, as
+/// Go's `FormValue` in dockerd takes it (docker-py sends `dockerfile` twice for a
+/// Dockerfile outside the context: its name in the context, then its text).
 pub fn url_pairs(q: &str) -> BTreeMap<String, String> {
-    q.split('&')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
+    let mut out = BTreeMap::new();
+    for kv in q.split('&') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        out.entry(percent_decode(k))
+            .or_insert_with(|| percent_decode(v));
+    }
+    out
 }
 
 fn percent_decode(s: &str) -> String {

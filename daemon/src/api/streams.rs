@@ -142,7 +142,7 @@ impl Session {
         finish: F,
     ) where
         F: std::future::Future<Output = ()> + Send + 'static,
-        B: std::future::Future<Output = Result<(), String>> + Send + 'static,
+        B: std::future::Future<Output = Result<Vec<u8>, String>> + Send + 'static,
     {
         tokio::spawn(async move {
             let Ok(io) = upgrade.await else { return };
@@ -150,16 +150,24 @@ impl Session {
             let (mut rd, mut wr) = tokio::io::split(io);
             // Starting the process after the upgrade: its failure reaches the client on the
             // stream (as dockerd reports a failed exec).
-            if let Err(msg) = before.await {
-                let msg = format!("{msg}\r\n");
-                let bytes = if self.tty {
-                    msg.into_bytes()
-                } else {
-                    frame(2, msg.as_bytes())
-                };
-                let _ = wr.write_all(&bytes).await;
-                let _ = wr.shutdown().await;
-                return;
+            match before.await {
+                Err(msg) => {
+                    let msg = format!("{msg}\r\n");
+                    let bytes = if self.tty {
+                        msg.into_bytes()
+                    } else {
+                        frame(2, msg.as_bytes())
+                    };
+                    let _ = wr.write_all(&bytes).await;
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+                Ok(first) if !first.is_empty() => {
+                    if wr.write_all(&first).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
             }
             let Session {
                 tty,
@@ -292,16 +300,85 @@ pub async fn attach(
             "attach needs a hijacked connection (Connection: Upgrade, Upgrade: tcp)",
         ));
     };
-    // Subscribe before answering: the CLI starts the container once it has the 101.
-    let (out, in_tx) = open_attach(&d, &c.id, "", flag("stdout"), flag("stderr")).await?;
+    let (stdout, stderr) = (flag("stdout"), flag("stderr"));
+    // `logs=1`: what the container wrote so far comes first; `stream=0` (dockerd's default
+    // when absent): nothing live after it.
+    let past = if flag("logs") && crate::containers::logfile::readable(&c) {
+        past_logs(&c, stdout, stderr)
+    } else {
+        Vec::new()
+    };
+    if !flag("stream") {
+        tokio::spawn(async move {
+            let Ok(io) = upgrade.await else { return };
+            let mut io = hyper_util::rt::TokioIo::new(io);
+            // docker-py reads the hijacked socket from under its HTTP parser: bytes that
+            // arrive with the 101's headers land in the parser's buffer and are lost to it.
+            // dockerd's log reader is slow enough that this never shows; give the client
+            // the moment it needs to finish reading the headers.
+            if !past.is_empty() {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            let _ = io.write_all(&past).await;
+            let _ = io.shutdown().await;
+        });
+        return Ok(switching(tty));
+    }
     let session = Session {
         tty,
         stdin: flag("stdin"),
         close_stdin: !tty && c.doc.config.stdin_once.unwrap_or(false),
         detach,
     };
-    session.spawn(upgrade, out, in_tx, async { Ok(()) }, async {});
+    // A stopped container (`docker start -a`): its next task is attached once it exists,
+    // before it starts, so none of its output is missed.
+    if state_name(task(&d, &c.id).await.as_ref()) == "exited" {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        d.attach_waiters
+            .lock()
+            .unwrap()
+            .entry(c.id.clone())
+            .or_default()
+            .push(tx);
+        let (d2, id) = (d.clone(), c.id.clone());
+        tokio::spawn(async move {
+            let Ok(ready) = rx.await else { return };
+            let opened = open_attach(&d2, &id, "", stdout, stderr).await;
+            let _ = ready.send(());
+            if let Ok((out, in_tx)) = opened {
+                session.spawn(upgrade, out, in_tx, async move { Ok(past) }, async {});
+            }
+        });
+        return Ok(switching(tty));
+    }
+    // Subscribe before answering: the CLI starts the container once it has the 101.
+    let (out, in_tx) = open_attach(&d, &c.id, "", stdout, stderr).await?;
+    session.spawn(upgrade, out, in_tx, async move { Ok(past) }, async {});
     Ok(switching(tty))
+}
+
+/// Everything container `c` logged so far on the chosen streams, framed for its stream
+/// (raw with a terminal).
+fn past_logs(c: &crate::containers::Container, stdout: bool, stderr: bool) -> Vec<u8> {
+    use crate::containers::logfile;
+    let path = std::path::PathBuf::from(&c.log_path);
+    let format = logfile::format_of(c);
+    let mut records = logfile::read_rotated(&path, format);
+    if let Ok(buf) = std::fs::read(&path) {
+        records.extend(logfile::parse(format, &buf).0);
+    }
+    let tty = c.doc.config.tty();
+    records
+        .iter()
+        .filter(|r| (r.stream == "stderr" && stderr) || (r.stream != "stderr" && stdout))
+        .flat_map(|r| {
+            if tty {
+                r.line.clone()
+            } else {
+                frame(if r.stream == "stderr" { 2 } else { 1 }, &r.line)
+            }
+        })
+        .collect()
 }
 
 /// `POST /containers/{id}/resize?h=&w=`.

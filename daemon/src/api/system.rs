@@ -59,6 +59,7 @@ async fn version() -> Json<serde_json::Value> {
         "Arch": arch(),
         "KernelVersion": kernel(),
         "BuildTime": "",
+        "Experimental": false,
     }))
 }
 
@@ -98,6 +99,7 @@ async fn info(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, Api
     let (running, paused) = (count("running"), count("paused"));
     Ok(Json(serde_json::json!({
         "ID": "",
+        "ExperimentalBuild": false,
         "Containers": ctrs.len(), "ContainersRunning": running, "ContainersPaused": paused,
         "ContainersStopped": ctrs.len() - running - paused,
         "Images": ids.len(),

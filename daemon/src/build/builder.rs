@@ -59,6 +59,8 @@ pub(super) struct Builder {
     pub(super) steps: usize,
     pub(super) stages: Vec<Stage>,
     pub(super) used_args: std::collections::BTreeSet<String>,
+    /// The exit code of the RUN that failed the build.
+    pub(super) exit_code: Option<u32>,
 }
 
 pub(super) fn short(id: &str) -> &str {
@@ -490,7 +492,33 @@ impl Builder {
         }
         let id = self.cache.map.get(key)?;
         let img = self.d.images.find(id).await.ok()?;
-        self.d.images.resolve_record(&img).await.ok()
+        let r = self.d.images.resolve_record(&img).await.ok()?;
+        if self.opts.cache_from.is_empty() {
+            return Some(r);
+        }
+        // With --cache-from: only a step image that one of those images was built on (its
+        // layers and history a prefix of theirs).
+        for name in &self.opts.cache_from {
+            let Ok(c) = self.d.images.find(name).await else {
+                continue;
+            };
+            let Ok(c) = self.d.images.resolve_record(&c).await else {
+                continue;
+            };
+            let (rl, cl) = (&r.config.rootfs.diff_ids, &c.config.rootfs.diff_ids);
+            let (rh, ch) = (&r.config.history, &c.config.history);
+            let same = |a: &History, b: &History| {
+                a.created_by == b.created_by && a.empty_layer == b.empty_layer
+            };
+            if rl.len() <= cl.len()
+                && rl[..] == cl[..rl.len()]
+                && rh.len() <= ch.len()
+                && rh.iter().zip(ch.iter()).all(|(a, b)| same(a, b))
+            {
+                return Some(r);
+            }
+        }
+        None
     }
 
     pub(super) fn remember(&mut self, key: &str, img: &Resolved) {

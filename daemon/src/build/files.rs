@@ -105,6 +105,17 @@ fn escapes(rel: &str) -> bool {
     false
 }
 
+/// `rel` inside the source `base` as a context path ("" is the context root: `COPY .`,
+/// whose entries the `.dockerignore` excludes too — the Dockerfile and .dockerignore
+/// themselves when it names them, as dockerd removes them from the context).
+fn under(base: &str, rel: &str) -> String {
+    if base.is_empty() {
+        rel.to_string()
+    } else {
+        format!("{base}/{rel}")
+    }
+}
+
 fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
@@ -197,10 +208,7 @@ pub fn plan(
             continue;
         }
         walk(&it.path(), "", &mut |rel, meta, path| {
-            if !it.rel.is_empty()
-                && !rel.is_empty()
-                && ignore.excludes(&format!("{}/{rel}", it.rel))
-            {
+            if !rel.is_empty() && ignore.skips(&under(&it.rel, rel), meta.is_dir()) {
                 return Ok(false);
             }
             use std::os::unix::fs::MetadataExt;
@@ -495,10 +503,7 @@ pub fn write(
                     .map_err(|e| format!("{entry}: {e}"))?;
             } else {
                 walk(&it.path(), "", &mut |rel, meta, path| {
-                    if !it.rel.is_empty()
-                        && !rel.is_empty()
-                        && plan.ignore.excludes(&format!("{}/{rel}", it.rel))
-                    {
+                    if !rel.is_empty() && plan.ignore.skips(&under(&it.rel, rel), meta.is_dir()) {
                         return Ok(false);
                     }
                     let entry = match (&name, rel.is_empty()) {

@@ -68,6 +68,13 @@ pub struct Options {
     pub labels: BTreeMap<String, String>,
     pub network_mode: String,
     pub quiet: bool,
+    /// `--add-host`s of the RUN steps' containers.
+    pub extra_hosts: Vec<String>,
+    /// Their resources (`--memory`, `--cpu-shares`, `--shm-size`, …) as HostConfig fields.
+    pub resources: serde_json::Map<String, serde_json::Value>,
+    /// `--cache-from`: when given, a cached step counts only if its image is part of one
+    /// of these images (the classic builder's rule).
+    pub cache_from: Vec<String>,
 }
 
 /// Build from the context tar at `context` (removed when read): extract it, then run the
@@ -129,11 +136,16 @@ pub async fn start(
             steps: 0,
             stages: Vec::new(),
             used_args: Default::default(),
+            exit_code: None,
         };
         match b.run().await {
             Ok(()) => {}
             Err(msg) => {
-                let line = serde_json::json!({"errorDetail": {"message": msg}, "error": msg});
+                let mut line = serde_json::json!({"errorDetail": {"message": msg}, "error": msg});
+                // A failed RUN: its exit code, as dockerd reports it.
+                if let Some(code) = b.exit_code {
+                    line["errorDetail"]["code"] = code.into();
+                }
                 let _ = tx.send(Bytes::from(format!("{line}\r\n")));
             }
         }

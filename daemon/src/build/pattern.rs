@@ -118,6 +118,23 @@ impl Ignore {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+
+    /// Should a walk leave `path` out, children and all? An excluded directory is still
+    /// walked when an exception (`!…`) may re-include something inside it; its excluded
+    /// files are left out one by one.
+    pub fn skips(&self, path: &str, is_dir: bool) -> bool {
+        if !self.excludes(path) {
+            return false;
+        }
+        if !is_dir {
+            return true;
+        }
+        let dir = format!("{}/", clean(path));
+        !self
+            .rules
+            .iter()
+            .any(|(exc, p)| *exc && (p.starts_with(&dir) || p.contains(['*', '?', '['])))
+    }
 }
 
 /// Like Go's `filepath.Clean` for relative slash paths, leading `/` dropped.
@@ -151,6 +168,16 @@ mod tests {
         assert!(!path_matches("src/*.rs", "src/a/main.rs"));
         assert!(path_matches("**/*.rs", "src/a/main.rs"));
         assert!(path_matches("**/*.rs", "main.rs"));
+    }
+
+    #[test]
+    fn excluded_directories_with_exceptions_are_walked() {
+        let i = Ignore::parse("ignored\n!ignored/subdir/keep\nother\n");
+        assert!(!i.skips("ignored", true), "an exception lies inside");
+        assert!(!i.skips("ignored/subdir", true));
+        assert!(i.skips("ignored/subdir/file", false));
+        assert!(!i.skips("ignored/subdir/keep", false));
+        assert!(i.skips("other", true), "no exception inside: skipped whole");
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl Builder {
         }
         let mut env = st.config.env.clone().unwrap_or_default();
         env.extend(arg_env);
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "Image": st.id(),
             "Cmd": cmd,
             "Entrypoint": [""],
@@ -81,8 +81,12 @@ impl Builder {
                     "" | "default" => "bridge",
                     m => m,
                 },
+                "ExtraHosts": self.opts.extra_hosts,
             },
         });
+        for (k, v) in &self.opts.resources {
+            body["HostConfig"][k] = v.clone();
+        }
         let id = self.create_container(body).await?;
         self.say(&format!(" ---> Running in {}\n", short(&id)));
         let run = self.run_container(&id).await;
@@ -100,6 +104,7 @@ impl Builder {
             }
         };
         if code != 0 {
+            self.exit_code = Some(code);
             if self.opts.rm && self.opts.forcerm {
                 remove(self, id.clone()).await;
             }
@@ -190,7 +195,12 @@ impl Builder {
             let line: String = pending.drain(..=p).collect();
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                 if let Some(t) = v["log"].as_str() {
-                    self.say(t);
+                    // stderr in red, as dockerd's classic builder marks it.
+                    if v["stream"] == "stderr" {
+                        self.say(&format!("\x1b[91m{t}\x1b[0m"));
+                    } else {
+                        self.say(t);
+                    }
                 }
             }
         }

@@ -71,6 +71,9 @@ pub struct ContainerDoc {
     /// A `docker update` changed resources: the next start applies them to the spec.
     #[serde(default, deserialize_with = "nullable")]
     pub resources_updated: bool,
+    /// The legacy `--link` variables the last start put in the spec's environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_env: Vec<String>,
     /// Exited and waiting for its restart policy's delay.
     #[serde(default, deserialize_with = "nullable")]
     pub restarting: bool,
@@ -149,6 +152,9 @@ pub struct MountPoint {
     /// An anonymous volume (removed with `rm -v` and `--rm`); not shown by inspect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anonymous: Option<bool>,
+    /// The path inside the volume that is mounted (`VolumeOptions.Subpath`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subpath: Option<String>,
 }
 
 /// The container's `Config` (the create body without `HostConfig`).

@@ -28,7 +28,8 @@ pub struct ExecConfig {
     pub attach_stdout: Option<bool>,
     #[serde(default)]
     pub attach_stderr: Option<bool>,
-    #[serde(default)]
+    /// (docker-py sends `detachKeys`: dockerd's JSON decoding ignores case.)
+    #[serde(default, alias = "detachKeys")]
     pub detach_keys: Option<String>,
     #[serde(default)]
     pub privileged: Option<bool>,

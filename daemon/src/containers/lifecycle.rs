@@ -52,6 +52,34 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
         }
     }
     super::fields::refuse_unsupported(&cfg, &host)?;
+    // More than one network in EndpointsConfig (API 1.44+): the others are connected once
+    // the container exists; each must exist. A single entry for another network than
+    // NetworkMode's is not used (as dockerd does).
+    let mode = host.network_mode.clone().unwrap_or_default();
+    let mode_net = if matches!(mode.as_str(), "" | "default") {
+        "bridge".to_string()
+    } else {
+        mode
+    };
+    let mut extra_networks = Vec::new();
+    let endpoints = cfg
+        .networking_config
+        .as_ref()
+        .map(|n| n.endpoints_config.clone())
+        .unwrap_or_default();
+    if endpoints.len() > 1 {
+        for (net, settings) in endpoints {
+            if net == mode_net {
+                continue;
+            }
+            let n = d
+                .net
+                .find(&net)
+                .await
+                .ok_or_else(|| Error::NoSuchNetwork(net.clone()))?;
+            extra_networks.push((n, settings));
+        }
+    }
     let dcfg = &d.images.reg.cfg;
     let runtime_name = host
         .runtime
@@ -67,6 +95,18 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
         host.network_mode = Some("none".into());
     }
     let mut opts = options::options(&cfg, &host);
+    // Legacy `--link` variables first: the container's own variables win.
+    let link_env = network::create_link_env(d, &name, &host).await?;
+    let own: std::collections::HashSet<&str> = opts
+        .env
+        .iter()
+        .map(|e| e.split('=').next().unwrap_or_default())
+        .collect();
+    let link_env: Vec<String> = link_env
+        .into_iter()
+        .filter(|e| !own.contains(e.split('=').next().unwrap_or_default()))
+        .collect();
+    opts.env.splice(0..0, link_env.iter().cloned());
     options::checked(&host, &mut opts)?;
     options::security(d, &host, &mut opts)?;
     options::default_ulimits(d, &mut opts);
@@ -141,9 +181,12 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
             return Err(e);
         }
     };
-    let realized = match mounts::realize(d, &wants) {
+    let realized = match mounts::realize(d, &id, &wants)
+        .and_then(|r| mounts::mount_subpaths(d, &id, &r.records).map(|_| r))
+    {
         Ok(r) => r,
         Err(e) => {
+            mounts::unmount_subpaths(d, &id);
             d.net.detach(&id).await;
             return Err(e);
         }
@@ -159,6 +202,7 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
         mounts::remove_anonymous(d, &realized.records).await;
         d.net.detach(&id).await;
         super::namespaces::unmount_shm(d, &id);
+        mounts::unmount_subpaths(d, &id);
     };
     let prepared = async {
         let chain = mgr
@@ -247,6 +291,7 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
     let tty = cfg.tty();
     let stdin = cfg.open_stdin.unwrap_or(false);
     let doc = ContainerDoc {
+        link_env,
         config: cfg,
         host_config: host,
         created: crate::clock::now_rfc3339(),
@@ -295,10 +340,18 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
             .await;
         d.net.detach(&id).await;
         super::namespaces::unmount_shm(d, &id);
+        mounts::unmount_subpaths(d, &id);
         return Err(e);
     }
     if let Ok(c) = find(d, &id).await {
         events::container(d, &c, "create");
+        for (n, settings) in &extra_networks {
+            let c = find(d, &id).await?;
+            if let Err(e) = network::connect(d, &c, n, settings).await {
+                let _ = remove(d, &c, true, true).await;
+                return Err(e);
+            }
+        }
     }
     tracing::info!(name = %name, "created");
     Ok(id)
@@ -340,6 +393,47 @@ async fn apply_updated_resources(d: &State, c: &Container) -> Result<()> {
     Ok(())
 }
 
+/// Put this start's legacy link variables in the stored spec's environment in place of
+/// the last start's, before the container's own (which win), and remember them.
+async fn apply_link_env(d: &State, c: &Container, mut env: Vec<String>) -> Result<()> {
+    let containers = d.images.mgr.containers.clone();
+    let mc = containers
+        .clone()
+        .get(pb::ContainerRef { id: c.id.clone() })
+        .await?
+        .into_inner();
+    let mut spec: oci_spec::runtime::Spec = serde_json::from_slice(&mc.spec)
+        .map_err(|e| Error::Internal(format!("container {}: stored spec: {e}", c.id)))?;
+    if let Some(p) = spec.process_mut() {
+        let mut old = c.doc.link_env.clone();
+        let mut rest: Vec<String> = Vec::new();
+        for e in p.env().clone().unwrap_or_default() {
+            match old.iter().position(|o| *o == e) {
+                Some(i) => {
+                    old.remove(i);
+                }
+                None => rest.push(e),
+            }
+        }
+        // The container's own variables replace link variables of the same name.
+        let key = |e: &String| e.split('=').next().unwrap_or_default().to_string();
+        let own: std::collections::HashSet<String> = rest.iter().map(key).collect();
+        env.retain(|e| !own.contains(&key(e)));
+        let mut all = env.clone();
+        all.extend(rest);
+        p.set_env(Some(all));
+    }
+    containers
+        .clone()
+        .update(pb::UpdateContainerRequest {
+            id: c.id.clone(),
+            spec: serde_json::to_vec(&spec).expect("json"),
+            ..Default::default()
+        })
+        .await?;
+    super::update_doc(d, &c.id, None, |doc| doc.link_env = env).await
+}
+
 /// Start the container's init (a new task when the last one exited). False if it was
 /// running already.
 #[tracing::instrument(skip_all, fields(container_id = %c.id))]
@@ -350,7 +444,7 @@ pub async fn start(d: &State, c: &Container) -> Result<bool> {
         return Ok(false);
     }
     // (Before anything is made: a link to a stopped container refuses the start.)
-    network::link_hosts(d, c).await?;
+    let link_env = network::link_hosts(d, c).await?;
     let (tty, stdin) = (c.doc.config.tty(), c.doc.config.open_stdin.unwrap_or(false));
     if super::namespaces::ipc_mode(d, &c.doc.host_config) == "shareable" {
         let size = c
@@ -361,6 +455,7 @@ pub async fn start(d: &State, c: &Container) -> Result<bool> {
             .map(|s| s as u64);
         super::namespaces::mount_shm(d, &c.id, size)?;
     }
+    mounts::mount_subpaths(d, &c.id, &c.doc.mounts)?;
     match current {
         Some(t) if t.status == pb::Status::Stopped as i32 => {
             tasks
@@ -373,16 +468,24 @@ pub async fn start(d: &State, c: &Container) -> Result<bool> {
             if c.doc.resources_updated {
                 apply_updated_resources(d, c).await?;
             }
+            if link_env != c.doc.link_env {
+                apply_link_env(d, c, link_env).await?;
+            }
             network::reattach(d, c).await?;
             if let Err(e) = create_task(d, &c.id, tty, stdin).await {
                 d.net.release(&c.id).await;
                 return Err(e);
             }
+            d.wake_attachers(&c.id).await;
         }
         Some(_) => {}
         None => {
+            if link_env != c.doc.link_env {
+                apply_link_env(d, c, link_env).await?;
+            }
             network::reattach(d, c).await?;
-            create_task(d, &c.id, tty, stdin).await?
+            create_task(d, &c.id, tty, stdin).await?;
+            d.wake_attachers(&c.id).await;
         }
     }
     // The record is updated while the task starts (a store write is not on the start's
@@ -554,6 +657,7 @@ pub async fn delete(d: &State, id: &str) -> Result<()> {
         .await?;
     d.net.detach(id).await;
     super::namespaces::unmount_shm(d, id);
+    mounts::unmount_subpaths(d, id);
     let _ = std::fs::remove_dir_all(dir(d, id));
     d.execs.forget_container(id);
     Ok(())
@@ -562,7 +666,17 @@ pub async fn delete(d: &State, id: &str) -> Result<()> {
 /// `docker rm [-f] [-v]`.
 #[tracing::instrument(skip_all, fields(container_id = %c.id))]
 pub async fn remove(d: &State, c: &Container, force: bool, volumes: bool) -> Result<()> {
-    if c.doc.restarting && !force {
+    // Restarting: waiting for its policy's delay, or just exited with its exit not yet
+    // handled by the monitor, which will restart it (dockerd marks both at once).
+    let about_to_restart = || async {
+        let t = task(d, &c.id).await;
+        state_name(t.as_ref()) == "exited"
+            && t.is_some_and(|t| {
+                crate::clock::now_unix() - crate::clock::unix_time(&t.exited_at) <= 2
+                    && super::monitor::should_restart(&c.doc, t.exit_status)
+            })
+    };
+    if !force && (c.doc.restarting || about_to_restart().await) {
         return Err(Error::Conflict(format!(
             "You cannot remove a restarting container {}. Stop the container before attempting removal or force remove",
             c.id
@@ -582,22 +696,6 @@ pub async fn remove(d: &State, c: &Container, force: bool, volumes: bool) -> Res
         mounts::remove_anonymous(d, &c.doc.mounts).await;
     }
     Ok(())
-}
-
-/// `docker container prune`: remove every container that is not running; their ids.
-pub async fn prune(d: &State) -> Result<Vec<String>> {
-    let mut deleted = Vec::new();
-    for c in all(d).await? {
-        if matches!(
-            state_name(task(d, &c.id).await.as_ref()),
-            "exited" | "created"
-        ) {
-            delete(d, &c.id).await?;
-            events::container(d, &c, "destroy");
-            deleted.push(c.id);
-        }
-    }
-    Ok(deleted)
 }
 
 /// `docker rename`.

@@ -29,7 +29,7 @@ use berth_proto::manager as pb;
 pub use doc::{ContainerDoc, CreateBody};
 pub use error::{Error, Result};
 pub use lifecycle::{
-    create, delete, kill, pause, prune, remove, rename, restart, send_signal, start, stop, update,
+    create, delete, kill, pause, remove, rename, restart, send_signal, start, stop, update,
     CreateRequest, UpdateRequest,
 };
 pub use options::check_log_driver;

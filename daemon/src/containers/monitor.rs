@@ -48,7 +48,7 @@ pub fn validate_policy(p: &RestartPolicy, auto_remove: bool) -> Result<()> {
 }
 
 /// Whether an exit with `code` restarts under the container's policy.
-fn should_restart(doc: &ContainerDoc, code: u32) -> bool {
+pub(super) fn should_restart(doc: &ContainerDoc, code: u32) -> bool {
     if doc.manual_stop {
         return false;
     }

@@ -29,6 +29,8 @@ pub struct Want {
     pub non_recursive: bool,
     /// Labels of a volume this mount creates (`VolumeOptions.Labels`).
     pub labels: BTreeMap<String, String>,
+    /// A path inside the volume to mount instead of its root (`VolumeOptions.Subpath`).
+    pub subpath: String,
 }
 
 /// Volume name → ids of the containers that mount it.
@@ -116,6 +118,7 @@ struct SubOptions {
     non_recursive: bool,
     create_mountpoint: bool,
     labels: BTreeMap<String, String>,
+    subpath: String,
 }
 
 fn mount_suboptions(i: usize, m: &super::doc::MountSpec) -> Result<SubOptions> {
@@ -174,9 +177,26 @@ fn mount_suboptions(i: usize, m: &super::doc::MountSpec) -> Result<SubOptions> {
                         .as_str()
                         .is_none_or(|n| n.is_empty() || n == "local")
                         && super::fields::is_zero(&vv["Options"]) => {}
-                // A subpath is a path inside a volume its containers can change: bound by
-                // path, it could be swapped for a symlink out of the volume.
-                "Subpath" => return refuse("VolumeOptions.Subpath"),
+                // Pinned by a file descriptor at create (see `mount_subpaths`), so a
+                // container cannot swap it for a symlink out of the volume.
+                "Subpath" => {
+                    let sp = vv.as_str().unwrap_or_default();
+                    if sp.starts_with('/')
+                        || std::path::Path::new(sp)
+                            .components()
+                            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+                    {
+                        return Err(Error::Invalid(format!(
+                            "HostConfig.Mounts[{i}].VolumeOptions.Subpath {sp:?}: must be a relative path inside the volume, without '.' or '..'"
+                        )));
+                    }
+                    if m.r#type.as_deref().unwrap_or("volume") != "volume" {
+                        return Err(Error::Invalid(format!(
+                            "HostConfig.Mounts[{i}].VolumeOptions.Subpath: only volume mounts have a subpath"
+                        )));
+                    }
+                    out.subpath = sp.to_string();
+                }
                 other => return refuse(&format!("VolumeOptions.{other}")),
             }
         }
@@ -297,6 +317,7 @@ pub async fn wants(
             propagation: sub.propagation,
             non_recursive: sub.non_recursive,
             labels: sub.labels,
+            subpath: sub.subpath,
         });
     }
     for from in host.volumes_from.iter().flatten() {
@@ -320,6 +341,7 @@ pub async fn wants(
                     _ => !m.rw,
                 },
                 nocopy: true,
+                subpath: m.subpath.clone().unwrap_or_default(),
                 propagation: if m.r#type == "bind" && m.propagation != "rprivate" {
                     m.propagation.clone()
                 } else {
@@ -371,7 +393,7 @@ pub struct Realized {
 }
 
 /// Make the volumes `wants` needs.
-pub fn realize(d: &State, wants: &[Want]) -> Result<Realized> {
+pub fn realize(d: &State, id: &str, wants: &[Want]) -> Result<Realized> {
     let mut r = Realized {
         records: Vec::new(),
         opts: Vec::new(),
@@ -397,9 +419,15 @@ pub fn realize(d: &State, wants: &[Want]) -> Result<Realized> {
                     d.events
                         .publish("volume", "create", &v.name, json!({"driver": "local"}));
                 }
-                if !w.nocopy {
+                // A subpath is never seeded: it is part of a volume that exists already.
+                if !w.nocopy && w.subpath.is_empty() {
                     r.seeds.push((w.target.clone(), v.mountpoint.clone()));
                 }
+                let source = if w.subpath.is_empty() {
+                    v.mountpoint.clone()
+                } else {
+                    subpath_dir(d, id, r.records.len()).display().to_string()
+                };
                 r.records.push(MountPoint {
                     r#type: "volume".into(),
                     name: Some(v.name.clone()),
@@ -410,9 +438,10 @@ pub fn realize(d: &State, wants: &[Want]) -> Result<Realized> {
                     rw: !w.read_only,
                     propagation: String::new(),
                     anonymous: Some(anonymous),
+                    subpath: (!w.subpath.is_empty()).then(|| w.subpath.clone()),
                 });
                 r.opts.push(MountOpt {
-                    source: v.mountpoint.clone(),
+                    source,
                     destination: w.target.clone(),
                     kind: "bind".into(),
                     read_only: w.read_only,
@@ -484,4 +513,81 @@ pub async fn remove_anonymous(d: &State, mounts: &[MountPoint]) {
             }
         }
     }
+}
+
+/// Where mount `n` of container `id` pins its volume's subpath.
+pub fn subpath_dir(d: &State, id: &str, n: usize) -> std::path::PathBuf {
+    super::dir(d, id).join("subpaths").join(n.to_string())
+}
+
+/// Pin every volume subpath of container `id`: the subpath is opened beneath the volume
+/// (`openat2` RESOLVE_BENEATH: no symlink or `..` may leave it) and that very file is
+/// bind-mounted under the container's directory, which the spec names as the source. A
+/// container that later swaps the subpath for a symlink changes nothing. Idempotent (a
+/// start after a reboot mounts what is missing).
+pub fn mount_subpaths(d: &State, id: &str, records: &[MountPoint]) -> Result<()> {
+    use berth_fstree::open as fo;
+    use nix::fcntl::OFlag;
+    use std::os::fd::AsRawFd;
+    for (n, m) in records.iter().enumerate() {
+        let Some(sp) = &m.subpath else { continue };
+        let target = subpath_dir(d, id, n);
+        if super::namespaces::is_mountpoint(&target) {
+            continue;
+        }
+        let name = m.name.as_deref().unwrap_or_default();
+        let bad = |e: String| Error::Invalid(format!("volume {name}: subpath {sp:?}: {e}"));
+        let root = fo::open(
+            m.source.as_str(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| bad(format!("open the volume {}: {e}", m.source)))?;
+        let fd = fo::openat2(
+            root.as_raw_fd(),
+            std::path::Path::new(sp),
+            libc::O_PATH,
+            fo::RESOLVE_BENEATH | fo::RESOLVE_NO_MAGICLINKS,
+        )
+        .map_err(|e| match e {
+            nix::errno::Errno::ENOENT => bad("no such file or directory in the volume".into()),
+            nix::errno::Errno::EXDEV => bad("it leads out of the volume".into()),
+            e => bad(e.to_string()),
+        })?;
+        let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| bad(e.to_string()))?;
+        let parent = target.parent().expect("subpath dir has a parent");
+        std::fs::create_dir_all(parent).map_err(Error::internal)?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            std::fs::create_dir_all(&target).map_err(Error::internal)?;
+        } else {
+            std::fs::File::create(&target).map_err(Error::internal)?;
+        }
+        let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        nix::mount::mount(
+            Some(proc_path.as_str()),
+            &target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| bad(format!("bind it at {}: {e}", target.display())))?;
+    }
+    Ok(())
+}
+
+/// Undo [`mount_subpaths`] (a removed container, a failed create).
+pub fn unmount_subpaths(d: &State, id: &str) {
+    let dir = super::dir(d, id).join("subpaths");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if super::namespaces::is_mountpoint(&p) {
+            if let Err(err) = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {
+                tracing::warn!(container_id = %id, "unmount {}: {err}", p.display());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

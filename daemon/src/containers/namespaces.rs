@@ -190,7 +190,7 @@ pub fn unmount_shm(d: &State, id: &str) {
     }
 }
 
-fn is_mountpoint(p: &std::path::Path) -> bool {
+pub(super) fn is_mountpoint(p: &std::path::Path) -> bool {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };

@@ -160,13 +160,15 @@ async fn links_of(d: &State, host: &HostConfig) -> Result<Vec<(String, String)>>
 }
 
 /// On the default bridge, `--link`s are lines of /etc/hosts, written at each start with
-/// the linked containers' current addresses (they must run, as with Docker).
-pub(super) async fn link_hosts(d: &State, c: &Container) -> Result<()> {
+/// the linked containers' current addresses (they must run, as with Docker), and Docker's
+/// legacy link variables for the process's environment (returned).
+pub(super) async fn link_hosts(d: &State, c: &Container) -> Result<Vec<String>> {
     if !matches!(c.doc.net.mode(), "default" | "bridge") {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let links = links_of(d, &c.doc.host_config).await?;
     let mut entries = Vec::new();
+    let mut env = Vec::new();
     for (name, alias) in links {
         let target = find(d, &name).await?;
         let ip = d
@@ -181,12 +183,74 @@ pub(super) async fn link_hosts(d: &State, c: &Container) -> Result<()> {
                     c.name
                 ))
             })?;
+        env.extend(link_env(&c.name, &target, &alias, &ip));
         entries.push((ip, alias, name));
     }
     if entries.is_empty() {
-        return Ok(());
+        return Ok(env);
     }
-    Net::link_hosts(&dir(d, &c.id), &entries).map_err(Error::Internal)
+    Net::link_hosts(&dir(d, &c.id), &entries).map_err(Error::Internal)?;
+    Ok(env)
+}
+
+/// The legacy link variables of a container being created (`name`): for the linked
+/// containers running now (a start later checks them all and refreshes the variables).
+pub(super) async fn create_link_env(
+    d: &State,
+    name: &str,
+    host: &HostConfig,
+) -> Result<Vec<String>> {
+    if !matches!(
+        host.network_mode.as_deref().unwrap_or("default"),
+        "default" | "bridge" | ""
+    ) {
+        return Ok(Vec::new());
+    }
+    let mut env = Vec::new();
+    for (target, alias) in links_of(d, host).await? {
+        let t = find(d, &target).await?;
+        if let Some(e) = d.net.endpoint(&t.id).await.filter(|e| !e.released) {
+            env.extend(link_env(name, &t, &alias, &e.ip));
+        }
+    }
+    Ok(env)
+}
+
+/// Docker's legacy link variables for `target` linked as `alias` into container `name`:
+/// `ALIAS_NAME=/c/alias`, `ALIAS_PORT[_80_TCP[_ADDR|_PORT|_PROTO]]` for its exposed ports
+/// (lowest first) and `ALIAS_ENV_X` for its environment but HOME and PATH.
+fn link_env(name: &str, target: &Container, alias: &str, ip: &str) -> Vec<String> {
+    let a = alias.to_uppercase().replace('-', "_");
+    let mut out = vec![format!(
+        "{a}_NAME=/{}/{alias}",
+        name.trim_start_matches('/')
+    )];
+    let mut ports: Vec<(u16, String)> = target
+        .doc
+        .config
+        .exposed()
+        .iter()
+        .filter_map(|k| port_key(k))
+        .collect();
+    ports.sort();
+    if let Some((p, proto)) = ports.first() {
+        out.push(format!("{a}_PORT={proto}://{ip}:{p}"));
+    }
+    for (p, proto) in &ports {
+        let k = format!("{a}_PORT_{p}_{}", proto.to_uppercase());
+        out.push(format!("{k}={proto}://{ip}:{p}"));
+        out.push(format!("{k}_ADDR={ip}"));
+        out.push(format!("{k}_PORT={p}"));
+        out.push(format!("{k}_PROTO={proto}"));
+    }
+    for e in target.doc.config.env.iter().flatten() {
+        if let Some((k, v)) = e.split_once('=') {
+            if k != "HOME" && k != "PATH" {
+                out.push(format!("{a}_ENV_{k}={v}"));
+            }
+        }
+    }
+    out
 }
 
 /// `80/tcp` → (80, "tcp").
@@ -258,7 +322,7 @@ pub(super) async fn publish_ports(
                 wants.push(Want {
                     proto,
                     container_port: port,
-                    host_ip: std::net::Ipv4Addr::UNSPECIFIED,
+                    host_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
                     host_port: 0,
                 });
             }

@@ -135,6 +135,9 @@ pub(super) fn sha256_of(data: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(data))
 }
 
+/// The record label naming a committed image's parent (the image its container ran).
+pub const PARENT_LABEL: &str = "berth.parent";
+
 /// What one image is, resolved locally.
 #[derive(Clone)]
 pub struct Resolved {

@@ -88,6 +88,23 @@ impl Images {
             digest: digest.clone(),
             size: body.len() as u64,
         };
+        // Already here under this name: nothing to fetch (dockerd's "Image is up to date").
+        if let Ok(cur) = self.resolve(&r.to_string()).await {
+            if cur
+                .record
+                .target
+                .as_ref()
+                .is_some_and(|t| t.digest == digest)
+            {
+                progress(Progress {
+                    id: String::new(),
+                    status: format!("Digest: {digest}"),
+                    current: 0,
+                    total: 0,
+                });
+                return Ok(cur);
+            }
+        }
         let (m_digest, m_bytes) = if manifest::is_index(&mt) {
             let idx = manifest::parse_index(&body, &digest)
                 .map_err(|e| content_err(&digest, e.to_string()))?;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
+use hickory_proto::rr::{rdata::A, rdata::AAAA, RData, Record, RecordType};
 
 use super::Net;
 
@@ -82,10 +82,17 @@ async fn answer(query: &[u8], net: &Net, asker: &str) -> Option<Vec<u8>> {
         .set_recursion_available(true)
         .add_query(q.clone());
     match local {
-        Some(ip) => {
+        Some((ip, ip6)) => {
             resp.set_authoritative(true);
             if q.query_type() == RecordType::A {
                 resp.add_answer(Record::from_rdata(q.name().clone(), 600, RData::A(A(ip))));
+            }
+            if let (RecordType::AAAA, Some(ip6)) = (q.query_type(), ip6) {
+                resp.add_answer(Record::from_rdata(
+                    q.name().clone(),
+                    600,
+                    RData::AAAA(AAAA(ip6)),
+                ));
             }
             resp.set_response_code(ResponseCode::NoError);
         }

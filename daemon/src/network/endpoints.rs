@@ -24,6 +24,12 @@ pub struct EndpointRequest {
     /// `--link NAME:ALIAS` on a user-defined network: the embedded DNS answers ALIAS with
     /// NAME's address, for this container only.
     pub links: Vec<(String, String)>,
+    /// `--ip6` (user-defined IPv6 networks only).
+    pub ip6: Option<std::net::Ipv6Addr>,
+    pub prefer_ip6: Option<std::net::Ipv6Addr>,
+    /// `--link-local-ip`s.
+    pub link_local_ips: Vec<std::net::IpAddr>,
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 /// `NAME[:ALIAS]` (or the stored `/NAME:/CONTAINER/ALIAS`) → (NAME, ALIAS).
@@ -59,7 +65,48 @@ impl EndpointRequest {
             Some(m) => Some(parse_mac(m)?),
             None => None,
         };
+        let ip6 = match ec["IPAMConfig"]["IPv6Address"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+        {
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|_| format!("invalid IPv6 address: {a}"))?,
+            ),
+            None => None,
+        };
+        let link_local_ips = ec["IPAMConfig"]["LinkLocalIPs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str())
+            .map(|a| {
+                let ip: std::net::IpAddr = a
+                    .parse()
+                    .map_err(|_| format!("invalid link-local IP address: {a}"))?;
+                let link_local = match ip {
+                    std::net::IpAddr::V4(v) => v.is_link_local(),
+                    std::net::IpAddr::V6(v) => (v.segments()[0] & 0xffc0) == 0xfe80,
+                };
+                if !link_local {
+                    return Err(format!(
+                        "invalid link-local IP address: {a} is not link-local"
+                    ));
+                }
+                Ok(ip)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let driver_opts = ec["DriverOpts"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
         Ok(EndpointRequest {
+            ip6,
+            prefer_ip6: None,
+            link_local_ips,
+            driver_opts,
             name: name.to_string(),
             aliases: ec["Aliases"]
                 .as_array()
@@ -93,6 +140,14 @@ impl EndpointRequest {
             mac: parse_mac(&ep.mac).ok().filter(|_| ep.static_mac),
             prefer_ip: ip,
             links: ep.links.clone(),
+            ip6: ep.ip6.parse().ok().filter(|_| ep.static_ip6),
+            prefer_ip6: ep.ip6.parse().ok(),
+            link_local_ips: ep
+                .link_local_ips
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+            driver_opts: ep.driver_opts.clone(),
         }
     }
 }
@@ -121,7 +176,13 @@ pub(super) fn mac_text(m: &[u8; 6]) -> String {
 impl Net {
     /// The address a name means to container `asker` (for its embedded DNS): a container
     /// on one of the user-defined networks it is on, by name, alias or short ID.
-    pub async fn resolve(&self, asker: &str, name: &str) -> Option<Ipv4Addr> {
+    /// A container name, alias or short ID on one of the asker's user-defined networks:
+    /// its IPv4 address, and its IPv6 one on a dual-stack network.
+    pub async fn resolve(
+        &self,
+        asker: &str,
+        name: &str,
+    ) -> Option<(Ipv4Addr, Option<std::net::Ipv6Addr>)> {
         let st = self.state.lock().await;
         let nets: std::collections::HashSet<&str> = st
             .active()
@@ -140,7 +201,7 @@ impl Net {
             .active()
             .filter(|(_, e)| nets.contains(e.network.as_str()))
             .find(|(id, e)| dns::matches(name, id, &e.name, &e.aliases))
-            .and_then(|(_, e)| e.ip.parse().ok());
+            .and_then(|(_, e)| Some((e.ip.parse().ok()?, e.ip6.parse().ok())));
         hit
     }
 
@@ -259,6 +320,11 @@ impl Net {
             .parse()
             .map_err(|_| format!("bad gateway {}", net.gateway))?;
         links::ensure_bridge(&net.bridge, gateway, prefix, net.mtu).await?;
+        if let (Some(s6), Some(g6)) = (&net.subnet6, &net.gateway6) {
+            let (_, p6) = ipam::parse_cidr6(s6)?;
+            let g6 = g6.parse().map_err(|_| format!("bad IPv6 gateway {g6}"))?;
+            links::ensure_bridge6(&net.bridge, g6, p6).await?;
+        }
         ports::enable_forwarding();
         let used: std::collections::HashSet<Ipv4Addr> = st
             .active()
@@ -269,7 +335,11 @@ impl Net {
         let size = 1u32 << (32 - prefix as u32);
         let usable = |a: Ipv4Addr| {
             let v = u32::from(a);
-            v > base && v < base + size - 1 && a != gateway && !used.contains(&a)
+            v > base
+                && v < base + size - 1
+                && a != gateway
+                && !used.contains(&a)
+                && !net.aux_addresses.values().any(|x| x.parse() == Ok(a))
         };
         let ip = match req.ip {
             Some(a) if usable(a) => a,
@@ -297,6 +367,13 @@ impl Net {
                     .ok_or_else(|| format!("no available IPv4 addresses on network {}", net.name))?
             }
         };
+        let v6 = self.address6(st, net, req)?;
+        if v6.is_none() && req.ip6.is_some() {
+            return Err(Error::Invalid(format!(
+                "network {} has no IPv6 subnet: --ip6 needs a network made with --ipv6",
+                net.name
+            )));
+        }
         let o = ip.octets();
         let mac = req.mac.unwrap_or([0x02, 0x42, o[0], o[1], o[2], o[3]]);
         let veth = format!("veth{}", &random_hex(7));
@@ -310,6 +387,8 @@ impl Net {
             gateway: route.then_some(gateway),
             mac,
             mtu: net.mtu,
+            v6: v6.map(|(a, p, g)| (a, p, route.then_some(g))),
+            link_local: req.link_local_ips.clone(),
         })
         .await?;
         Ok(Endpoint {
@@ -328,7 +407,69 @@ impl Net {
             static_ip: req.ip.is_some(),
             static_mac: req.mac.is_some(),
             links: req.links.clone(),
+            ip6: v6.map(|(a, _, _)| a.to_string()).unwrap_or_default(),
+            prefix6: v6.map(|(_, p, _)| p).unwrap_or(0),
+            gateway6: v6.map(|(_, _, g)| g.to_string()).unwrap_or_default(),
+            static_ip6: req.ip6.is_some(),
+            link_local_ips: req.link_local_ips.iter().map(|a| a.to_string()).collect(),
+            driver_opts: req.driver_opts.clone(),
         })
+    }
+
+    /// The IPv6 address (with prefix and gateway) an endpoint on `net` gets: `--ip6`, else
+    /// its last one when still free, else the lowest free one. None without IPv6.
+    fn address6(
+        &self,
+        st: &Records,
+        net: &Network,
+        req: &EndpointRequest,
+    ) -> Result<Option<(std::net::Ipv6Addr, u8, std::net::Ipv6Addr)>, Error> {
+        let (Some(sub), Some(gw)) = (&net.subnet6, &net.gateway6) else {
+            return Ok(None);
+        };
+        let (base, prefix) = ipam::parse_cidr6(sub).map_err(Error::Invalid)?;
+        let gw: std::net::Ipv6Addr = gw
+            .parse()
+            .map_err(|_| Error::Invalid(format!("bad IPv6 gateway {gw}")))?;
+        let used: std::collections::HashSet<std::net::Ipv6Addr> = st
+            .active()
+            .filter(|(_, e)| e.network == net.name)
+            .filter_map(|(_, e)| e.ip6.parse().ok())
+            .collect();
+        let inside = |a: std::net::Ipv6Addr| ipam::contains6((base, prefix), a);
+        let usable =
+            |a: std::net::Ipv6Addr| inside(a) && a != base && a != gw && !used.contains(&a);
+        let a = match req.ip6 {
+            Some(a) if usable(a) => a,
+            Some(a) if used.contains(&a) => {
+                return Err(Error::Invalid(format!(
+                    "Address already in use: {a} on network {}",
+                    net.name
+                )))
+            }
+            Some(a) => {
+                return Err(Error::Invalid(format!(
+                    "invalid address {a}: not a usable address of {sub} ({})",
+                    net.name
+                )))
+            }
+            None if req.prefer_ip6.is_some_and(&usable) => req.prefer_ip6.expect("checked"),
+            None => {
+                let start = match &net.ip_range6 {
+                    Some(r) => u128::from(ipam::parse_cidr6(r).map_err(Error::Invalid)?.0),
+                    None => u128::from(base),
+                };
+                (0u128..1 << 16).map(move |o| std::net::Ipv6Addr::from(start + o))
+            }
+            .find(|a| usable(*a))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "no available IPv6 addresses on network {}",
+                    net.name
+                ))
+            })?,
+        };
+        Ok(Some((a, prefix, gw)))
     }
 
     /// `network connect`: one more interface (eth0, eth1, …) for a container with a
@@ -394,6 +535,12 @@ impl Net {
                 static_ip: req.ip.is_some(),
                 static_mac: req.mac.is_some(),
                 links: req.links.clone(),
+                ip6: req.ip6.map(|a| a.to_string()).unwrap_or_default(),
+                prefix6: 0,
+                gateway6: String::new(),
+                static_ip6: req.ip6.is_some(),
+                link_local_ips: req.link_local_ips.iter().map(|a| a.to_string()).collect(),
+                driver_opts: req.driver_opts.clone(),
             }
         };
         if first {

@@ -69,6 +69,40 @@ struct Hook {
     matches: &'static [&'static str],
 }
 
+/// The IPv4 or the IPv6 tools and the chains Berth hooks for each.
+struct Family {
+    tool: &'static str,
+    restore: &'static str,
+    hooks: &'static [Hook],
+}
+
+const V4: Family = Family {
+    tool: "iptables",
+    restore: "iptables-restore",
+    hooks: HOOKS,
+};
+
+/// IPv6: isolation and masquerading only (published ports reach containers through the
+/// proxies).
+const V6: Family = Family {
+    tool: "ip6tables",
+    restore: "ip6tables-restore",
+    hooks: &[
+        Hook {
+            table: "filter",
+            builtin: "FORWARD",
+            suffix: "FWD",
+            matches: &[],
+        },
+        Hook {
+            table: "nat",
+            builtin: "POSTROUTING",
+            suffix: "NAT",
+            matches: &[],
+        },
+    ],
+};
+
 const HOOKS: &[Hook] = &[
     Hook {
         table: "filter",
@@ -126,7 +160,15 @@ impl Firewall {
             Backend::Iptables => iptables_ruleset(&self.chains, networks, rules),
             Backend::Off => None,
         };
-        let want = text.clone().unwrap_or_default();
+        let text6 = match self.backend {
+            Backend::Iptables => ip6tables_ruleset(&self.chains, networks),
+            _ => None,
+        };
+        let want = format!(
+            "{}{}",
+            text.clone().unwrap_or_default(),
+            text6.clone().unwrap_or_default()
+        );
         let mut last = self.last.lock().await;
         if last.as_deref() == Some(want.as_str()) {
             return;
@@ -138,17 +180,30 @@ impl Firewall {
             if first {
                 // A previous run with the other backend may have left its rules.
                 match backend {
-                    Backend::Nftables if on_path("iptables") => iptables_remove(&chains),
+                    Backend::Nftables if on_path("iptables") => {
+                        iptables_remove(&V4, &chains);
+                        iptables_remove(&V6, &chains);
+                    }
                     Backend::Iptables if on_path("nft") => nft_remove(&table),
                     _ => {}
                 }
             }
             match (backend, text) {
                 (Backend::Nftables, t) => nft_apply(&table, t.as_deref()),
-                (Backend::Iptables, Some(t)) => iptables_apply(&chains, &t),
-                (Backend::Iptables, None) => {
-                    iptables_remove(&chains);
-                    Ok(())
+                (Backend::Iptables, t) => {
+                    match t {
+                        Some(t) => iptables_apply(&V4, &chains, &t)?,
+                        None => iptables_remove(&V4, &chains),
+                    }
+                    match text6 {
+                        Some(t) => iptables_apply(&V6, &chains, &t),
+                        None => {
+                            if on_path(V6.tool) {
+                                iptables_remove(&V6, &chains);
+                            }
+                            Ok(())
+                        }
+                    }
                 }
                 (Backend::Off, _) => Ok(()),
             }
@@ -241,7 +296,8 @@ pub fn nft_ruleset(table: &str, networks: &[Network], rules: &[Rule]) -> Option<
     s.push_str("  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump publish\n  }\n");
     s.push_str("  chain output {\n    type nat hook output priority -100; policy accept;\n    ip daddr != 127.0.0.0/8 fib daddr type local jump publish\n  }\n");
     s.push_str("  chain publish {\n");
-    for r in rules {
+    // IPv6 host addresses are served by the proxies alone.
+    for r in rules.iter().filter(|r| r.host_ip.is_ipv4()) {
         let daddr = if r.host_ip.is_unspecified() {
             String::new()
         } else {
@@ -253,13 +309,47 @@ pub fn nft_ruleset(table: &str, networks: &[Network], rules: &[Rule]) -> Option<
         ));
     }
     s.push_str("  }\n}\n");
+    // Dual-stack networks: the same isolation for IPv6, and their IPv6 subnets
+    // masqueraded on the way out (published ports reach containers through the proxies).
+    let dual: Vec<&Network> = bridges
+        .iter()
+        .copied()
+        .filter(|n| n.subnet6.is_some())
+        .collect();
+    if !dual.is_empty() {
+        s.push_str(&format!("table ip6 {table} {{\n"));
+        s.push_str(
+            "  chain forward {\n    type filter hook forward priority filter; policy accept;\n",
+        );
+        for c in cuts(&dual) {
+            s.push_str(&match c {
+                Cut::Between(a, b) => format!("    iifname \"{a}\" oifname \"{b}\" drop\n"),
+                Cut::OutOf(b) => format!("    iifname \"{b}\" oifname != \"{b}\" drop\n"),
+                Cut::Into(b) => format!("    oifname \"{b}\" iifname != \"{b}\" drop\n"),
+            });
+        }
+        s.push_str("  }\n");
+        s.push_str(
+            "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n",
+        );
+        for n in dual.iter().filter(|n| !n.internal) {
+            s.push_str(&format!(
+                "    ip6 saddr {} oifname != \"{}\" masquerade\n",
+                n.subnet6.as_deref().unwrap_or_default(),
+                n.bridge
+            ));
+        }
+        s.push_str("  }\n}\n");
+    }
     Some(s)
 }
 
 /// Replace the table (or delete it: `text` None) in one transaction.
 fn nft_apply(table: &str, text: Option<&str>) -> Result<(), String> {
     // "table …; delete table …" deletes it whether or not it existed.
-    let mut script = format!("table ip {table}\ndelete table ip {table}\n");
+    let mut script = format!(
+        "table ip {table}\ndelete table ip {table}\ntable ip6 {table}\ndelete table ip6 {table}\n"
+    );
     script.push_str(text.unwrap_or(""));
     run_with_stdin(Command::new("nft").args(["-f", "-"]), &script)
 }
@@ -282,7 +372,8 @@ pub fn iptables_ruleset(prefix: &str, networks: &[Network], rules: &[Rule]) -> O
             n.subnet, n.bridge
         ));
     }
-    for r in rules {
+    // IPv6 host addresses are served by the proxies alone.
+    for r in rules.iter().filter(|r| r.host_ip.is_ipv4()) {
         let daddr = if r.host_ip.is_unspecified() {
             String::new()
         } else {
@@ -317,8 +408,44 @@ pub fn iptables_ruleset(prefix: &str, networks: &[Network], rules: &[Rule]) -> O
     Some(nat + &filter)
 }
 
-fn iptables(args: &[&str]) -> bool {
-    Command::new("iptables")
+/// The `ip6tables-restore --noflush` input for dual-stack networks (None: none).
+pub fn ip6tables_ruleset(prefix: &str, networks: &[Network]) -> Option<String> {
+    let dual: Vec<&Network> = networks
+        .iter()
+        .filter(|n| n.driver == "bridge" && n.subnet6.is_some())
+        .collect();
+    if dual.is_empty() {
+        return None;
+    }
+    let mut nat = format!("*nat\n:{prefix}-NAT - [0:0]\n");
+    for n in dual.iter().filter(|n| !n.internal) {
+        nat.push_str(&format!(
+            "-A {prefix}-NAT -s {} ! -o {} -j MASQUERADE\n",
+            n.subnet6.as_deref().unwrap_or_default(),
+            n.bridge
+        ));
+    }
+    nat.push_str("COMMIT\n");
+    let mut filter = format!("*filter\n:{prefix}-FWD - [0:0]\n");
+    for c in cuts(&dual) {
+        filter.push_str(&match c {
+            Cut::Between(a, b) => format!("-A {prefix}-FWD -i {a} -o {b} -j DROP\n"),
+            Cut::OutOf(b) => format!("-A {prefix}-FWD -i {b} ! -o {b} -j DROP\n"),
+            Cut::Into(b) => format!("-A {prefix}-FWD -o {b} ! -i {b} -j DROP\n"),
+        });
+    }
+    for n in dual.iter().filter(|n| !n.internal) {
+        filter.push_str(&format!(
+            "-A {prefix}-FWD -i {b} -j ACCEPT\n-A {prefix}-FWD -o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n",
+            b = n.bridge
+        ));
+    }
+    filter.push_str("COMMIT\n");
+    Some(nat + &filter)
+}
+
+fn iptables(fam: &Family, args: &[&str]) -> bool {
+    Command::new(fam.tool)
         .args(["-w", "5"])
         .args(args)
         .stdout(Stdio::null())
@@ -328,24 +455,24 @@ fn iptables(args: &[&str]) -> bool {
 }
 
 /// Fill Berth's chains and make sure the built-in chains jump to them (once each).
-fn iptables_apply(prefix: &str, text: &str) -> Result<(), String> {
+fn iptables_apply(fam: &Family, prefix: &str, text: &str) -> Result<(), String> {
     run_with_stdin(
-        Command::new("iptables-restore").args(["-w", "5", "--noflush"]),
+        Command::new(fam.restore).args(["-w", "5", "--noflush"]),
         text,
     )?;
-    for h in HOOKS {
+    for h in fam.hooks {
         let chain = format!("{prefix}-{}", h.suffix);
         let mut rule: Vec<&str> = h.matches.to_vec();
         rule.extend(["-j", &chain]);
         let mut check = vec!["-t", h.table, "-C", h.builtin];
         check.extend(&rule);
-        if !iptables(&check) {
+        if !iptables(fam, &check) {
             let mut insert = vec!["-t", h.table, "-I", h.builtin, "1"];
             insert.extend(&rule);
-            if !iptables(&insert) {
+            if !iptables(fam, &insert) {
                 return Err(format!(
-                    "iptables: could not add the jump from {} ({}) to {chain}",
-                    h.builtin, h.table
+                    "{}: could not add the jump from {} ({}) to {chain}",
+                    fam.tool, h.builtin, h.table
                 ));
             }
         }
@@ -354,23 +481,23 @@ fn iptables_apply(prefix: &str, text: &str) -> Result<(), String> {
 }
 
 /// Remove the jumps to Berth's chains and the chains.
-fn iptables_remove(prefix: &str) {
-    for h in HOOKS {
+fn iptables_remove(fam: &Family, prefix: &str) {
+    for h in fam.hooks {
         let chain = format!("{prefix}-{}", h.suffix);
         let mut del = vec!["-t", h.table, "-D", h.builtin];
         del.extend(h.matches);
         del.extend(["-j", &chain]);
         // A jump added twice (by hand, or by a race with another tool) goes too.
         for _ in 0..8 {
-            if !iptables(&del) {
+            if !iptables(fam, &del) {
                 break;
             }
         }
     }
-    for h in HOOKS {
+    for h in fam.hooks {
         let chain = format!("{prefix}-{}", h.suffix);
-        iptables(&["-t", h.table, "-F", &chain]);
-        iptables(&["-t", h.table, "-X", &chain]);
+        iptables(fam, &["-t", h.table, "-F", &chain]);
+        iptables(fam, &["-t", h.table, "-X", &chain]);
     }
 }
 
@@ -392,6 +519,10 @@ mod tests {
             ip_range: None,
             mtu: 1500,
             options: Default::default(),
+            subnet6: None,
+            gateway6: None,
+            ip_range6: None,
+            aux_addresses: Default::default(),
         };
         let mut m = n.clone();
         m.name = "inside".into();
@@ -428,6 +559,27 @@ mod tests {
             "{s}"
         );
         assert!(!s.contains("ip saddr 172.18.0.0/16"), "{s}");
+    }
+
+    #[test]
+    fn nft_text_dual_stack() {
+        let (mut a, mut b) = nets();
+        let s = nft_ruleset("berth_t", &[a.clone(), b.clone()], &[]).unwrap();
+        assert!(
+            !s.contains("table ip6"),
+            "no IPv6 network, no ip6 table: {s}"
+        );
+        a.subnet6 = Some("fd00:1::/64".into());
+        b.subnet6 = Some("fd00:2::/64".into());
+        b.internal = false;
+        let s = nft_ruleset("berth_t", &[a.clone(), b.clone()], &[]).unwrap();
+        let six = &s[s.find("table ip6 berth_t").expect("ip6 table")..];
+        assert!(
+            six.contains("ip6 saddr fd00:1::/64 oifname != \"berth0\" masquerade"),
+            "{six}"
+        );
+        let cut = format!("iifname \"{}\" oifname \"{}\" drop", a.bridge, b.bridge);
+        assert!(six.contains(&cut), "{six}");
     }
 
     #[test]

@@ -96,6 +96,9 @@ impl Net {
         }
         if let Some(ep) = ep {
             hosts.push_str(&format!("{}\t{hostname}\n", ep.ip));
+            if !ep.ip6.is_empty() {
+                hosts.push_str(&format!("{}\t{hostname}\n", ep.ip6));
+            }
         }
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let resolv = if !dns.is_empty() {

@@ -1,7 +1,7 @@
 //! IP address management: subnets for new networks (daemon.json's address pools, skipping
 //! what host routes and other networks use), parsing of CIDR notation.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::*;
 
@@ -27,6 +27,46 @@ pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
         .ok_or_else(|| format!("invalid CIDR prefix: {s}"))?;
     let mask = u32::MAX.checked_shl(32 - p as u32).unwrap_or(0);
     Ok((Ipv4Addr::from(u32::from(a) & mask), p))
+}
+
+/// `2001:db8::/64` → (network address, prefix); prefixes of 48 to 120 bits.
+pub fn parse_cidr6(s: &str) -> Result<(Ipv6Addr, u8), String> {
+    let (a, p) = s
+        .split_once('/')
+        .ok_or_else(|| format!("invalid IPv6 CIDR address: {s}"))?;
+    let a: Ipv6Addr = a
+        .parse()
+        .map_err(|_| format!("invalid IPv6 CIDR address: {s}"))?;
+    let p: u8 = p
+        .parse()
+        .ok()
+        .filter(|p| (48..=120).contains(p))
+        .ok_or_else(|| format!("invalid IPv6 CIDR prefix: {s} (48 to 120 bits)"))?;
+    Ok((Ipv6Addr::from(u128::from(a) & mask6(p)), p))
+}
+
+fn mask6(p: u8) -> u128 {
+    u128::MAX.checked_shl(128 - p as u32).unwrap_or(0)
+}
+
+/// Is `a` inside `net`?
+pub fn contains6((n, p): (Ipv6Addr, u8), a: Ipv6Addr) -> bool {
+    u128::from(a) & mask6(p) == u128::from(n)
+}
+
+/// Do two IPv6 subnets share addresses?
+pub(super) fn overlaps6((a, p): (Ipv6Addr, u8), (b, q): (Ipv6Addr, u8)) -> bool {
+    let m = mask6(p.min(q));
+    u128::from(a) & m == u128::from(b) & m
+}
+
+/// A unique local /64 (RFC 4193: fd00::/8 with a random 40-bit global ID) for an IPv6
+/// network made without a subnet.
+pub(super) fn random_ula() -> (Ipv6Addr, u8) {
+    let hex = random_hex(10);
+    let id = u64::from_str_radix(&hex, 16).unwrap_or(0) & 0xff_ffff_ffff;
+    let prefix = (0xfdu128 << 120) | ((id as u128) << 80);
+    (Ipv6Addr::from(prefix), 64)
 }
 
 impl Net {

@@ -4,7 +4,7 @@
 //! container's namespace run on a short-lived thread that has joined it (`setns` is
 //! per-thread, and a netlink socket belongs to the namespace of the thread that opens it).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -36,9 +36,16 @@ pub async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>> {
 }
 
 /// `ip addr add ADDR/PREFIX dev IDX` (`what` names the link in errors).
-async fn add_address(h: &Handle, idx: u32, ip: Ipv4Addr, prefix: u8, what: &str) -> Result<()> {
+async fn add_address(
+    h: &Handle,
+    idx: u32,
+    ip: impl Into<IpAddr>,
+    prefix: u8,
+    what: &str,
+) -> Result<()> {
+    let ip = ip.into();
     h.address()
-        .add(idx, IpAddr::V4(ip), prefix)
+        .add(idx, ip, prefix)
         .execute()
         .await
         .map_err(nl(&format!("add {ip}/{prefix} to {what}")))
@@ -93,6 +100,52 @@ pub async fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8, mtu: u32) 
         add_address(&h, idx, gateway, prefix, name).await?;
     }
     set_up(&h, idx, name).await
+}
+
+/// Make IPv6 usable on link `name` of the calling thread's namespace at once: enabled,
+/// and without duplicate address detection (the addresses are Berth's to give; DAD would
+/// leave them "tentative", unusable, for a second or more).
+fn ipv6_on(name: &str) -> Result<()> {
+    for (k, v) in [("disable_ipv6", "0"), ("accept_dad", "0")] {
+        let p = format!("/proc/sys/net/ipv6/conf/{name}/{k}");
+        std::fs::write(&p, v).map_err(|e| format!("write {p}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Give the bridge `name` its IPv6 gateway address (kept if it has it) and let the host
+/// forward IPv6, as a dual-stack bridge network needs.
+pub async fn ensure_bridge6(name: &str, gateway: Ipv6Addr, prefix: u8) -> Result<()> {
+    let h = connect().await?;
+    let idx = index_of(&h, name)
+        .await?
+        .ok_or_else(|| format!("bridge {name} is missing"))?;
+    ipv6_on(name)?;
+    let has = h
+        .address()
+        .get()
+        .set_link_index_filter(idx)
+        .execute()
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(nl("list addresses"))?
+        .iter()
+        .any(|m| {
+            m.attributes.iter().any(|a| {
+                matches!(a, rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V6(v)) if *v == gateway)
+            })
+        });
+    if !has {
+        add_address(&h, idx, gateway, prefix, name).await?;
+    }
+    let p = "/proc/sys/net/ipv6/conf/all/forwarding";
+    if std::fs::read_to_string(p)
+        .map(|v| v.trim() != "1")
+        .unwrap_or(true)
+    {
+        std::fs::write(p, "1").map_err(|e| format!("enable IPv6 forwarding ({p}): {e}"))?;
+    }
+    Ok(())
 }
 
 /// Delete a link by name (missing is fine).
@@ -189,6 +242,10 @@ pub struct Veth<'a> {
     pub gateway: Option<Ipv4Addr>,
     pub mac: [u8; 6],
     pub mtu: u32,
+    /// Its IPv6 address and prefix, and the IPv6 gateway for the default route.
+    pub v6: Option<(Ipv6Addr, u8, Option<Ipv6Addr>)>,
+    /// `--link-local-ip`s (169.254.0.0/16, fe80::/64).
+    pub link_local: Vec<IpAddr>,
 }
 
 /// Create a veth pair: `host` on the bridge, its peer `eth0` made directly in the
@@ -219,11 +276,22 @@ pub async fn add_veth(v: &Veth<'_>) -> Result<()> {
         .await
         .map_err(nl(&format!("create veth pair {}", v.host)))?;
     let (ip, prefix, gw, ifname) = (v.ip, v.prefix, v.gateway, v.peer.to_string());
+    let (v6, link_local) = (v.v6, v.link_local.clone());
     let inside = in_netns(v.netns, move |h| async move {
         let idx = index_of(&h, &ifname)
             .await?
             .ok_or_else(|| format!("{ifname} not in the namespace"))?;
         add_address(&h, idx, ip, prefix, &ifname).await?;
+        if v6.is_some() {
+            ipv6_on(&ifname)?;
+        }
+        if let Some((a, p, _)) = v6 {
+            add_address(&h, idx, a, p, &ifname).await?;
+        }
+        for a in link_local {
+            let p = if a.is_ipv4() { 16 } else { 64 };
+            add_address(&h, idx, a, p, &ifname).await?;
+        }
         set_up(&h, idx, &ifname).await?;
         if let Some(gw) = gw {
             h.route()
@@ -231,6 +299,13 @@ pub async fn add_veth(v: &Veth<'_>) -> Result<()> {
                 .execute()
                 .await
                 .map_err(nl(&format!("add a default route via {gw}")))?;
+        }
+        if let Some((_, _, Some(gw6))) = v6 {
+            h.route()
+                .add(RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw6).build())
+                .execute()
+                .await
+                .map_err(nl(&format!("add a default IPv6 route via {gw6}")))?;
         }
         Ok(())
     });

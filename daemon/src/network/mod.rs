@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use endpoints::{parse_link, parse_mac, EndpointRequest};
 use ipam::overlaps;
-pub use ipam::parse_cidr;
+pub use ipam::{parse_cidr, parse_cidr6};
 use records::Records;
 
 pub const DEFAULT_BRIDGE: &str = "berth0";
@@ -52,6 +52,17 @@ pub struct Network {
     /// Driver options as given at creation (`-o`).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Dual stack (`--ipv6`): the IPv6 subnet and the bridge's address in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<String>,
+    /// IPv6 addresses handed out come from here (the IPv6 pool's `IPRange`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range6: Option<String>,
+    /// IPAM `AuxiliaryAddresses`: addresses of the subnet never handed out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, String>,
 }
 
 fn default_mtu() -> u32 {
@@ -89,6 +100,22 @@ pub struct Endpoint {
     /// `--link`s on a user-defined network: (container name, alias).
     #[serde(default)]
     pub links: Vec<(String, String)>,
+    /// On an IPv6 network: the container's IPv6 address, its prefix and the gateway.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ip6: String,
+    #[serde(default)]
+    pub prefix6: u8,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gateway6: String,
+    /// Asked for with `--ip6`.
+    #[serde(default)]
+    pub static_ip6: bool,
+    /// `--link-local-ip`s: more addresses on the interface.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_local_ips: Vec<String>,
+    /// The endpoint's `DriverOpts`, as given.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 pub struct Net {
@@ -101,6 +128,8 @@ pub struct Net {
     mtu: u32,
     /// daemon.json `default-address-pools`: (base, its prefix, subnet size).
     pools: Vec<(Ipv4Addr, u8, u8)>,
+    /// The default bridge is dual stack (daemon.json `ipv6`), with this subnet if given.
+    ipv6: Option<Option<String>>,
     /// Masquerading, DNAT and isolation rules (nftables or iptables).
     pub firewall: firewall::Firewall,
     /// Embedded DNS servers by container.
@@ -117,6 +146,10 @@ pub struct Settings {
     pub mtu: Option<u32>,
     /// `default-address-pools`: (base, its prefix, subnet size).
     pub pools: Vec<(Ipv4Addr, u8, u8)>,
+    /// daemon.json `ipv6` (the default bridge is dual stack) and `fixed-cidr-v6` (its
+    /// IPv6 subnet; a unique local /64 when absent).
+    pub ipv6: bool,
+    pub fixed_cidr_v6: Option<String>,
     /// `firewall-backend`: "nftables" or "iptables" (default: nftables when nft is there).
     pub firewall: Option<String>,
 }
@@ -134,6 +167,12 @@ pub struct NewNetwork {
     /// Its bridge's name (`com.docker.network.bridge.name`; default `br-<id>`).
     pub bridge: Option<String>,
     pub options: BTreeMap<String, String>,
+    /// `EnableIPv6`, with an IPv6 pool (`subnet6`, `gateway6`) or a ULA /64 chosen here.
+    pub ipv6: bool,
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
+    pub ip_range6: Option<String>,
+    pub aux_addresses: BTreeMap<String, String>,
 }
 
 /// Why a network or an attachment could not be made or removed.
@@ -219,6 +258,7 @@ impl Net {
             bridge,
             mtu: settings.mtu.unwrap_or(MTU),
             pools: settings.pools,
+            ipv6: settings.ipv6.then_some(settings.fixed_cidr_v6),
             dns: Default::default(),
         }
     }

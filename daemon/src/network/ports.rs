@@ -11,7 +11,7 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rule {
     pub proto: String,
-    pub host_ip: Ipv4Addr,
+    pub host_ip: IpAddr,
     pub host_port: u16,
     pub container_ip: Ipv4Addr,
     pub container_port: u16,
@@ -32,13 +32,61 @@ pub struct Ports {
 pub struct Want {
     pub proto: String,
     pub container_port: u16,
-    pub host_ip: Ipv4Addr,
+    pub host_ip: IpAddr,
     pub host_port: u16,
 }
 
 enum Listener {
     Tcp(tokio::net::TcpListener),
     Udp(tokio::net::UdpSocket),
+}
+
+/// A listener on `addr`; on 0.0.0.0, one socket for IPv4 and IPv6 alike ([::] without
+/// IPV6_V6ONLY) where the host has IPv6, as dockerd listens on both.
+fn listen(proto: &str, addr: SocketAddr) -> std::io::Result<Listener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let dual = addr.ip() == IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let open = |a: SocketAddr, v6only: Option<bool>| -> std::io::Result<Socket> {
+        let (ty, pr) = match proto {
+            "tcp" => (Type::STREAM, Protocol::TCP),
+            _ => (Type::DGRAM, Protocol::UDP),
+        };
+        let s = Socket::new(Domain::for_address(a), ty.cloexec(), Some(pr))?;
+        if let Some(only) = v6only {
+            s.set_only_v6(only)?;
+        }
+        if proto == "tcp" {
+            s.set_reuse_address(true)?;
+        }
+        s.set_nonblocking(true)?;
+        s.bind(&a.into())?;
+        if proto == "tcp" {
+            s.listen(1024)?;
+        }
+        Ok(s)
+    };
+    let sock = if dual {
+        let any6 = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), addr.port());
+        match open(any6, Some(false)) {
+            Ok(s) => s,
+            // No IPv6 on this host: IPv4 only.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
+                ) =>
+            {
+                open(addr, None)?
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        open(addr, addr.is_ipv6().then_some(true))?
+    };
+    Ok(match proto {
+        "tcp" => Listener::Tcp(tokio::net::TcpListener::from_std(sock.into())?),
+        _ => Listener::Udp(tokio::net::UdpSocket::from_std(sock.into())?),
+    })
 }
 
 impl Ports {
@@ -52,12 +100,14 @@ impl Ports {
     ) -> Result<Vec<Rule>, String> {
         let mut bound = Vec::new();
         for w in wants {
-            let addr = SocketAddr::new(IpAddr::V4(w.host_ip), w.host_port);
-            let l = match w.proto.as_str() {
-                "tcp" => tokio::net::TcpListener::bind(addr).await.map(Listener::Tcp),
-                "udp" => tokio::net::UdpSocket::bind(addr).await.map(Listener::Udp),
-                p => return Err(format!("protocol {p} is not supported for publishing")),
-            };
+            let addr = SocketAddr::new(w.host_ip, w.host_port);
+            if !matches!(w.proto.as_str(), "tcp" | "udp") {
+                return Err(format!(
+                    "protocol {} is not supported for publishing",
+                    w.proto
+                ));
+            }
+            let l = listen(&w.proto, addr);
             let l = l.map_err(|e| {
                 if e.kind() == std::io::ErrorKind::AddrInUse {
                     format!(

@@ -75,7 +75,22 @@ impl Net {
             ip_range: None,
             mtu: self.mtu,
             options: Default::default(),
+            subnet6: None,
+            gateway6: None,
+            ip_range6: None,
+            aux_addresses: Default::default(),
         };
+        let mut n = n;
+        if let Some(v6) = &self.ipv6 {
+            let (net6, p6) = match v6 {
+                Some(c) => {
+                    ipam::parse_cidr6(c).map_err(|e| format!("daemon.json fixed-cidr-v6: {e}"))?
+                }
+                None => ipam::random_ula(),
+            };
+            n.subnet6 = Some(format!("{net6}/{p6}"));
+            n.gateway6 = Some(std::net::Ipv6Addr::from(u128::from(net6) + 1).to_string());
+        }
         st.networks.insert("bridge".into(), n.clone());
         // Saved at once: a subnet picked from the pools must not change at the next start.
         self.save(st)?;
@@ -105,6 +120,15 @@ impl Net {
     }
 
     /// Containers (IDs) with an endpoint on network `name`.
+    /// Container `id`'s plugged-in endpoints, its first one first.
+    pub async fn endpoints_of(&self, id: &str) -> Vec<Endpoint> {
+        let st = self.state.lock().await;
+        st.active()
+            .filter(|(k, _)| k.as_str() == id)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
     pub async fn members(&self, name: &str) -> Vec<(String, Endpoint)> {
         let st = self.state.lock().await;
         st.active()
@@ -170,6 +194,63 @@ impl Net {
                 )));
             }
         }
+        // Dual stack: an IPv6 pool given, or a unique local /64 of its own.
+        let (subnet6, gateway6) = if req.ipv6 {
+            let (n6, p6) = match &req.subnet6 {
+                Some(s6) => ipam::parse_cidr6(s6).map_err(Error::Invalid)?,
+                None => loop {
+                    let c = ipam::random_ula();
+                    let clash = st
+                        .networks
+                        .values()
+                        .filter_map(|n| n.subnet6.as_deref())
+                        .any(|o| ipam::parse_cidr6(o).is_ok_and(|o| ipam::overlaps6(o, c)));
+                    if !clash {
+                        break c;
+                    }
+                },
+            };
+            if let Some(o) = st
+                .networks
+                .values()
+                .filter_map(|n| n.subnet6.as_deref())
+                .find(|o| ipam::parse_cidr6(o).is_ok_and(|o| ipam::overlaps6(o, (n6, p6))))
+            {
+                return Err(Error::Invalid(format!(
+                    "invalid pool request: Pool overlaps with other one on this address space ({n6}/{p6} and {o})"
+                )));
+            }
+            let g6 = match &req.gateway6 {
+                Some(g) => {
+                    let g: std::net::Ipv6Addr = g
+                        .parse()
+                        .map_err(|_| Error::Invalid(format!("invalid IPv6 gateway {g}")))?;
+                    if !ipam::contains6((n6, p6), g) {
+                        return Err(Error::Invalid(format!(
+                            "gateway {g} is not in subnet {n6}/{p6}"
+                        )));
+                    }
+                    g
+                }
+                None => std::net::Ipv6Addr::from(u128::from(n6) + 1),
+            };
+            if let Some(r) = &req.ip_range6 {
+                let rc = ipam::parse_cidr6(r).map_err(Error::Invalid)?;
+                if rc.1 < p6 || !ipam::contains6((n6, p6), rc.0) {
+                    return Err(Error::Invalid(format!(
+                        "ip-range {r} is not in subnet {n6}/{p6}"
+                    )));
+                }
+            }
+            (Some(format!("{n6}/{p6}")), Some(g6.to_string()))
+        } else {
+            if let Some(s6) = &req.subnet6 {
+                return Err(Error::Invalid(format!(
+                    "IPv6 pool {s6} given, but the network is not IPv6-enabled (EnableIPv6, --ipv6)"
+                )));
+            }
+            (None, None)
+        };
         let mtu = req.mtu.unwrap_or(self.mtu);
         if !(68..=65535).contains(&mtu) {
             return Err(Error::Invalid(format!("invalid MTU {mtu}")));
@@ -209,8 +290,20 @@ impl Net {
             internal: req.internal,
             created: crate::clock::now_rfc3339(),
             labels: req.labels,
+            subnet6,
+            gateway6,
+            ip_range6: req.ip_range6.filter(|_| req.ipv6),
+            aux_addresses: req.aux_addresses,
         };
         links::ensure_bridge(&n.bridge, gateway, prefix, n.mtu).await?;
+        if let (Some(s6), Some(g6)) = (&n.subnet6, &n.gateway6) {
+            let (_, p6) = ipam::parse_cidr6(s6).map_err(Error::Invalid)?;
+            let g6 = g6.parse().expect("made above");
+            if let Err(e) = links::ensure_bridge6(&n.bridge, g6, p6).await {
+                let _ = links::delete(&n.bridge).await;
+                return Err(e.into());
+            }
+        }
         st.networks.insert(n.name.clone(), n.clone());
         if let Err(e) = self.save(&st) {
             st.networks.remove(&n.name);

@@ -11,6 +11,7 @@ mod compose;
 mod containers;
 mod cp;
 mod exec;
+mod fidelity;
 mod images;
 mod logging;
 mod networks;

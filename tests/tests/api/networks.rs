@@ -1245,3 +1245,214 @@ fn default_address_pools_skip_host_routes() {
     drop(s);
     drop(dummy);
 }
+
+/// Dual stack with the docker CLI, for both firewall backends: daemon.json `ipv6` and
+/// `fixed-cidr-v6` give the default bridge an IPv6 subnet; `network create --ipv6` a user
+/// network one (given or a unique local /64); containers get addresses (`--ip6` too),
+/// a default route, /etc/hosts lines and AAAA answers from the embedded DNS; a published
+/// port answers on [::1]; two IPv6 networks are isolated (a positive control on one);
+/// the masquerade rule is where the backend keeps it; bad requests are refused by name;
+/// and removing everything leaves no address, bridge or rule behind.
+#[test]
+fn ipv6_dual_stack() {
+    if !need_root("ipv6_dual_stack") {
+        return;
+    }
+    let k = std::process::id() % 0xfff0;
+    for backend in ["nftables", "iptables"] {
+        let s = Stack::with_config(
+            "api-ipv6",
+            &format!(
+                r#"{{"registry-fallback": false, "firewall-backend": "{backend}", "ipv6": true,
+                    "fixed-cidr-v6": "fd00:{k:x}:1::/64"}}"#
+            ),
+        );
+        s.import_busybox();
+        let inspect = |what: &str, f: &str| {
+            ok(&s.docker(&["inspect", "-f", f, what]))
+                .trim()
+                .to_string()
+        };
+        // The default bridge.
+        let out = ok(&s.docker(&[
+            "run", "--rm", "busybox", "ip", "-o", "-6", "addr", "show", "eth0",
+        ]));
+        assert!(out.contains(&format!("fd00:{k:x}:1::2/64")), "{out}");
+        assert_eq!(
+            ok(&s.docker(&["network", "inspect", "-f", "{{.EnableIPv6}}", "bridge"])).trim(),
+            "true"
+        );
+        // User networks.
+        let o = s.docker(&[
+            "network",
+            "create",
+            "--subnet",
+            &format!("fd00:{k:x}:2::/64"),
+            "nov6",
+        ]);
+        refused(&o, "not IPv6-enabled");
+        ok(&s.docker(&[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            &format!("fd00:{k:x}:2::/64"),
+            "six",
+        ]));
+        let o = s.docker(&[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            &format!("fd00:{k:x}:2:0:1::/80"),
+            "clash",
+        ]);
+        refused(&o, "overlaps");
+        ok(&s.docker(&["network", "create", "--ipv6", "other6"]));
+        let ula = ok(&s.docker(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+            "other6",
+        ]));
+        assert!(
+            ula.split_whitespace()
+                .any(|n| n.starts_with("fd") && n.ends_with("::/64")),
+            "{ula}"
+        );
+        ok(&s.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "web6",
+            "--network",
+            "six",
+            "--ip6",
+            &format!("fd00:{k:x}:2::80"),
+            "-p",
+            "127.0.0.1::80",
+            "-p",
+            "[::1]::80",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi6 > /i; exec httpd -f -p 80 -h /",
+        ]));
+        assert_eq!(
+            inspect(
+                "web6",
+                "{{.NetworkSettings.Networks.six.GlobalIPv6Address}}"
+            ),
+            format!("fd00:{k:x}:2::80")
+        );
+        assert_eq!(
+            inspect("web6", "{{.NetworkSettings.Networks.six.IPv6Gateway}}"),
+            format!("fd00:{k:x}:2::1")
+        );
+        let probe = ok(&s.docker(&[
+            "run", "--rm", "--network", "six", "busybox", "sh", "-c",
+            "ip -6 route show default; nslookup -type=AAAA web6 127.0.0.11; wget -qO- http://[$(nslookup -type=AAAA web6 127.0.0.11 | awk '/^Address: fd/{print $2}')]/i; tail -1 /etc/hosts",
+        ]));
+        assert!(
+            probe.contains(&format!("default via fd00:{k:x}:2::1")),
+            "{probe}"
+        );
+        assert!(
+            probe.contains(&format!("Address: fd00:{k:x}:2::80")),
+            "{probe}"
+        );
+        assert!(probe.contains("hi6"), "{probe}");
+        assert!(
+            probe
+                .lines()
+                .last()
+                .unwrap_or("")
+                .starts_with(&format!("fd00:{k:x}:2::")),
+            "{probe}"
+        );
+        let port6 = ok(&s.docker(&["port", "web6", "80"]));
+        let p6 = port6
+            .lines()
+            .find(|l| l.starts_with("[::1]:"))
+            .and_then(|l| l.rsplit(':').next())
+            .unwrap_or_else(|| panic!("no [::1] binding: {port6}"))
+            .to_string();
+        let got = Command::new("curl")
+            .args([
+                "-s",
+                "-6",
+                "--max-time",
+                "5",
+                &format!("http://[::1]:{p6}/i"),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(text(&got.stdout).trim(), "hi6");
+        // Isolation: not from another IPv6 network, but within its own.
+        let cross = s.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "other6",
+            "busybox",
+            "ping6",
+            "-c1",
+            "-W2",
+            &format!("fd00:{k:x}:2::80"),
+        ]);
+        assert!(!cross.status.success(), "other6 reached six over IPv6");
+        ok(&s.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "six",
+            "busybox",
+            "ping6",
+            "-c1",
+            "-W2",
+            &format!("fd00:{k:x}:2::80"),
+        ]));
+        let rules = match backend {
+            "nftables" => ok(&Command::new("nft")
+                .args(["list", "ruleset", "ip6"])
+                .output()
+                .unwrap()),
+            _ => ok(&Command::new("ip6tables-save").output().unwrap()),
+        };
+        assert!(
+            rules.contains(&format!("fd00:{k:x}:2::/64")),
+            "{backend}: {rules}"
+        );
+        let o = s.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "six",
+            "--ip6",
+            "2001:db8::5",
+            "busybox",
+            "true",
+        ]);
+        refused(&o, "not a usable address");
+        ok(&s.docker(&["rm", "-f", "web6"]));
+        ok(&s.docker(&["network", "rm", "six", "other6"]));
+        let rules = match backend {
+            "nftables" => ok(&Command::new("nft")
+                .args(["list", "ruleset", "ip6"])
+                .output()
+                .unwrap()),
+            _ => ok(&Command::new("ip6tables-save").output().unwrap()),
+        };
+        assert!(
+            !rules.contains(&format!("fd00:{k:x}:2::")),
+            "{backend}: left behind: {rules}"
+        );
+        drop(s);
+        let addrs = ok(&Command::new("ip").args(["-6", "addr"]).output().unwrap());
+        assert!(
+            !addrs.contains(&format!("fd00:{k:x}:")),
+            "addresses left: {addrs}"
+        );
+    }
+}

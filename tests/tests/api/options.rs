@@ -1129,8 +1129,8 @@ fn bind_propagation_and_mount_options() {
     // Nested options berthd lacks, named.
     for (m, want) in [
         (
-            "type=volume,src=v1,dst=/v,volume-subpath=x",
-            "VolumeOptions.Subpath",
+            "type=volume,src=v1,dst=/v,volume-driver=other",
+            "VolumeOptions.DriverConfig",
         ),
         ("type=tmpfs,dst=/t,tmpfs-mode=1777", ""),
     ] {
@@ -1148,4 +1148,102 @@ fn bind_propagation_and_mount_options() {
     for p in [sub.as_path(), src.path(), private.path()] {
         let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
     }
+}
+
+/// `VolumeOptions.Subpath` (`--mount …,volume-subpath=`): a directory or file inside a
+/// volume, pinned at create so that a container swapping it for a symlink afterwards, or a
+/// symlink out of the volume from the start, cannot expose the host.
+#[test]
+fn volume_subpaths() {
+    if !need_root("volume_subpaths") {
+        return;
+    }
+    let s = Stack::busybox("api-subpath");
+    ok(&s.docker(&["volume", "create", "sp"]));
+    ok(&s.docker(&[
+        "run", "--rm", "-v", "sp:/vol", "busybox", "sh", "-c",
+        "mkdir -p /vol/sub/deep && echo inside > /vol/sub/f && echo leaf > /vol/sub/deep/g && ln -s /etc /vol/esc && ln -s sub/deep /vol/rel",
+    ]));
+    let out = ok(&s.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=sp,dst=/m,volume-subpath=sub,readonly",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /m/f; touch /m/x 2>/dev/null && echo writable || echo read-only",
+    ]));
+    assert_eq!(out.trim(), "inside\nread-only", "{out}");
+    // A symlink that stays inside the volume is followed; one that leaves it is refused.
+    let out = ok(&s.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=sp,dst=/m,volume-subpath=rel",
+        "busybox",
+        "cat",
+        "/m/g",
+    ]));
+    assert_eq!(out.trim(), "leaf");
+    let o = s.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=sp,dst=/m,volume-subpath=esc",
+        "busybox",
+        "ls",
+        "/m",
+    ]);
+    refused(&o, "leads out of the volume");
+    let o = s.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=sp,dst=/m,volume-subpath=../x",
+        "busybox",
+        "true",
+    ]);
+    refused(&o, "Subpath");
+    let o = s.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=sp,dst=/m,volume-subpath=missing",
+        "busybox",
+        "true",
+    ]);
+    refused(&o, "no such file or directory in the volume");
+    // Swapped for a symlink to /etc between create and start: the pinned directory wins.
+    let id = ok(&s.docker(&[
+        "create",
+        "--mount",
+        "type=volume,src=sp,dst=/m,volume-subpath=sub",
+        "busybox",
+        "ls",
+        "/m",
+    ]));
+    ok(&s.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "sp:/vol",
+        "busybox",
+        "sh",
+        "-c",
+        "mv /vol/sub /vol/old && ln -s /etc /vol/sub",
+    ]));
+    ok(&s.docker(&["start", "-a", id.trim()]))
+        .lines()
+        .for_each(|l| assert_ne!(l, "passwd", "the host's /etc showed through"));
+    let out = ok(&s.docker(&["logs", id.trim()]));
+    assert!(out.contains("deep") && out.contains('f'), "{out}");
+    ok(&s.docker(&["rm", id.trim()]));
+    let left: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("/subpaths/"))
+        .map(String::from)
+        .collect();
+    assert!(left.is_empty(), "pinned subpaths left mounted: {left:?}");
 }
