@@ -745,6 +745,93 @@ pub async fn rename(c: &Client, id: &str, name: &str) -> Outcome {
     Ok(0)
 }
 
+/// `berth container prune [--filter k=v]`.
+pub async fn prune(c: &Client, force: bool, filters: &[String]) -> Outcome {
+    if !force {
+        eprintln!("WARNING! This will remove all stopped containers. Use -f to confirm.");
+        return Ok(1);
+    }
+    let r = c
+        .post(&crate::with_filters("/containers/prune", filters), None)
+        .await?;
+    let ids = r["ContainersDeleted"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !ids.is_empty() {
+        println!("Deleted Containers:");
+        for id in ids {
+            println!("{}", id.as_str().unwrap_or(""));
+        }
+        println!();
+    }
+    println!(
+        "Total reclaimed space: {}",
+        table::size(r["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+    );
+    Ok(0)
+}
+
+/// What `berth update` changes.
+pub struct UpdateOpts {
+    pub memory: Option<String>,
+    pub memory_swap: Option<String>,
+    pub cpus: Option<f64>,
+    pub cpu_shares: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub restart: Option<String>,
+}
+
+/// `berth update`: resources and the restart policy, for each container (its name printed
+/// as docker does).
+pub async fn update(c: &Client, ids: &[String], o: UpdateOpts) -> Outcome {
+    let mut body = json!({});
+    if let Some(m) = &o.memory {
+        body["Memory"] = parse_bytes(m)?.into();
+    }
+    if let Some(m) = &o.memory_swap {
+        body["MemorySwap"] = if m == "-1" { -1 } else { parse_bytes(m)? }.into();
+    }
+    if let Some(n) = o.cpus {
+        body["NanoCpus"] = ((n * 1e9) as i64).into();
+    }
+    if let Some(s) = o.cpu_shares {
+        body["CpuShares"] = s.into();
+    }
+    if let Some(p) = o.pids_limit {
+        body["PidsLimit"] = p.into();
+    }
+    if let Some(r) = &o.restart {
+        let (name, n) = r.split_once(':').unwrap_or((r, "0"));
+        let n: i64 = n
+            .parse()
+            .map_err(|_| bad(format!("invalid restart policy {r}")))?;
+        body["RestartPolicy"] = json!({"Name": name, "MaximumRetryCount": n});
+    }
+    if body.as_object().is_some_and(|m| m.is_empty()) {
+        return Err(bad(
+            "you must provide one or more flags when using this command",
+        ));
+    }
+    let mut code = 0;
+    for id in ids {
+        match c
+            .post(
+                &format!("/containers/{}/update", enc(id)),
+                Some(body.clone()),
+            )
+            .await
+        {
+            Ok(_) => println!("{id}"),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

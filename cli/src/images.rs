@@ -356,3 +356,69 @@ pub async fn import(
     }
     Ok(0)
 }
+
+/// `berth image prune [-a]`.
+pub async fn prune(c: &Client, force: bool, all: bool) -> Outcome {
+    if !force {
+        eprintln!(
+            "WARNING! This will remove all {} images. Use -f to confirm.",
+            if all {
+                "images without at least one container associated to them"
+            } else {
+                "dangling"
+            }
+        );
+        return Ok(1);
+    }
+    let path = if all {
+        format!("/images/prune?filters={}", enc(r#"{"dangling":["false"]}"#))
+    } else {
+        "/images/prune".to_string()
+    };
+    let r = c.post(&path, None).await?;
+    let list = r["ImagesDeleted"].as_array().cloned().unwrap_or_default();
+    if !list.is_empty() {
+        println!("Deleted Images:");
+        for i in list {
+            for (k, v) in i.as_object().into_iter().flatten() {
+                println!("{}: {}", k.to_lowercase(), v.as_str().unwrap_or(""));
+            }
+        }
+        println!();
+    }
+    println!(
+        "Total reclaimed space: {}",
+        table::size(r["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+    );
+    Ok(0)
+}
+
+/// `berth search TERM`: docker's table of the repositories berthd finds.
+pub async fn search(c: &Client, term: &str, limit: Option<u32>) -> Outcome {
+    let mut path = format!("/images/search?term={}", enc(term));
+    if let Some(n) = limit {
+        path.push_str(&format!("&limit={n}"));
+    }
+    let r = c.get(&path).await?;
+    let rows: Vec<Vec<String>> = r
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|x| {
+            vec![
+                x["name"].as_str().unwrap_or("").to_string(),
+                x["description"].as_str().unwrap_or("").to_string(),
+                x["star_count"].as_i64().unwrap_or(0).to_string(),
+                if x["is_official"].as_bool().unwrap_or(false) {
+                    "[OK]"
+                } else {
+                    ""
+                }
+                .to_string(),
+            ]
+        })
+        .collect();
+    table::print(&["NAME", "DESCRIPTION", "STARS", "OFFICIAL"], &rows);
+    Ok(0)
+}

@@ -7,8 +7,10 @@ pub mod build;
 pub mod client;
 pub mod containers;
 pub mod copy;
+pub mod groups;
 pub mod images;
 pub mod network;
+pub mod stats;
 pub mod stream;
 pub mod system;
 pub mod table;
@@ -449,6 +451,79 @@ pub enum Cmd {
         #[arg(long)]
         format: Option<String>,
     },
+    /// Manage containers (`berth container ls|run|rm|prune|…`: docker's verbs).
+    #[command(disable_help_flag = true)]
+    Container {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Manage images (`berth image ls|pull|rm|prune|…`).
+    #[command(disable_help_flag = true)]
+    Image {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Remove all stopped containers.
+    #[command(name = "container-prune", hide = true)]
+    ContainerPrune {
+        #[arg(short, long)]
+        force: bool,
+        /// Provide filter values (e.g. 'until=24h', 'label=k=v').
+        #[arg(long)]
+        filter: Vec<String>,
+    },
+    /// Remove unused images.
+    #[command(name = "image-prune", hide = true)]
+    ImagePrune {
+        #[arg(short, long)]
+        force: bool,
+        /// Remove all images no container uses, not just dangling ones.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Display a live stream of container resource usage statistics.
+    Stats {
+        /// Show all containers (default shows just running).
+        #[arg(short, long)]
+        all: bool,
+        /// Disable streaming stats and only pull the first result.
+        #[arg(long)]
+        no_stream: bool,
+        /// Format output using a Go-template-like string ({{.Name}}, {{.CPUPerc}}, …).
+        #[arg(long)]
+        format: Option<String>,
+        containers: Vec<String>,
+    },
+    /// Update configuration of one or more containers.
+    Update {
+        /// Memory limit (e.g. 512m).
+        #[arg(short, long)]
+        memory: Option<String>,
+        /// Swap limit equal to memory plus swap: -1 for unlimited.
+        #[arg(long)]
+        memory_swap: Option<String>,
+        /// Number of CPUs.
+        #[arg(long)]
+        cpus: Option<f64>,
+        /// CPU shares (relative weight).
+        #[arg(short, long)]
+        cpu_shares: Option<i64>,
+        /// Tune container pids limit (-1 for unlimited).
+        #[arg(long)]
+        pids_limit: Option<i64>,
+        /// Restart policy to apply when a container exits.
+        #[arg(long)]
+        restart: Option<String>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Search registries for images (their catalogs: Berth never asks Docker Hub's index).
+    Search {
+        /// Max number of search results.
+        #[arg(long)]
+        limit: Option<u32>,
+        term: String,
+    },
 }
 
 /// `ls` of volumes and networks.
@@ -587,7 +662,7 @@ fn host(cli: &Cli) -> String {
 }
 
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(groups::expand(std::env::args_os().collect()));
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -755,6 +830,48 @@ async fn dispatch(c: &client::Client, cmd: Cmd) -> Outcome {
         Cmd::System(SystemCmd::Events { since, until }) => {
             system::events(c, since.as_deref(), until.as_deref(), &[], None).await
         }
+        Cmd::Container { args } | Cmd::Image { args } if !args.is_empty() && !args[0].starts_with('-') => {
+            Err(client::ApiError {
+                status: None,
+                message: format!("berth: '{}' is not a berth container or image command.\nSee 'berth container --help' and 'berth image --help'", args[0]),
+            })
+        }
+        Cmd::Container { .. } => {
+            print!("{}", groups::help("container"));
+            Ok(0)
+        }
+        Cmd::Image { .. } => {
+            print!("{}", groups::help("image"));
+            Ok(0)
+        }
+        Cmd::ContainerPrune { force, filter } => k::prune(c, force, &filter).await,
+        Cmd::ImagePrune { force, all } => images::prune(c, force, all).await,
+        Cmd::Stats {
+            all,
+            no_stream,
+            format,
+            containers,
+        } => stats::stats(c, &containers, all, no_stream, format.as_deref()).await,
+        Cmd::Update {
+            memory,
+            memory_swap,
+            cpus,
+            cpu_shares,
+            pids_limit,
+            restart,
+            containers,
+        } => {
+            let o = k::UpdateOpts {
+                memory,
+                memory_swap,
+                cpus,
+                cpu_shares,
+                pids_limit,
+                restart,
+            };
+            k::update(c, &containers, o).await
+        }
+        Cmd::Search { limit, term } => images::search(c, &term, limit).await,
         Cmd::Info { format } => system::info(c, format.as_deref()).await,
         Cmd::Version { format } => system::version(c, format.as_deref()).await,
         Cmd::Events {

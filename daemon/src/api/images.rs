@@ -557,12 +557,60 @@ async fn load(AxState(d): AxState<State>, body: Body) -> Result<Response, ApiErr
         .expect("response"))
 }
 
-async fn prune(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, ApiError> {
+/// `POST /images/prune?filters=`: untagged images (`dangling=true`, the default), or with
+/// `dangling=false` (`docker image prune -a`) every image no container uses.
+async fn prune(
+    AxState(d): AxState<State>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let f = super::Filters::parse(&query)?;
+    if let Some(k) = f.keys().find(|k| k.as_str() != "dangling") {
+        return Err(ApiError::bad_request(format!(
+            "image prune filter {k:?} is not supported by Berth (dangling)"
+        )));
+    }
+    let all = match f.get("dangling").first().map(String::as_str) {
+        None | Some("true") | Some("1") => false,
+        Some("false") | Some("0") => true,
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid filter 'dangling={v}'"
+            )))
+        }
+    };
+    let mut removed: Vec<serde_json::Value> = Vec::new();
+    if all {
+        let used: std::collections::HashSet<String> = crate::containers::all(&d)
+            .await?
+            .into_iter()
+            .map(|c| c.doc.image)
+            .collect();
+        for img in d
+            .images
+            .mgr
+            .images()
+            .await
+            .map_err(crate::images::Error::from)?
+        {
+            let Ok(r) = d.images.resolve_record(&img).await else {
+                continue;
+            };
+            if !used.contains(r.id()) {
+                // (Another name of the same image may have taken it already.)
+                for (kind, what) in d.images.remove(&img.name, false).await.unwrap_or_default() {
+                    removed.push(serde_json::json!({ kind: what }));
+                }
+            }
+        }
+    }
     let (dangling, gc) = d.images.prune().await?;
-    let deleted: Vec<serde_json::Value> = dangling
-        .iter()
-        .map(|id| serde_json::json!({ "Deleted": id }))
-        .collect();
+    let mut deleted = removed;
+    deleted.extend(
+        dangling
+            .iter()
+            .map(|id| serde_json::json!({ "Deleted": id })),
+    );
     Ok(Json(serde_json::json!({
         "ImagesDeleted": if deleted.is_empty() { None } else { Some(deleted) },
         "SpaceReclaimed": gc.bytes,

@@ -124,3 +124,112 @@ fn berth_cli_through_the_stack() {
     ok(&s.berth(&["volume", "rm", "bv"]));
     assert_eq!(ok(&s.berth(&["ps", "-aq"])).trim(), "");
 }
+
+/// docker's command groups and the commands added with them: `container …` / `image …`
+/// verbs and aliases, `container prune` with filters, `image prune -a`, `stats
+/// --no-stream` (table and `--format`), `update`; an unknown verb is an error.
+#[test]
+fn berth_cli_groups_stats_update_prune() {
+    if !need_root("berth_cli_groups_stats_update_prune") {
+        return;
+    }
+    let s = Stack::busybox("api-berth-groups");
+    ok(&s.berth(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "g1",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let ls = ok(&s.berth(&["container", "ls"]));
+    assert!(ls.starts_with("CONTAINER ID") && ls.contains("g1"), "{ls}");
+    assert_eq!(
+        ok(&s.berth(&["container", "list", "-q"])).lines().count(),
+        1
+    );
+    let imgs = ok(&s.berth(&["image", "ls"]));
+    assert!(
+        imgs.starts_with("REPOSITORY") && imgs.contains("busybox"),
+        "{imgs}"
+    );
+    ok(&s.berth(&["image", "tag", "busybox", "grouptag:1"]));
+    ok(&s.berth(&["image", "rm", "grouptag:1"]));
+    let st = ok(&s.berth(&["stats", "--no-stream"]));
+    let head = st.lines().next().unwrap_or("");
+    for col in [
+        "CONTAINER ID",
+        "NAME",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "NET I/O",
+        "PIDS",
+    ] {
+        assert!(head.contains(col), "{st}");
+    }
+    assert!(st.lines().nth(1).is_some_and(|l| l.contains("g1")), "{st}");
+    let f = ok(&s.berth(&[
+        "container",
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}}",
+        "g1",
+    ]));
+    assert_eq!(f.trim(), "g1 1");
+    assert_eq!(
+        ok(&s.berth(&[
+            "update",
+            "--memory",
+            "64m",
+            "--restart",
+            "on-failure:2",
+            "g1"
+        ]))
+        .trim(),
+        "g1"
+    );
+    let mem = ok(&s.docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}",
+        "g1",
+    ]));
+    assert_eq!(mem.trim(), "67108864 on-failure");
+    let o = s.berth(&["update", "g1"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("one or more flags"),
+        "{}",
+        text(&o.stderr)
+    );
+    // Prune: only the stopped one without the label, then the labelled one.
+    ok(&s.berth(&["run", "--name", "g2", "busybox", "true"]));
+    ok(&s.berth(&["run", "--name", "g3", "-l", "keep=1", "busybox", "true"]));
+    let o = s.berth(&["container", "prune"]);
+    assert_eq!(o.status.code(), Some(1), "without -f nothing goes");
+    let p = ok(&s.berth(&["container", "prune", "-f", "--filter", "label!=keep"]));
+    assert!(p.contains("Total reclaimed space"), "{p}");
+    let all = ok(&s.berth(&["ps", "-a", "--format", "{{.Names}}"]));
+    assert!(
+        !all.contains("g2") && all.contains("g3") && all.contains("g1"),
+        "{all}"
+    );
+    ok(&s.berth(&["container", "prune", "-f"]));
+    assert!(!ok(&s.berth(&["ps", "-a"])).contains("g3"));
+    // image prune -a: everything no container uses goes; busybox stays (g1 runs it).
+    ok(&s.berth(&["image", "tag", "busybox", "pruneme:1"]));
+    ok(&s.berth(&["commit", "g1", "unused:1"]));
+    let p = ok(&s.berth(&["image", "prune", "-a", "-f"]));
+    assert!(p.contains("unused:1") || p.contains("untagged"), "{p}");
+    let imgs = ok(&s.berth(&["images"]));
+    assert!(
+        !imgs.contains("unused") && imgs.contains("busybox"),
+        "{imgs}"
+    );
+    let o = s.berth(&["container", "frobnicate"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(text(&o.stderr).contains("'frobnicate' is not a berth container or image command"));
+    ok(&s.berth(&["container", "rm", "-f", "g1"]));
+}

@@ -303,3 +303,63 @@ fn pull_of_present_image_is_up_to_date() {
     assert!(again.contains("Image is up to date"), "{again}");
     assert!(!again.contains("Already exists"), "{again}");
 }
+
+/// The classic builder's options as docker-py sends them: `extrahosts` reach RUN steps,
+/// a failed RUN's exit code is in `errorDetail.code`, stderr is marked red, `cachefrom`
+/// limits the cache to steps of the named images, resources go to the RUN containers,
+/// `squash` is refused (no experimental mode), a Dockerfile outside the context (sent twice
+/// under `dockerfile`) is found, and `.dockerignore` exceptions inside an excluded
+/// directory are kept while the Dockerfile and .dockerignore it names are left out.
+#[test]
+fn docker_py_build_options() {
+    if !need_root("docker_py_build_options") {
+        return;
+    }
+    let s = Stack::busybox("api-pybuild");
+    py(
+        &s,
+        r#"
+import os, tempfile
+def run(**kw):
+    return list(api.build(decode=True, **kw))
+def df(text):
+    return io.BytesIO(text.encode())
+out = run(fileobj=df("FROM busybox\nRUN grep -q 'extra.test' /etc/hosts && ping -c1 -W1 extra.test\n"),
+          extra_hosts={"extra.test": "127.0.0.1"}, tag="pyb1")
+assert "errorDetail" not in out[-1], out
+out = run(fileobj=df("FROM busybox\nRUN exit 7\n"), network_mode="none")
+assert out[-1]["errorDetail"]["code"] == 7, out[-1]
+out = run(fileobj=df("FROM busybox\nRUN echo to-stderr >&2\n"), nocache=True)
+assert "\x1b[91mto-stderr\n\x1b[0m" in [o.get("stream") for o in out], out
+script = "FROM busybox\nENV A=1\nRUN touch /a\nRUN touch /b\n"
+run(fileobj=df(script), tag="pycache1")
+hits = lambda out: sum("Using cache" in o.get("stream", "") for o in out)
+assert hits(run(fileobj=df(script), tag="pycache2", cache_from=["pycache1"])) == 3
+assert hits(run(fileobj=df(script), tag="pycache3", cache_from=["busybox"])) == 0
+assert hits(run(fileobj=df(script), tag="pycache4")) == 3
+out = run(fileobj=df("FROM busybox\nRUN cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max\n"),
+          container_limits={"memory": 64 << 20}, nocache=True)
+assert any(o.get("stream", "").strip() == str(64 << 20) for o in out), out
+try:
+    run(fileobj=df("FROM busybox\n"), squash=True)
+    raise SystemExit("squash accepted")
+except docker.errors.APIError as e:
+    assert "experimental" in str(e), e
+ctx = tempfile.mkdtemp(); other = tempfile.mkdtemp()
+open(os.path.join(ctx, "file.txt"), "w").write("x")
+os.makedirs(os.path.join(ctx, "ignored", "sub"))
+for f in ("ignored/sub/keep", "ignored/sub/drop"):
+    open(os.path.join(ctx, f), "w").write("x")
+open(os.path.join(ctx, ".dockerignore"), "w").write("ignored\n!ignored/sub/keep\nDockerfile\n.dockerignore\n")
+open(os.path.join(ctx, "Dockerfile"), "w").write("FROM busybox\nCOPY . /src\n")
+out = run(path=ctx, tag="pyignore")
+assert "Successfully tagged" in out[-1].get("stream", ""), out
+ct = api.create_container("pyignore", "find /src -type f")
+api.start(ct); api.wait(ct)
+assert sorted(api.logs(ct).decode().split()) == ["/src/file.txt", "/src/ignored/sub/keep"], api.logs(ct)
+open(os.path.join(other, "Dockerfile"), "w").write("FROM busybox\nCOPY file.txt /f\n")
+out = run(path=ctx, dockerfile=os.path.join(other, "Dockerfile"), tag="pyoutside")
+assert "Successfully tagged" in out[-1].get("stream", ""), out
+"#,
+    );
+}
