@@ -27,6 +27,7 @@ netstate() {
   # iptables rules (either backend's view), without counters and comments.
   # (sed, not grep -v: no rules at all is no failure under pipefail.)
   { iptables-save 2>/dev/null || true; } | sed -e '/^#/d' -e 's/\[[0-9]*:[0-9]*\]//' | sort
+  { ip6tables-save 2>/dev/null || true; } | sed -e '/^#/d' -e 's/\[[0-9]*:[0-9]*\]//' -e 's/^/v6 /' | sort
 }
 before=$(mktemp)
 netstate > "$before"

@@ -32,6 +32,15 @@ pub fn parse_bytes(s: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| bad(format!("invalid size: '{s}'")))
 }
 
+/// `--restart NAME[:MAX]` as the API's RestartPolicy.
+fn restart_policy(r: &str) -> Result<Value, ApiError> {
+    let (name, n) = r.split_once(':').unwrap_or((r, "0"));
+    let n: i64 = n
+        .parse()
+        .map_err(|_| bad(format!("invalid restart policy {r}")))?;
+    Ok(json!({"Name": name, "MaximumRetryCount": n}))
+}
+
 /// The container create body for `opts`.
 pub fn create_body(o: &RunOpts) -> Result<Value, ApiError> {
     let mut host = json!({});
@@ -141,11 +150,7 @@ pub fn create_body(o: &RunOpts) -> Result<Value, ApiError> {
     host["Links"] = json!(o.link);
     host["Dns"] = json!(o.dns);
     if let Some(r) = &o.restart {
-        let (name, n) = r.split_once(':').unwrap_or((r, "0"));
-        let n: i64 = n
-            .parse()
-            .map_err(|_| bad(format!("invalid restart policy {r}")))?;
-        host["RestartPolicy"] = json!({"Name": name, "MaximumRetryCount": n});
+        host["RestartPolicy"] = restart_policy(r)?;
     }
     if let Some(m) = &o.memory {
         host["Memory"] = parse_bytes(m)?.into();
@@ -802,11 +807,7 @@ pub async fn update(c: &Client, ids: &[String], o: UpdateOpts) -> Outcome {
         body["PidsLimit"] = p.into();
     }
     if let Some(r) = &o.restart {
-        let (name, n) = r.split_once(':').unwrap_or((r, "0"));
-        let n: i64 = n
-            .parse()
-            .map_err(|_| bad(format!("invalid restart policy {r}")))?;
-        body["RestartPolicy"] = json!({"Name": name, "MaximumRetryCount": n});
+        body["RestartPolicy"] = restart_policy(r)?;
     }
     if body.as_object().is_some_and(|m| m.is_empty()) {
         return Err(bad(

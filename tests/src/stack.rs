@@ -270,37 +270,40 @@ impl Stack {
                 .stderr(Stdio::null())
                 .status();
         }
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &format!("berth_{b}")])
-            .stderr(Stdio::null())
-            .status();
-        // The iptables backend's chains, and the jumps to them.
+        for family in ["ip", "ip6"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, &format!("berth_{b}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+        // The iptables backend's chains, and the jumps to them (IPv4 and IPv6).
         let chains = format!("BERTH-{b}-");
-        for table in ["nat", "filter"] {
-            let rules = Command::new("iptables-save")
-                .args(["-t", table])
-                .output()
-                .map(|o| text(&o.stdout))
-                .unwrap_or_default();
-            for l in rules.lines() {
-                if let Some(rule) = l.strip_prefix("-A ").filter(|r| r.contains(&chains)) {
-                    if !rule.starts_with(&chains) {
-                        let _ = Command::new("iptables")
-                            .args(["-t", table, "-D"])
-                            .args(rule.split_whitespace())
-                            .status();
+        for (tool, save) in [
+            ("iptables", "iptables-save"),
+            ("ip6tables", "ip6tables-save"),
+        ] {
+            for table in ["nat", "filter"] {
+                let rules = Command::new(save)
+                    .args(["-t", table])
+                    .output()
+                    .map(|o| text(&o.stdout))
+                    .unwrap_or_default();
+                for l in rules.lines() {
+                    if let Some(rule) = l.strip_prefix("-A ").filter(|r| r.contains(&chains)) {
+                        if !rule.starts_with(&chains) {
+                            let _ = Command::new(tool)
+                                .args(["-t", table, "-D"])
+                                .args(rule.split_whitespace())
+                                .status();
+                        }
                     }
                 }
-            }
-            for l in rules.lines() {
-                if let Some(c) = l.strip_prefix(':').filter(|c| c.starts_with(&chains)) {
-                    let c = c.split_whitespace().next().unwrap_or_default();
-                    let _ = Command::new("iptables")
-                        .args(["-t", table, "-F", c])
-                        .status();
-                    let _ = Command::new("iptables")
-                        .args(["-t", table, "-X", c])
-                        .status();
+                for l in rules.lines() {
+                    if let Some(c) = l.strip_prefix(':').filter(|c| c.starts_with(&chains)) {
+                        let c = c.split_whitespace().next().unwrap_or_default();
+                        let _ = Command::new(tool).args(["-t", table, "-F", c]).status();
+                        let _ = Command::new(tool).args(["-t", table, "-X", c]).status();
+                    }
                 }
             }
         }

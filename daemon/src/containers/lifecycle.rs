@@ -371,21 +371,25 @@ async fn create_task(d: &State, id: &str, terminal: bool, stdin: bool) -> Result
     Ok(())
 }
 
-/// The stored spec with a `docker update`'s resources applied.
-async fn apply_updated_resources(d: &State, c: &Container) -> Result<()> {
+/// Change container `id`'s stored spec (it has no task: the next one uses it).
+async fn patch_spec(
+    d: &State,
+    id: &str,
+    f: impl FnOnce(&mut oci_spec::runtime::Spec),
+) -> Result<()> {
     let containers = d.images.mgr.containers.clone();
     let mc = containers
         .clone()
-        .get(pb::ContainerRef { id: c.id.clone() })
+        .get(pb::ContainerRef { id: id.to_string() })
         .await?
         .into_inner();
     let mut spec: oci_spec::runtime::Spec = serde_json::from_slice(&mc.spec)
-        .map_err(|e| Error::Internal(format!("container {}: stored spec: {e}", c.id)))?;
-    options::patch_resources(&mut spec, &c.doc.host_config);
+        .map_err(|e| Error::Internal(format!("container {id}: stored spec: {e}")))?;
+    f(&mut spec);
     containers
         .clone()
         .update(pb::UpdateContainerRequest {
-            id: c.id.clone(),
+            id: id.to_string(),
             spec: serde_json::to_vec(&spec).expect("json"),
             ..Default::default()
         })
@@ -393,18 +397,19 @@ async fn apply_updated_resources(d: &State, c: &Container) -> Result<()> {
     Ok(())
 }
 
+/// The stored spec with a `docker update`'s resources applied.
+async fn apply_updated_resources(d: &State, c: &Container) -> Result<()> {
+    patch_spec(d, &c.id, |spec| {
+        options::patch_resources(spec, &c.doc.host_config)
+    })
+    .await
+}
+
 /// Put this start's legacy link variables in the stored spec's environment in place of
 /// the last start's, before the container's own (which win), and remember them.
 async fn apply_link_env(d: &State, c: &Container, mut env: Vec<String>) -> Result<()> {
-    let containers = d.images.mgr.containers.clone();
-    let mc = containers
-        .clone()
-        .get(pb::ContainerRef { id: c.id.clone() })
-        .await?
-        .into_inner();
-    let mut spec: oci_spec::runtime::Spec = serde_json::from_slice(&mc.spec)
-        .map_err(|e| Error::Internal(format!("container {}: stored spec: {e}", c.id)))?;
-    if let Some(p) = spec.process_mut() {
+    patch_spec(d, &c.id, |spec| {
+        let Some(p) = spec.process_mut() else { return };
         let mut old = c.doc.link_env.clone();
         let mut rest: Vec<String> = Vec::new();
         for e in p.env().clone().unwrap_or_default() {
@@ -422,15 +427,8 @@ async fn apply_link_env(d: &State, c: &Container, mut env: Vec<String>) -> Resul
         let mut all = env.clone();
         all.extend(rest);
         p.set_env(Some(all));
-    }
-    containers
-        .clone()
-        .update(pb::UpdateContainerRequest {
-            id: c.id.clone(),
-            spec: serde_json::to_vec(&spec).expect("json"),
-            ..Default::default()
-        })
-        .await?;
+    })
+    .await?;
     super::update_doc(d, &c.id, None, |doc| doc.link_env = env).await
 }
 

@@ -267,15 +267,12 @@ fn cuts<'a>(bridges: &[&'a Network]) -> Vec<Cut<'a>> {
     out
 }
 
-/// The nftables table for a set of bridge networks and rules (None: no table at all).
-pub fn nft_ruleset(table: &str, networks: &[Network], rules: &[Rule]) -> Option<String> {
-    let bridges: Vec<&Network> = networks.iter().filter(|n| n.driver == "bridge").collect();
-    if bridges.is_empty() && rules.is_empty() {
-        return None;
-    }
-    let mut s = format!("table ip {table} {{\n");
-    s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
-    for c in cuts(&bridges) {
+/// An nftables forward chain with the isolation cuts between `bridges`.
+fn nft_forward(bridges: &[&Network]) -> String {
+    let mut s = String::from(
+        "  chain forward {\n    type filter hook forward priority filter; policy accept;\n",
+    );
+    for c in cuts(bridges) {
         s.push_str(&match c {
             Cut::Between(a, b) => format!("    iifname \"{a}\" oifname \"{b}\" drop\n"),
             Cut::OutOf(b) => format!("    iifname \"{b}\" oifname != \"{b}\" drop\n"),
@@ -283,6 +280,17 @@ pub fn nft_ruleset(table: &str, networks: &[Network], rules: &[Rule]) -> Option<
         });
     }
     s.push_str("  }\n");
+    s
+}
+
+/// The nftables table for a set of bridge networks and rules (None: no table at all).
+pub fn nft_ruleset(table: &str, networks: &[Network], rules: &[Rule]) -> Option<String> {
+    let bridges: Vec<&Network> = networks.iter().filter(|n| n.driver == "bridge").collect();
+    if bridges.is_empty() && rules.is_empty() {
+        return None;
+    }
+    let mut s = format!("table ip {table} {{\n");
+    s.push_str(&nft_forward(&bridges));
     s.push_str(
         "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n",
     );
@@ -318,17 +326,7 @@ pub fn nft_ruleset(table: &str, networks: &[Network], rules: &[Rule]) -> Option<
         .collect();
     if !dual.is_empty() {
         s.push_str(&format!("table ip6 {table} {{\n"));
-        s.push_str(
-            "  chain forward {\n    type filter hook forward priority filter; policy accept;\n",
-        );
-        for c in cuts(&dual) {
-            s.push_str(&match c {
-                Cut::Between(a, b) => format!("    iifname \"{a}\" oifname \"{b}\" drop\n"),
-                Cut::OutOf(b) => format!("    iifname \"{b}\" oifname != \"{b}\" drop\n"),
-                Cut::Into(b) => format!("    oifname \"{b}\" iifname != \"{b}\" drop\n"),
-            });
-        }
-        s.push_str("  }\n");
+        s.push_str(&nft_forward(&dual));
         s.push_str(
             "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n",
         );
@@ -388,24 +386,7 @@ pub fn iptables_ruleset(prefix: &str, networks: &[Network], rules: &[Rule]) -> O
         ));
     }
     nat.push_str("COMMIT\n");
-    let mut filter = format!("*filter\n:{prefix}-FWD - [0:0]\n");
-    for c in cuts(&bridges) {
-        filter.push_str(&match c {
-            Cut::Between(a, b) => format!("-A {prefix}-FWD -i {a} -o {b} -j DROP\n"),
-            Cut::OutOf(b) => format!("-A {prefix}-FWD -i {b} ! -o {b} -j DROP\n"),
-            Cut::Into(b) => format!("-A {prefix}-FWD -o {b} ! -i {b} -j DROP\n"),
-        });
-    }
-    // In the same FORWARD chain as other software's rules: a DROP policy there (dockerd
-    // sets one) must not cut the containers off. In: replies and published ports only.
-    for n in bridges.iter().filter(|n| !n.internal) {
-        filter.push_str(&format!(
-            "-A {prefix}-FWD -i {b} -j ACCEPT\n-A {prefix}-FWD -o {b} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT\n",
-            b = n.bridge
-        ));
-    }
-    filter.push_str("COMMIT\n");
-    Some(nat + &filter)
+    Some(nat + &iptables_filter(prefix, &bridges, "RELATED,ESTABLISHED,DNAT"))
 }
 
 /// The `ip6tables-restore --noflush` input for dual-stack networks (None: none).
@@ -426,22 +407,29 @@ pub fn ip6tables_ruleset(prefix: &str, networks: &[Network]) -> Option<String> {
         ));
     }
     nat.push_str("COMMIT\n");
+    Some(nat + &iptables_filter(prefix, &dual, "RELATED,ESTABLISHED"))
+}
+
+/// The filter table's part: isolation cuts, then — in the same FORWARD chain as other
+/// software's rules, where a DROP policy (dockerd sets one) must not cut the containers
+/// off — the bridges' traffic out and, in, connections in the states `ctstate`.
+fn iptables_filter(prefix: &str, bridges: &[&Network], ctstate: &str) -> String {
     let mut filter = format!("*filter\n:{prefix}-FWD - [0:0]\n");
-    for c in cuts(&dual) {
+    for c in cuts(bridges) {
         filter.push_str(&match c {
             Cut::Between(a, b) => format!("-A {prefix}-FWD -i {a} -o {b} -j DROP\n"),
             Cut::OutOf(b) => format!("-A {prefix}-FWD -i {b} ! -o {b} -j DROP\n"),
             Cut::Into(b) => format!("-A {prefix}-FWD -o {b} ! -i {b} -j DROP\n"),
         });
     }
-    for n in dual.iter().filter(|n| !n.internal) {
+    for n in bridges.iter().filter(|n| !n.internal) {
         filter.push_str(&format!(
-            "-A {prefix}-FWD -i {b} -j ACCEPT\n-A {prefix}-FWD -o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n",
+            "-A {prefix}-FWD -i {b} -j ACCEPT\n-A {prefix}-FWD -o {b} -m conntrack --ctstate {ctstate} -j ACCEPT\n",
             b = n.bridge
         ));
     }
     filter.push_str("COMMIT\n");
-    Some(nat + &filter)
+    filter
 }
 
 fn iptables(fam: &Family, args: &[&str]) -> bool {

@@ -51,6 +51,24 @@ async fn add_address(
         .map_err(nl(&format!("add {ip}/{prefix} to {what}")))
 }
 
+/// Does link `idx` have address `ip`?
+async fn has_address(h: &Handle, idx: u32, ip: IpAddr) -> Result<bool> {
+    use rtnetlink::packet_route::address::AddressAttribute;
+    Ok(h.address()
+        .get()
+        .set_link_index_filter(idx)
+        .execute()
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(nl("list addresses"))?
+        .iter()
+        .any(|m| {
+            m.attributes
+                .iter()
+                .any(|a| matches!(a, AddressAttribute::Address(v) if *v == ip))
+        }))
+}
+
 /// `ip link set IDX up`.
 async fn set_up(h: &Handle, idx: u32, what: &str) -> Result<()> {
     h.link()
@@ -82,20 +100,7 @@ pub async fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8, mtu: u32) 
                 .ok_or_else(|| format!("bridge {name} vanished after creation"))?
         }
     };
-    let has = h
-        .address()
-        .get()
-        .set_link_index_filter(idx)
-        .execute()
-        .try_collect::<Vec<_>>()
-        .await
-        .map_err(nl("list addresses"))?
-        .iter()
-        .any(|m| {
-            m.attributes.iter().any(|a| {
-                matches!(a, rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(v)) if *v == gateway)
-            })
-        });
+    let has = has_address(&h, idx, IpAddr::V4(gateway)).await?;
     if !has {
         add_address(&h, idx, gateway, prefix, name).await?;
     }
@@ -121,20 +126,7 @@ pub async fn ensure_bridge6(name: &str, gateway: Ipv6Addr, prefix: u8) -> Result
         .await?
         .ok_or_else(|| format!("bridge {name} is missing"))?;
     ipv6_on(name)?;
-    let has = h
-        .address()
-        .get()
-        .set_link_index_filter(idx)
-        .execute()
-        .try_collect::<Vec<_>>()
-        .await
-        .map_err(nl("list addresses"))?
-        .iter()
-        .any(|m| {
-            m.attributes.iter().any(|a| {
-                matches!(a, rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V6(v)) if *v == gateway)
-            })
-        });
+    let has = has_address(&h, idx, IpAddr::V6(gateway)).await?;
     if !has {
         add_address(&h, idx, gateway, prefix, name).await?;
     }
