@@ -95,6 +95,7 @@ impl Client {
         path: &str,
         body: Body,
         upgrade: bool,
+        extra: &[(&str, String)],
     ) -> Result<Response<Incoming>, ApiError> {
         let io = tokio::net::UnixStream::connect(&self.socket)
             .await
@@ -120,6 +121,9 @@ impl Client {
         if upgrade {
             req = req.header("Connection", "Upgrade").header("Upgrade", "tcp");
         }
+        for (k, v) in extra {
+            req = req.header(*k, v.as_str());
+        }
         let req = req.body(body).map_err(transport)?;
         tx.send_request(req).await.map_err(transport)
     }
@@ -131,7 +135,19 @@ impl Client {
         path: &str,
         body: Body,
     ) -> Result<Response<Incoming>, ApiError> {
-        let r = self.send(method, path, body, false).await?;
+        let r = self.send(method, path, body, false, &[]).await?;
+        check(r).await
+    }
+
+    /// [`Client::call`] with more request headers (`X-Registry-Auth`).
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        headers: &[(&str, String)],
+    ) -> Result<Response<Incoming>, ApiError> {
+        let r = self.send(method, path, body, false, headers).await?;
         check(r).await
     }
 
@@ -172,7 +188,7 @@ impl Client {
         body: Option<serde_json::Value>,
     ) -> Result<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>, ApiError> {
         let b = body.as_ref().map(json_body).unwrap_or_else(empty);
-        let r = self.send(Method::POST, path, b, true).await?;
+        let r = self.send(Method::POST, path, b, true, &[]).await?;
         let r = check(r).await?;
         if r.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Err(ApiError {

@@ -108,7 +108,10 @@ pub async fn pull_with_progress(c: &Client, image: &str, quiet: bool) -> Result<
         enc(name),
         enc(tag.unwrap_or("latest"))
     );
-    let r = c.call(Method::POST, &q, client::empty()).await?;
+    let auth = crate::login::registry_auth(image);
+    let r = c
+        .call_with(Method::POST, &q, client::empty(), &auth)
+        .await?;
     let mut body = r.into_body();
     progress(&mut body, quiet).await
 }
@@ -127,7 +130,10 @@ pub async fn push(c: &Client, image: &str, quiet: bool) -> Outcome {
     if let Some(t) = tag {
         q.push_str(&format!("?tag={}", enc(t)));
     }
-    let r = c.call(Method::POST, &q, client::empty()).await?;
+    let auth = crate::login::registry_auth(image);
+    let r = c
+        .call_with(Method::POST, &q, client::empty(), &auth)
+        .await?;
     let mut body = r.into_body();
     progress(&mut body, quiet).await?;
     Ok(0)

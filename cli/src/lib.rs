@@ -9,6 +9,7 @@ pub mod containers;
 pub mod copy;
 pub mod groups;
 pub mod images;
+pub mod login;
 pub mod network;
 pub mod stats;
 pub mod stream;
@@ -517,6 +518,19 @@ pub enum Cmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Log in to a registry (the credentials go to config.json, as docker keeps them).
+    Login {
+        #[arg(short, long)]
+        username: Option<String>,
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Take the password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        server: Option<String>,
+    },
+    /// Log out from a registry.
+    Logout { server: Option<String> },
     /// Search registries for images (their catalogs: Berth never asks Docker Hub's index).
     Search {
         /// Max number of search results.
@@ -872,6 +886,22 @@ async fn dispatch(c: &client::Client, cmd: Cmd) -> Outcome {
             k::update(c, &containers, o).await
         }
         Cmd::Search { limit, term } => images::search(c, &term, limit).await,
+        Cmd::Login {
+            username,
+            password,
+            password_stdin,
+            server,
+        } => {
+            login::login(
+                c,
+                server.as_deref(),
+                username.as_deref(),
+                password.as_deref(),
+                password_stdin,
+            )
+            .await
+        }
+        Cmd::Logout { server } => login::logout(server.as_deref()).await,
         Cmd::Info { format } => system::info(c, format.as_deref()).await,
         Cmd::Version { format } => system::version(c, format.as_deref()).await,
         Cmd::Events {

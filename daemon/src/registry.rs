@@ -70,6 +70,24 @@ pub struct Endpoint {
 /// username, password per registry host.
 pub type Credentials = HashMap<String, (String, String)>;
 
+/// A registry address as a credentials key: `https://h:5000/` → `h:5000`; Docker Hub's
+/// names (`index.docker.io`, `https://index.docker.io/v1/`, none) → `docker.io`.
+pub fn normalize_host(addr: &str) -> String {
+    let h = addr
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .trim_end_matches("/v1")
+        .trim_end_matches("/v2")
+        .to_string();
+    if h.is_empty() || h == "index.docker.io" || h == "registry-1.docker.io" {
+        DEFAULT_DOMAIN.to_string()
+    } else {
+        h
+    }
+}
+
 /// Read Docker's client config (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`):
 /// `auths.<host>.auth` = base64("user:password").
 pub fn docker_credentials() -> Credentials {
@@ -86,17 +104,7 @@ pub fn docker_credentials() -> Credentials {
     let mut out = Credentials::new();
     if let Some(auths) = v["auths"].as_object() {
         for (host, a) in auths {
-            let host = host
-                .trim_start_matches("https://")
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .trim_end_matches("/v1")
-                .to_string();
-            let host = if host == "index.docker.io" {
-                DEFAULT_DOMAIN.to_string()
-            } else {
-                host
-            };
+            let host = normalize_host(host);
             if let Some(enc) = a["auth"].as_str() {
                 if let Ok(dec) = base64::engine::general_purpose::STANDARD.decode(enc) {
                     let s = String::from_utf8_lossy(&dec).into_owned();
@@ -182,6 +190,37 @@ impl Registry {
             mirror: false,
         });
         Ok(out)
+    }
+
+    /// `docker login`: check this registry's credentials for `host` (`GET /v2/`, answering
+    /// its challenge with them). Docker Hub goes through `endpoints` like a pull would,
+    /// so a daemon without fallback never contacts it.
+    pub async fn login(&self, host: &str) -> Result<(), Error> {
+        let probe = Reference::parse(&format!("{host}/login/probe:latest")).map_err(|e| {
+            Error::Protocol {
+                registry: host.to_string(),
+                message: format!("not a registry address: {e}"),
+            }
+        })?;
+        let ep = self
+            .endpoints(&probe)?
+            .into_iter()
+            .find(|e| !e.mirror)
+            .ok_or_else(|| Error::NoEndpoint {
+                reference: format!(
+                    "{host} (Docker Hub is not contacted: registry-fallback is false)"
+                ),
+            })?;
+        if !self.creds.contains_key(&ep.host) {
+            return Err(Error::Unauthorized {
+                registry: ep.host.clone(),
+                detail: "no username and password given".into(),
+            });
+        }
+        let url = format!("{}/v2/", ep.base);
+        let resp = self.send(&ep, "", Method::GET, &url, |rb| rb).await?;
+        check(resp, "GET", &url).await?;
+        Ok(())
     }
 
     fn client_for(&self, ep: &Endpoint) -> &reqwest::Client {

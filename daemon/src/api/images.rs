@@ -46,13 +46,7 @@ fn with_auth(d: &State, headers: &HeaderMap) -> Arc<Images> {
     let (Some(u), Some(p)) = (a["username"].as_str(), a["password"].as_str()) else {
         return Arc::new(Images::new(d.images.mgr.clone(), d.images.reg.clone()));
     };
-    let host = a["serveraddress"]
-        .as_str()
-        .unwrap_or("")
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let host = crate::registry::normalize_host(a["serveraddress"].as_str().unwrap_or(""));
     let mut creds = crate::registry::docker_credentials();
     creds.insert(host, (u.to_string(), p.to_string()));
     let reg = Arc::new(Registry::new(d.images.reg.cfg.clone(), creds));

@@ -14,6 +14,53 @@ pub fn routes() -> Router<State> {
         .route("/version", get(version))
         .route("/info", get(info))
         .route("/system/df", get(df))
+        .route("/auth", axum::routing::post(auth))
+}
+
+/// `POST /auth` (`docker login`): the registry at `serveraddress` accepts `username` and
+/// `password` (Docker Hub's `https://index.docker.io/v1/` when none is named). Nothing is
+/// stored here: the client keeps the credentials, as dockerd's clients do.
+async fn auth(
+    AxState(d): AxState<State>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct AuthConfig {
+        #[serde(default)]
+        username: String,
+        #[serde(default)]
+        password: String,
+        #[serde(default)]
+        serveraddress: String,
+        #[serde(default, rename = "identitytoken")]
+        identity_token: String,
+    }
+    let a: AuthConfig = super::decode(&body)?;
+    if !a.identity_token.is_empty() {
+        return Err(ApiError::bad_request(
+            "identitytoken: identity tokens are not supported by Berth (log in with a username and password)",
+        ));
+    }
+    if a.username.is_empty() {
+        return Err(ApiError::bad_request("username is required"));
+    }
+    let host = crate::registry::normalize_host(&a.serveraddress);
+    let mut creds = crate::registry::Credentials::new();
+    creds.insert(host.clone(), (a.username, a.password));
+    let reg = crate::registry::Registry::new(d.images.reg.cfg.clone(), creds);
+    reg.login(&host).await.map_err(|e| match e {
+        crate::registry::Error::Unauthorized { .. } => ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            format!("login attempt to {host} failed: {e}"),
+        ),
+        e => ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("login to {host}: {e}"),
+        ),
+    })?;
+    Ok(Json(
+        serde_json::json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+    ))
 }
 
 async fn ping() -> Response {

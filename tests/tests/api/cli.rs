@@ -233,3 +233,102 @@ fn berth_cli_groups_stats_update_prune() {
     assert!(text(&o.stderr).contains("'frobnicate' is not a berth container or image command"));
     ok(&s.berth(&["container", "rm", "-f", "g1"]));
 }
+
+/// `berth login` / `logout` against a registry that wants a password: a wrong password is
+/// refused (401 from berthd's `POST /auth`, nothing stored), the right one is kept in the
+/// client's config.json (mode 0600, docker's `auths` layout), `push` and `pull` carry it as
+/// X-Registry-Auth (berthd itself has no credentials for this registry), and `logout`
+/// removes it, after which a push is refused. The docker CLI's `login` uses the same
+/// endpoint.
+#[test]
+fn berth_login_logout_and_authenticated_push() {
+    if !need_root("berth_login_logout_and_authenticated_push") {
+        return;
+    }
+    let s = Stack::busybox("api-login");
+    let reg = Registry::start(s.dir.path(), Some(("berth", "s3cret")));
+    let server = format!("127.0.0.1:{}", reg.port);
+    let cfg = TempDir::new("api-login-cfg");
+    let berth = |args: &[&str], input: &str| {
+        use std::io::Write;
+        let mut c = std::process::Command::new(bin_dir().join("berth"))
+            .args(args)
+            .env("BERTH_HOST", format!("unix://{}", s.sock().display()))
+            .env("DOCKER_CONFIG", cfg.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let o = berth(
+        &["login", "-u", "berth", "--password-stdin", &server],
+        "wrong\n",
+    );
+    assert!(!o.status.success(), "a wrong password logged in");
+    assert!(
+        text(&o.stderr).contains("login attempt to"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        !cfg.path().join("config.json").exists(),
+        "nothing stored on failure"
+    );
+    let o = berth(
+        &["login", "-u", "berth", "--password-stdin", &server],
+        "s3cret\n",
+    );
+    assert_eq!(
+        text(&o.stdout).trim(),
+        "Login Succeeded",
+        "{}",
+        text(&o.stderr)
+    );
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cfg.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        stored["auths"][&server]["auth"], "YmVydGg6czNjcmV0",
+        "{stored}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(cfg.path().join("config.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let image = format!("{server}/me/busy:1");
+    ok(&s.docker(&["tag", "busybox", &image]));
+    let o = berth(&["push", &image], "");
+    assert!(
+        o.status.success(),
+        "push with the stored login: {}",
+        text(&o.stderr)
+    );
+    ok(&s.docker(&["rmi", &image]));
+    let o = berth(&["pull", &image], "");
+    assert!(
+        o.status.success(),
+        "pull with the stored login: {}",
+        text(&o.stderr)
+    );
+    let o = berth(&["logout", &server], "");
+    assert_eq!(
+        text(&o.stdout).trim(),
+        format!("Removing login credentials for {server}")
+    );
+    let o = berth(&["push", &image], "");
+    assert!(!o.status.success(), "a push without credentials succeeded");
+    // The docker CLI logs in through the same endpoint.
+    let o = s.docker_in(
+        "s3cret\n",
+        &["login", "-u", "berth", "--password-stdin", &server],
+    );
+    assert!(
+        text(&o.stdout).contains("Login Succeeded"),
+        "{}",
+        text(&o.stderr)
+    );
+}
