@@ -287,9 +287,10 @@ pub async fn load(c: &Client, input: Option<&str>, quiet: bool) -> Outcome {
     Ok(0)
 }
 
-pub async fn history(c: &Client, image: &str, no_trunc: bool) -> Outcome {
+pub async fn history(c: &Client, image: &str, no_trunc: bool, format: Option<&str>) -> Outcome {
     let r = c.get(&format!("/images/{}/history", enc(image))).await?;
     let mut rows = Vec::new();
+    let mut view = Vec::new();
     for h in r.as_array().cloned().unwrap_or_default() {
         let id = h["Id"].as_str().unwrap_or("<missing>");
         let id = if id.starts_with("sha256:") && !no_trunc {
@@ -303,18 +304,28 @@ pub async fn history(c: &Client, image: &str, no_trunc: bool) -> Outcome {
         } else {
             format!("{}…", by.chars().take(44).collect::<String>())
         };
-        rows.push(vec![
+        let row = vec![
             id,
             table::ago(h["Created"].as_i64().unwrap_or(0)),
             by,
             table::size(h["Size"].as_f64().unwrap_or(0.0)),
             h["Comment"].as_str().unwrap_or("").to_string(),
-        ]);
+        ];
+        view.push(serde_json::json!({
+            "ID": row[0], "CreatedSince": row[1], "CreatedBy": row[2], "Size": row[3],
+            "Comment": row[4], "CreatedAt": crate::table::rfc3339(h["Created"].as_i64().unwrap_or(0)),
+        }));
+        rows.push(row);
     }
-    table::print(
-        &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
-        &rows,
-    );
+    const HEADER: [&str; 5] = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"];
+    match format {
+        Some(f) => {
+            let header = serde_json::json!({"ID": "IMAGE", "CreatedSince": "CREATED",
+                "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT", "CreatedAt": "CREATED AT"});
+            table::print_format(f, &header, &view);
+        }
+        None => table::print(&HEADER, &rows),
+    }
     Ok(0)
 }
 
@@ -400,7 +411,7 @@ pub async fn prune(c: &Client, force: bool, all: bool) -> Outcome {
 }
 
 /// `berth search TERM`: docker's table of the repositories berthd finds.
-pub async fn search(c: &Client, term: &str, limit: Option<u32>) -> Outcome {
+pub async fn search(c: &Client, term: &str, limit: Option<u32>, format: Option<&str>) -> Outcome {
     let mut path = format!("/images/search?term={}", enc(term));
     if let Some(n) = limit {
         path.push_str(&format!("&limit={n}"));
@@ -425,6 +436,17 @@ pub async fn search(c: &Client, term: &str, limit: Option<u32>) -> Outcome {
             ]
         })
         .collect();
-    table::print(&["NAME", "DESCRIPTION", "STARS", "OFFICIAL"], &rows);
+    match format {
+        Some(f) => {
+            let view: Vec<Value> = rows
+                .iter()
+                .map(|r| serde_json::json!({"Name": r[0], "Description": r[1], "StarCount": r[2], "IsOfficial": r[3]}))
+                .collect();
+            let header = serde_json::json!({"Name": "NAME", "Description": "DESCRIPTION",
+                "StarCount": "STARS", "IsOfficial": "OFFICIAL"});
+            table::print_format(f, &header, &view);
+        }
+        None => table::print(&["NAME", "DESCRIPTION", "STARS", "OFFICIAL"], &rows),
+    }
     Ok(0)
 }

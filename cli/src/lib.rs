@@ -420,6 +420,9 @@ pub enum Cmd {
     History {
         #[arg(long)]
         no_trunc: bool,
+        /// Format output using a Go-template-like string ({{.ID}}, {{.CreatedBy}}, …).
+        #[arg(long)]
+        format: Option<String>,
         image: String,
     },
     /// Manage volumes.
@@ -536,6 +539,9 @@ pub enum Cmd {
         /// Max number of search results.
         #[arg(long)]
         limit: Option<u32>,
+        /// Format output using a Go-template-like string ({{.Name}}, {{.Description}}, …).
+        #[arg(long)]
+        format: Option<String>,
         term: String,
     },
 }
@@ -835,7 +841,11 @@ async fn dispatch(c: &client::Client, cmd: Cmd) -> Outcome {
         Cmd::Rmi { force, images: i } => images::rmi(c, &i, force).await,
         Cmd::Save { output, images: i } => images::save(c, &i, output.as_deref()).await,
         Cmd::Load { input, quiet } => images::load(c, input.as_deref(), quiet).await,
-        Cmd::History { no_trunc, image } => images::history(c, &image, no_trunc).await,
+        Cmd::History {
+            no_trunc,
+            format,
+            image,
+        } => images::history(c, &image, no_trunc, format.as_deref()).await,
         Cmd::Volume(v) => system::volume(c, v).await,
         Cmd::Network(n) => network::network(c, n).await,
         Cmd::System(SystemCmd::Df { verbose }) => system::df(c, verbose).await,
@@ -885,7 +895,11 @@ async fn dispatch(c: &client::Client, cmd: Cmd) -> Outcome {
             };
             k::update(c, &containers, o).await
         }
-        Cmd::Search { limit, term } => images::search(c, &term, limit).await,
+        Cmd::Search {
+            limit,
+            format,
+            term,
+        } => images::search(c, &term, limit, format.as_deref()).await,
         Cmd::Login {
             username,
             password,

@@ -132,6 +132,12 @@ pub fn ago(unix: i64) -> String {
     format!("{h} ago")
 }
 
+/// Seconds since the epoch as RFC 3339 (UTC), as `CreatedAt` fields print.
+pub fn rfc3339(unix: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

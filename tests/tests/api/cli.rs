@@ -155,6 +155,17 @@ fn berth_cli_groups_stats_update_prune() {
         imgs.starts_with("REPOSITORY") && imgs.contains("busybox"),
         "{imgs}"
     );
+    let h = ok(&s.berth(&[
+        "image",
+        "history",
+        "--format",
+        "{{.ID}}|{{.CreatedBy}}",
+        "busybox",
+    ]));
+    assert!(
+        h.lines().all(|l| l.split('|').count() == 2) && h.lines().count() >= 1,
+        "{h}"
+    );
     ok(&s.berth(&["image", "tag", "busybox", "grouptag:1"]));
     ok(&s.berth(&["image", "rm", "grouptag:1"]));
     let st = ok(&s.berth(&["stats", "--no-stream"]));
