@@ -27,8 +27,18 @@ pid=
 netns=
 cleanup() {
   set +e
+  # The containers first: berthd's shims and dockerd's containerd-shims outlive their
+  # daemons by design, so they would live on.
+  if [ -S "$w/engine.sock" ]; then
+    ids=$(DOCKER_HOST=unix://$w/engine.sock docker ps -aq 2>/dev/null)
+    [ -n "$ids" ] && DOCKER_HOST=unix://$w/engine.sock docker rm -f $ids >/dev/null 2>&1
+  fi
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && sleep 2
-  for p in $(pgrep -f "berth-manager --address $w/|containerd.*$w/"); do kill "$p"; done
+  for p in $(pgrep -f "berth-manager --address $w/|containerd.*$w/|berth-shim .*--dir $w/"); do kill "$p"; done
+  # Whatever still runs in the engine's cgroups was started by this run.
+  for f in $(find /sys/fs/cgroup -path "*/dpy-$engine/*" -name cgroup.procs 2>/dev/null); do
+    xargs -r kill -9 < "$f" 2>/dev/null
+  done
   sleep 1
   grep -o " $w[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l
   ip link del bdpy0 2>/dev/null
