@@ -543,7 +543,7 @@ pub fn mounts_containing(needle: &str) -> Vec<String> {
 }
 
 /// The directories of cgroup `name` (relative to each hierarchy root) that exist.
-fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
+pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
     let root = Path::new("/sys/fs/cgroup");
     let mut roots = vec![root.to_path_buf()];
     if let Ok(rd) = std::fs::read_dir(root) {
@@ -578,6 +578,37 @@ pub fn kill_cgroup_tree(name: &str) {
     }
     for p in cgroup_dirs(name) {
         walk(&p);
+    }
+}
+
+/// SIGKILL every process whose command line names `dir` (a test's own state directory:
+/// only what the test started can name it).
+pub fn kill_processes_naming(dir: &Path) {
+    // With its slash (or as a whole argument): /tmp/bs1-9 must not match /tmp/bs1-90.
+    let path = dir.display().to_string();
+    let inside = format!("{path}/");
+    let me = std::process::id() as i32;
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let names = cmd.split(|b| *b == 0).any(|arg| {
+            let a = String::from_utf8_lossy(arg);
+            a == path || a.contains(&inside)
+        });
+        if names {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 

@@ -189,9 +189,18 @@ impl Drop for Stack {
             let _ = c.wait();
         }
         kill_task_processes(&self.state.path().join("tasks"), None);
-        kill_cgroup_tree(&self.cg);
-        std::thread::sleep(Duration::from_millis(200));
-        remove_cgroup_tree(&self.cg);
+        // A shim killed mid-create leaves its runtime running, and the container init it
+        // makes joins the cgroups after a first sweep: sweep until the cgroups are gone,
+        // killing what still names this stack's state directory (runtime and pre-start init).
+        for _ in 0..10 {
+            kill_processes_naming(self.state.path());
+            kill_cgroup_tree(&self.cg);
+            std::thread::sleep(Duration::from_millis(200));
+            remove_cgroup_tree(&self.cg);
+            if cgroup_dirs(&self.cg).iter().all(|d| !d.exists()) {
+                break;
+            }
+        }
         self.remove_network();
     }
 }
