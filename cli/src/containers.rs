@@ -309,11 +309,17 @@ pub async fn start(c: &Client, ids: &[String], attach: bool, interactive: bool) 
 
 /// POST /containers/{id}/{action} for each; print the names like docker.
 pub async fn each(c: &Client, ids: &[String], action: &str, t: Option<i64>) -> Outcome {
+    let q = t.map(|t| format!("?t={t}")).unwrap_or_default();
+    post_each(c, ids, &format!("{action}{q}"), None).await
+}
+
+/// POST /containers/{id}/{tail} with `body` for each container; its name printed on
+/// success, the error on failure (exit 1 if any failed), as docker does.
+async fn post_each(c: &Client, ids: &[String], tail: &str, body: Option<Value>) -> Outcome {
     let mut code = 0;
     for id in ids {
-        let q = t.map(|t| format!("?t={t}")).unwrap_or_default();
         match c
-            .post(&format!("/containers/{}/{action}{q}", enc(id)), None)
+            .post(&format!("/containers/{}/{tail}", enc(id)), body.clone())
             .await
         {
             Ok(_) => println!("{id}"),
@@ -814,23 +820,7 @@ pub async fn update(c: &Client, ids: &[String], o: UpdateOpts) -> Outcome {
             "you must provide one or more flags when using this command",
         ));
     }
-    let mut code = 0;
-    for id in ids {
-        match c
-            .post(
-                &format!("/containers/{}/update", enc(id)),
-                Some(body.clone()),
-            )
-            .await
-        {
-            Ok(_) => println!("{id}"),
-            Err(e) => {
-                eprintln!("{e}");
-                code = 1;
-            }
-        }
-    }
-    Ok(code)
+    post_each(c, ids, "update", Some(body)).await
 }
 
 #[cfg(test)]

@@ -656,6 +656,8 @@ pub async fn delete(d: &State, id: &str) -> Result<()> {
     d.net.detach(id).await;
     super::namespaces::unmount_shm(d, id);
     mounts::unmount_subpaths(d, id);
+    // Clients waiting to attach to its next task: there will be none.
+    d.attach_waiters.lock().unwrap().remove(id);
     let _ = std::fs::remove_dir_all(dir(d, id));
     d.execs.forget_container(id);
     Ok(())
