@@ -8,7 +8,8 @@
 # session. The stand-in images busybox:latest, alpine:3.10 and alpine:latest are made from
 # Debian's busybox-static. dockerd runs in a network namespace of its own with only a
 # loopback, so nothing it does can reach the internet; berthd runs as users run it, with
-# `registry-fallback: false`. Tests that need Docker Hub, swarm, plugins or non-loopback
+# `registry-fallback: false`. Both run in a private mount namespace whose / is shared, as on
+# a systemd host. Tests that need Docker Hub, swarm, plugins or non-loopback
 # addresses are deselected by tests/peer/docker-py.deselect (each with its reason).
 # BERTH_BIN_DIR: where berthd and the rest are (default: the release build); BERTH_INIT: a
 # static berth-init for --init when those binaries are not the release build's.
@@ -19,6 +20,13 @@ src=$(cd "${1:?usage: docker-py.sh DOCKER_PY_CHECKOUT berthd|dockerd [pytest arg
 engine=${2:?usage: docker-py.sh DOCKER_PY_CHECKOUT berthd|dockerd}
 shift 2
 [ "$(id -u)" = 0 ] || { echo "docker-py.sh: needs root" >&2; exit 1; }
+# The engine and the suite run in a mount namespace of their own whose / is a shared mount,
+# as on a systemd host (the suite's `rshared` bind test needs that; this VM's / is private).
+# Nothing mounted there reaches the host's namespace.
+if [ -z "${DPY_MOUNT_NS:-}" ]; then
+  exec env DPY_MOUNT_NS=1 unshare --mount --propagation unchanged "$0" "$src" "$engine" "$@"
+fi
+mount --make-rshared /
 python3 -c 'import pytest, paramiko, docker' 2>/dev/null ||
   python3 -m pip install -q pytest paramiko docker
 out=${BERTH_PEER_OUT:-/tmp/dpy-$engine.xml}

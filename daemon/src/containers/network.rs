@@ -332,10 +332,11 @@ pub(super) async fn publish_ports(
         return Ok(BTreeMap::new());
     }
     let ip = ep.ip.parse().map_err(Error::internal)?;
+    let ip6 = ep.ip6.parse().ok();
     let rules = d
         .net
         .ports
-        .publish(&c.id, ip, &wants)
+        .publish(&c.id, ip, ip6, &wants)
         .await
         .map_err(Error::Internal)?;
     d.net.refresh_rules().await;
@@ -408,7 +409,8 @@ pub async fn restore(d: &State) {
             }
         }
         if let Ok(ip) = ep.ip.parse() {
-            if let Err(e) = d.net.ports.publish(&c.id, ip, &wants).await {
+            let ip6 = ep.ip6.parse().ok();
+            if let Err(e) = d.net.ports.publish(&c.id, ip, ip6, &wants).await {
                 tracing::warn!(container_id = %c.id, "publish its ports again: {e}");
             }
         }

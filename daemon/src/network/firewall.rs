@@ -1,6 +1,8 @@
 //! Berth's packet-filter rules: masquerading of the bridges' subnets, DNAT of published
 //! ports (for traffic to the host's own non-loopback addresses and from other hosts; the
-//! userland proxies serve the rest) and isolation between networks, as Docker's.
+//! userland proxies serve the rest) and isolation between networks, as Docker's. IPv6 the
+//! same on dual-stack networks: their subnets masqueraded, isolated, and published ports
+//! DNATed to the container's IPv6 address.
 //!
 //! Two backends (daemon.json `firewall-backend`, as Docker 28's): nftables — one table of
 //! Berth's own, `ip berth_<bridge>`, replaced whole in one `nft -f` transaction — and
@@ -82,26 +84,46 @@ const V4: Family = Family {
     hooks: HOOKS,
 };
 
-/// IPv6: isolation and masquerading only (published ports reach containers through the
-/// proxies).
 const V6: Family = Family {
     tool: "ip6tables",
     restore: "ip6tables-restore",
-    hooks: &[
-        Hook {
-            table: "filter",
-            builtin: "FORWARD",
-            suffix: "FWD",
-            matches: &[],
-        },
-        Hook {
-            table: "nat",
-            builtin: "POSTROUTING",
-            suffix: "NAT",
-            matches: &[],
-        },
-    ],
+    hooks: HOOKS6,
 };
+
+const HOOKS6: &[Hook] = &[
+    Hook {
+        table: "filter",
+        builtin: "FORWARD",
+        suffix: "FWD",
+        matches: &[],
+    },
+    Hook {
+        table: "nat",
+        builtin: "POSTROUTING",
+        suffix: "NAT",
+        matches: &[],
+    },
+    Hook {
+        table: "nat",
+        builtin: "PREROUTING",
+        suffix: "PUB",
+        matches: &["-m", "addrtype", "--dst-type", "LOCAL"],
+    },
+    Hook {
+        table: "nat",
+        builtin: "OUTPUT",
+        suffix: "PUB",
+        matches: &[
+            "!",
+            "-d",
+            "::1/128",
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+        ],
+    },
+];
 
 const HOOKS: &[Hook] = &[
     Hook {
@@ -161,7 +183,7 @@ impl Firewall {
             Backend::Off => None,
         };
         let text6 = match self.backend {
-            Backend::Iptables => ip6tables_ruleset(&self.chains, networks),
+            Backend::Iptables => ip6tables_ruleset(&self.chains, networks, rules),
             _ => None,
         };
         let want = format!(
@@ -304,8 +326,7 @@ pub fn nft_ruleset(table: &str, networks: &[Network], rules: &[Rule]) -> Option<
     s.push_str("  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump publish\n  }\n");
     s.push_str("  chain output {\n    type nat hook output priority -100; policy accept;\n    ip daddr != 127.0.0.0/8 fib daddr type local jump publish\n  }\n");
     s.push_str("  chain publish {\n");
-    // IPv6 host addresses are served by the proxies alone.
-    for r in rules.iter().filter(|r| r.host_ip.is_ipv4()) {
+    for r in rules.iter().filter(|r| r.dnat_family(false)) {
         let daddr = if r.host_ip.is_unspecified() {
             String::new()
         } else {
@@ -317,14 +338,15 @@ pub fn nft_ruleset(table: &str, networks: &[Network], rules: &[Rule]) -> Option<
         ));
     }
     s.push_str("  }\n}\n");
-    // Dual-stack networks: the same isolation for IPv6, and their IPv6 subnets
-    // masqueraded on the way out (published ports reach containers through the proxies).
+    // Dual-stack networks: the same isolation for IPv6, their IPv6 subnets masqueraded on
+    // the way out, and published ports DNATed to the containers' IPv6 addresses.
     let dual: Vec<&Network> = bridges
         .iter()
         .copied()
         .filter(|n| n.subnet6.is_some())
         .collect();
-    if !dual.is_empty() {
+    let rules6: Vec<&Rule> = rules.iter().filter(|r| r.dnat_family(true)).collect();
+    if !dual.is_empty() || !rules6.is_empty() {
         s.push_str(&format!("table ip6 {table} {{\n"));
         s.push_str(&nft_forward(&dual));
         s.push_str(
@@ -337,7 +359,27 @@ pub fn nft_ruleset(table: &str, networks: &[Network], rules: &[Rule]) -> Option<
                 n.bridge
             ));
         }
-        s.push_str("  }\n}\n");
+        s.push_str("  }\n");
+        if !rules6.is_empty() {
+            s.push_str("  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    fib daddr type local jump publish\n  }\n");
+            s.push_str("  chain output {\n    type nat hook output priority -100; policy accept;\n    ip6 daddr != ::1 fib daddr type local jump publish\n  }\n");
+            s.push_str("  chain publish {\n");
+            for r in rules6 {
+                let daddr = match r.host_ip {
+                    std::net::IpAddr::V6(a) if !a.is_unspecified() => format!("ip6 daddr {a} "),
+                    _ => String::new(),
+                };
+                s.push_str(&format!(
+                    "    {daddr}{} dport {} dnat to [{}]:{}\n",
+                    r.proto,
+                    r.host_port,
+                    r.container_ip6.expect("dnat_family(true) has one"),
+                    r.container_port
+                ));
+            }
+            s.push_str("  }\n");
+        }
+        s.push_str("}\n");
     }
     Some(s)
 }
@@ -370,8 +412,7 @@ pub fn iptables_ruleset(prefix: &str, networks: &[Network], rules: &[Rule]) -> O
             n.subnet, n.bridge
         ));
     }
-    // IPv6 host addresses are served by the proxies alone.
-    for r in rules.iter().filter(|r| r.host_ip.is_ipv4()) {
+    for r in rules.iter().filter(|r| r.dnat_family(false)) {
         let daddr = if r.host_ip.is_unspecified() {
             String::new()
         } else {
@@ -389,16 +430,18 @@ pub fn iptables_ruleset(prefix: &str, networks: &[Network], rules: &[Rule]) -> O
     Some(nat + &iptables_filter(prefix, &bridges, "RELATED,ESTABLISHED,DNAT"))
 }
 
-/// The `ip6tables-restore --noflush` input for dual-stack networks (None: none).
-pub fn ip6tables_ruleset(prefix: &str, networks: &[Network]) -> Option<String> {
+/// The `ip6tables-restore --noflush` input for dual-stack networks and the published
+/// ports of their containers (None: neither).
+pub fn ip6tables_ruleset(prefix: &str, networks: &[Network], rules: &[Rule]) -> Option<String> {
     let dual: Vec<&Network> = networks
         .iter()
         .filter(|n| n.driver == "bridge" && n.subnet6.is_some())
         .collect();
-    if dual.is_empty() {
+    let rules6: Vec<&Rule> = rules.iter().filter(|r| r.dnat_family(true)).collect();
+    if dual.is_empty() && rules6.is_empty() {
         return None;
     }
-    let mut nat = format!("*nat\n:{prefix}-NAT - [0:0]\n");
+    let mut nat = format!("*nat\n:{prefix}-NAT - [0:0]\n:{prefix}-PUB - [0:0]\n");
     for n in dual.iter().filter(|n| !n.internal) {
         nat.push_str(&format!(
             "-A {prefix}-NAT -s {} ! -o {} -j MASQUERADE\n",
@@ -406,8 +449,21 @@ pub fn ip6tables_ruleset(prefix: &str, networks: &[Network]) -> Option<String> {
             n.bridge
         ));
     }
+    for r in rules6 {
+        let daddr = match r.host_ip {
+            std::net::IpAddr::V6(a) if !a.is_unspecified() => format!("-d {a}/128 "),
+            _ => String::new(),
+        };
+        nat.push_str(&format!(
+            "-A {prefix}-PUB {daddr}-p {p} -m {p} --dport {} -j DNAT --to-destination [{}]:{}\n",
+            r.host_port,
+            r.container_ip6.expect("dnat_family(true) has one"),
+            r.container_port,
+            p = r.proto
+        ));
+    }
     nat.push_str("COMMIT\n");
-    Some(nat + &iptables_filter(prefix, &dual, "RELATED,ESTABLISHED"))
+    Some(nat + &iptables_filter(prefix, &dual, "RELATED,ESTABLISHED,DNAT"))
 }
 
 /// The filter table's part: isolation cuts, then — in the same FORWARD chain as other
@@ -526,6 +582,7 @@ mod tests {
             host_ip: "127.0.0.1".parse().unwrap(),
             host_port: 8080,
             container_ip: "172.17.0.2".parse().unwrap(),
+            container_ip6: None,
             container_port: 80,
         }
     }
@@ -568,6 +625,79 @@ mod tests {
         );
         let cut = format!("iifname \"{}\" oifname \"{}\" drop", a.bridge, b.bridge);
         assert!(six.contains(&cut), "{six}");
+    }
+
+    #[test]
+    fn ipv6_published_ports_dnat() {
+        let (mut a, _) = nets();
+        a.subnet6 = Some("fd00:1::/64".into());
+        let any = Rule {
+            host_ip: "0.0.0.0".parse().unwrap(),
+            container_ip6: Some("fd00:1::2".parse().unwrap()),
+            ..rule()
+        };
+        let only6 = Rule {
+            host_ip: "::".parse().unwrap(),
+            host_port: 8086,
+            ..any.clone()
+        };
+        let addr6 = Rule {
+            host_ip: "fd00:9::1".parse().unwrap(),
+            host_port: 8087,
+            ..any.clone()
+        };
+        let v4only = Rule {
+            host_ip: "127.0.0.1".parse().unwrap(),
+            host_port: 8084,
+            ..any.clone()
+        };
+        let no6 = Rule {
+            host_port: 8085,
+            container_ip6: None,
+            ..any.clone()
+        };
+        let rules = [any, only6, addr6, v4only, no6];
+        let s = nft_ruleset("berth_t", std::slice::from_ref(&a), &rules).unwrap();
+        let (four, six) = s.split_at(s.find("table ip6 berth_t").expect("ip6 table"));
+        assert!(
+            four.contains("    tcp dport 8080 dnat to 172.17.0.2:80\n"),
+            "{four}"
+        );
+        assert!(
+            four.contains("tcp dport 8085 dnat to 172.17.0.2:80"),
+            "{four}"
+        );
+        assert!(!four.contains("8086") && !four.contains("8087"), "{four}");
+        assert!(
+            six.contains("    tcp dport 8080 dnat to [fd00:1::2]:80\n"),
+            "{six}"
+        );
+        assert!(
+            six.contains("    tcp dport 8086 dnat to [fd00:1::2]:80\n"),
+            "{six}"
+        );
+        assert!(
+            six.contains("ip6 daddr fd00:9::1 tcp dport 8087 dnat to [fd00:1::2]:80"),
+            "{six}"
+        );
+        assert!(six.contains("ip6 daddr != ::1 fib daddr type local jump publish"));
+        assert!(!six.contains("8084") && !six.contains("8085"), "{six}");
+        let t = ip6tables_ruleset("BERTH-b", std::slice::from_ref(&a), &rules).unwrap();
+        assert!(
+            t.contains("-A BERTH-b-PUB -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00:1::2]:80\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("-A BERTH-b-PUB -d fd00:9::1/128 -p tcp -m tcp --dport 8087 -j DNAT"),
+            "{t}"
+        );
+        assert!(!t.contains("8084") && !t.contains("8085"), "{t}");
+        assert!(
+            t.contains("--ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT"),
+            "{t}"
+        );
+        let t4 = iptables_ruleset("BERTH-b", std::slice::from_ref(&a), &rules).unwrap();
+        assert!(!t4.contains("8086") && !t4.contains("fd00"), "{t4}");
     }
 
     #[test]

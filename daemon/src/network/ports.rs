@@ -14,7 +14,23 @@ pub struct Rule {
     pub host_ip: IpAddr,
     pub host_port: u16,
     pub container_ip: Ipv4Addr,
+    /// The container's IPv6 address on a dual-stack network: IPv6 traffic to the host
+    /// port is DNATed to it (without one, the proxy serves IPv6 clients over IPv4).
+    pub container_ip6: Option<std::net::Ipv6Addr>,
     pub container_port: u16,
+}
+
+impl Rule {
+    /// Does the rule take IPv4 (`v6` false) or IPv6 traffic to the host by DNAT?
+    /// 0.0.0.0 means both families, as Docker's; `::` IPv6 alone.
+    pub fn dnat_family(&self, v6: bool) -> bool {
+        match (v6, self.host_ip) {
+            (false, IpAddr::V4(_)) => true,
+            (false, IpAddr::V6(_)) => false,
+            (true, IpAddr::V4(a)) => a.is_unspecified() && self.container_ip6.is_some(),
+            (true, IpAddr::V6(_)) => self.container_ip6.is_some(),
+        }
+    }
 }
 
 struct Published {
@@ -96,6 +112,7 @@ impl Ports {
         &self,
         id: &str,
         container_ip: Ipv4Addr,
+        container_ip6: Option<std::net::Ipv6Addr>,
         wants: &[Want],
     ) -> Result<Vec<Rule>, String> {
         let mut bound = Vec::new();
@@ -130,6 +147,7 @@ impl Ports {
                     host_ip: w.host_ip,
                     host_port: port,
                     container_ip,
+                    container_ip6,
                     container_port: w.container_port,
                 },
                 l,

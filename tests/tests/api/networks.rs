@@ -1334,10 +1334,12 @@ fn ipv6_dual_stack() {
             "127.0.0.1::80",
             "-p",
             "[::1]::80",
+            "-p",
+            "80",
             "busybox",
             "sh",
             "-c",
-            "echo hi6 > /i; exec httpd -f -p 80 -h /",
+            "echo hi6 > /i; exec httpd -f -vv -p 80 -h /",
         ]));
         assert_eq!(
             inspect(
@@ -1389,6 +1391,32 @@ fn ipv6_dual_stack() {
             .output()
             .unwrap();
         assert_eq!(text(&got.stdout).trim(), "hi6");
+        // IPv6 to a host address (the default bridge's) on the port published on all
+        // addresses: DNATed to the container's IPv6 address, so the server sees an IPv6
+        // peer (through the proxy it would see its IPv4 gateway).
+        let pall = port6
+            .lines()
+            .find(|l| l.starts_with("0.0.0.0:"))
+            .and_then(|l| l.rsplit(':').next())
+            .unwrap_or_else(|| panic!("no 0.0.0.0 binding: {port6}"))
+            .to_string();
+        let got = Command::new("curl")
+            .args([
+                "-s",
+                "-6",
+                "--max-time",
+                "5",
+                &format!("http://[fd00:{k:x}:1::1]:{pall}/i"),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(text(&got.stdout).trim(), "hi6", "{backend}");
+        let log = s.docker(&["logs", "web6"]);
+        let log = format!("{}{}", text(&log.stdout), text(&log.stderr));
+        assert!(
+            log.contains(&format!("fd00:{k:x}:1::1")),
+            "{backend}: not DNATed over IPv6: {log}"
+        );
         // Isolation: not from another IPv6 network, but within its own.
         let cross = s.docker(&[
             "run",
