@@ -106,6 +106,11 @@ while read -r id _; do
   deselect+=(--deselect "tests/integration/$id")
 done < "$here/tests/peer/docker-py.deselect"
 cd "$src"
+# The suite's client state (docker contexts sit beside the config file docker-py finds, in
+# ./contexts without one) in this run's own directory, so no run sees another's.
+mkdir -p "$w/docker-config"
+echo '{}' > "$w/docker-config/config.json"
+export DOCKER_CONFIG=$w/docker-config
 set +e
 timeout 3600 python3 -m pytest -q -p no:cacheprovider --junitxml="$out" -o junit_family=xunit1 \
   "${deselect[@]}" tests/integration \
