@@ -18,8 +18,15 @@ pub enum Error {
         #[source]
         err: tonic::transport::Error,
     },
+    /// (Not a `source`: a status's Display would repeat its message.)
     #[error("berth-manager: {}", .0.message())]
-    Call(#[from] tonic::Status),
+    Call(tonic::Status),
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Self {
+        Error::Call(s)
+    }
 }
 
 #[derive(Clone)]

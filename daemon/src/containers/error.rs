@@ -32,9 +32,10 @@ pub enum Error {
     /// Never allowed for this container (network connect of a host-mode one).
     #[error("{0}")]
     Forbidden(String),
-    /// The manager refused or failed; its message names the object.
+    /// The manager refused or failed; its message names the object. (Not a `source`:
+    /// the message is already the text, and a status's own Display would repeat it.)
     #[error("{}", .0.message())]
-    Manager(#[from] tonic::Status),
+    Manager(tonic::Status),
     #[error(transparent)]
     Image(#[from] crate::images::Error),
     #[error(transparent)]
@@ -42,6 +43,12 @@ pub enum Error {
     /// berthd or the host failed: what it was doing, and why.
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Self {
+        Error::Manager(s)
+    }
 }
 
 impl Error {

@@ -100,10 +100,30 @@ pub(super) fn options(cfg: &Config, host: &HostConfig) -> Options {
 /// Options that need more than a copy: resource values Docker range-checks, block I/O by
 /// device, sysctls (namespaced ones only, none of the host's namespaces).
 pub(super) fn checked(host: &HostConfig, o: &mut Options) -> Result<()> {
-    if o.cpu_quota.is_some() && host.nano_cpus.is_some_and(|n| n > 0) {
-        return Err(Error::Invalid(
-            "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
-        ));
+    // (As dockerd: NanoCpus with a period or a quota of its own is refused; `--cpus`
+    // itself becomes a period and a quota above.)
+    if let Some(n) = host.nano_cpus.filter(|n| *n > 0) {
+        if host.cpu_period.is_some_and(|p| p > 0) {
+            return Err(Error::Invalid(
+                "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
+            ));
+        }
+        if host.cpu_quota.is_some_and(|q| q > 0) {
+            return Err(Error::Invalid(
+                "Conflicting options: Nano CPUs and CPU Quota cannot both be set".into(),
+            ));
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |c| c.get()) as i64;
+        if n < 10_000_000 || n > cpus * 1_000_000_000 {
+            return Err(Error::Invalid(format!(
+                "Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
+            )));
+        }
+    }
+    if let Some(m) = o.memory.filter(|m| *m < 6 * 1024 * 1024) {
+        return Err(Error::Invalid(format!(
+            "Minimum memory limit allowed is 6MB (HostConfig.Memory {m})"
+        )));
     }
     if let Some(p) = o.cpu_period.filter(|p| !(1000..=1_000_000).contains(p)) {
         return Err(Error::Invalid(format!(

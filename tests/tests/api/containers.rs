@@ -119,6 +119,19 @@ fn docker_cli_run_lifecycle() {
         "{}",
         text(&o.stderr)
     );
+    // A command that does not exist: docker's exit code, the runtime's reason once, and
+    // no container left behind.
+    let before = ok(&s.docker(&["ps", "-aq"]));
+    let o = s.docker(&["run", "--rm", "busybox", "no-such-command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert_eq!(
+        err.matches("executable file not found").count(),
+        1,
+        "the reason, once: {err}"
+    );
+    assert!(!err.contains("code: '"), "no gRPC status text: {err}");
+    assert_eq!(ok(&s.docker(&["ps", "-aq"])), before);
     let o = s.docker(&["stop", "nope"]);
     assert!(
         !o.status.success() && text(&o.stderr).contains("No such container: nope"),

@@ -745,6 +745,19 @@ fn resources_and_process_fields() {
             vec!["--memory", "16m", "--memory-reservation", "32m"],
             "memory reservation",
         ),
+        (
+            vec!["--memory", "1k"],
+            "Minimum memory limit allowed is 6MB",
+        ),
+        (
+            vec!["--cpus", "0.5", "--cpu-period", "50000"],
+            "Nano CPUs and CPU Period",
+        ),
+        (
+            vec!["--cpus", "0.5", "--cpu-quota", "50000"],
+            "Nano CPUs and CPU Quota",
+        ),
+        (vec!["--cpus", "4096"], "Range of CPUs"),
     ] {
         let o = s.docker(&[&["run", "--rm"][..], &args, &["busybox", "true"]].concat());
         assert!(!o.status.success(), "{args:?} was accepted");
@@ -754,6 +767,28 @@ fn resources_and_process_fields() {
             text(&o.stderr)
         );
     }
+    // `--cpus` alone (the docker CLI sends zero period and quota with it): a quota of
+    // half the default period.
+    let cfs = match v1("cpu", "cpu.cfs_quota_us") {
+        Some(_) => "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us",
+        None => "cat /sys/fs/cgroup/cpu.max",
+    };
+    let o = ok(&s.docker(&[
+        "run",
+        "--rm",
+        "--cgroupns",
+        "private",
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sh",
+        "-c",
+        cfs,
+    ]));
+    assert!(
+        o.split_whitespace().collect::<Vec<_>>() == ["50000", "100000"],
+        "--cpus 0.5: {o}"
+    );
     // Annotations reach the bundle's config; ConsoleSize the terminal (the API only).
     let body = json!({"Image": "busybox", "Cmd": ["/bin/busybox", "stty", "size"], "Tty": true,
         "HostConfig": {"Annotations": {"org.example/note": "kept"}, "ConsoleSize": [30, 100]}});
