@@ -160,6 +160,7 @@ impl Session {
                     };
                     let _ = wr.write_all(&bytes).await;
                     let _ = wr.shutdown().await;
+                    linger(&mut rd).await;
                     return;
                 }
                 Ok(first) if !first.is_empty() => {
@@ -227,8 +228,21 @@ impl Session {
                 finish.await;
             }
             let _ = wr.shutdown().await;
+            linger(&mut rd).await;
         });
     }
+}
+
+/// After our FIN: read (and drop) what the client still sends until it closes too, for a
+/// moment at most. Closing a socket with unread input makes the kernel send a reset, which
+/// can overtake the output in flight (the docker CLI then reports "connection reset by
+/// peer" and exit code 1 after a `docker exec -it` whose terminal sent one more byte).
+async fn linger<R: tokio::io::AsyncRead + Unpin>(rd: &mut R) {
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Start an Attach call to the manager: the first message names the process.
@@ -321,6 +335,7 @@ pub async fn attach(
             }
             let _ = io.write_all(&past).await;
             let _ = io.shutdown().await;
+            linger(&mut io).await;
         });
         return Ok(switching(tty));
     }

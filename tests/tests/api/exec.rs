@@ -149,3 +149,66 @@ fn exec_exit_codes_of_programs_that_cannot_run() {
     assert_eq!(code(&["sh", "-c", "exit 5"]), Some(5));
     ok(&s.docker(&["rm", "-f", &id]));
 }
+
+/// A hijacked exec whose client sends bytes the daemon never reads (no stdin attached):
+/// after the output the client reads a clean end of stream, not a reset (closing a
+/// socket with unread input resets the peer; the docker CLI then fails a finished
+/// `exec -it` with "connection reset by peer").
+#[test]
+fn hijacked_stream_ends_cleanly_after_unread_input() {
+    use std::io::{Read, Write};
+    if !need_root("hijacked_stream_ends_cleanly_after_unread_input") {
+        return;
+    }
+    let s = Stack::busybox("api-linger");
+    ok(&s.docker(&["run", "-d", "--name", "lg", "busybox", "sleep", "1000"]));
+    let (code, body) = s.curl(
+        "POST",
+        "/containers/lg/exec",
+        Some(br#"{"Cmd": ["sh", "-c", "sleep 0.5; echo done-out"], "AttachStdout": true, "Tty": true}"#),
+    );
+    assert_eq!(code, 201, "{body}");
+    let exec: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = exec["Id"].as_str().unwrap();
+    let mut c = std::os::unix::net::UnixStream::connect(s.sock()).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let req_body = br#"{"Detach": false, "Tty": true}"#;
+    write!(
+        c,
+        "POST /v1.45/exec/{id}/start HTTP/1.1\r\nHost: berth\r\nContent-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {}\r\n\r\n",
+        req_body.len()
+    )
+    .unwrap();
+    c.write_all(req_body).unwrap();
+    // The 101 first (bytes sent before it would sit in the HTTP server's buffer), then
+    // input nobody reads, while the process still runs.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "no answer: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    c.write_all(b"unread input\n").unwrap();
+    let end = loop {
+        match c.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                // A client slower than the daemon's close (the CLI is): read the end of
+                // stream only after it.
+                if String::from_utf8_lossy(&got).contains("done-out") {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 101"), "{got}");
+    assert!(got.contains("done-out"), "{got}");
+    assert!(end.is_ok(), "the stream ended with {end:?}, not EOF: {got}");
+    let (_, inspect) = s.curl("GET", &format!("/exec/{id}/json"), None);
+    assert!(inspect.contains(r#""ExitCode":0"#), "{inspect}");
+}
