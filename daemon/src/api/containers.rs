@@ -442,6 +442,14 @@ pub(super) async fn list(
             continue;
         }
         let created = unix_time(&c.doc.created);
+        // "Up …" counts from the last start, as Docker's.
+        let up = c
+            .doc
+            .started_at
+            .as_deref()
+            .map(unix_time)
+            .filter(|s| *s > 0)
+            .unwrap_or(created);
         let status = match (state, &t) {
             ("exited", Some(t)) => format!(
                 "Exited ({}) {} ago",
@@ -449,11 +457,11 @@ pub(super) async fn list(
                 human(now_unix() - unix_time(&t.exited_at))
             ),
             ("running", _) => match health {
-                "none" => format!("Up {}", human(now_unix() - created)),
-                "starting" => format!("Up {} (health: starting)", human(now_unix() - created)),
-                h => format!("Up {} ({h})", human(now_unix() - created)),
+                "none" => format!("Up {}", human(now_unix() - up)),
+                "starting" => format!("Up {} (health: starting)", human(now_unix() - up)),
+                h => format!("Up {} ({h})", human(now_unix() - up)),
             },
-            ("paused", _) => format!("Up {} (Paused)", human(now_unix() - created)),
+            ("paused", _) => format!("Up {} (Paused)", human(now_unix() - up)),
             ("restarting", Some(t)) => format!(
                 "Restarting ({}) {} ago",
                 t.exit_status,
@@ -481,6 +489,12 @@ pub(super) async fn list(
             "NetworkSettings": {"Networks": network_settings(&c, running)["Networks"]},
             "Mounts": shown_mounts(&c.doc.mounts),
         }));
+        if is_true(&query, "size") {
+            let (rw, rootfs) = sizes(&d, &c).await;
+            let row = rows.last_mut().expect("just pushed");
+            row["SizeRw"] = rw.into();
+            row["SizeRootFs"] = rootfs.into();
+        }
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r["Created"].as_i64().unwrap_or(0)));
     if let Some(n) = query
@@ -563,12 +577,38 @@ fn shown_host_config(c: &Container) -> Value {
     host
 }
 
+/// `?size=1` of list and inspect: the bytes of the container's writable layer, and those
+/// plus its image's (Docker's SizeRw and SizeRootFs).
+pub(super) async fn sizes(d: &State, c: &Container) -> (i64, i64) {
+    let rw = d
+        .images
+        .mgr
+        .snapshots
+        .clone()
+        .usage(pb::SnapshotRef { key: c.id.clone() })
+        .await
+        .map(|u| u.into_inner().size as i64)
+        .unwrap_or(0);
+    let image = match d.images.resolve(&c.doc.image).await {
+        Ok(r) => super::images::size_of(&r) as i64,
+        Err(_) => 0,
+    };
+    (rw, rw + image)
+}
+
 /// `GET /containers/{id}/json`.
 async fn inspect(
     AxState(d): AxState<State>,
     AxPath(what): AxPath<String>,
+    RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let c = service::find(&d, &what).await?;
+    let query = q.as_deref().map(url_pairs).unwrap_or_default();
+    let sized = if is_true(&query, "size") {
+        Some(sizes(&d, &c).await)
+    } else {
+        None
+    };
     let t = service::task(&d, &c.id).await;
     let state = c.shown_state(t.as_ref());
     let t: pb::Task = t.unwrap_or_default();
@@ -582,7 +622,7 @@ async fn inspect(
     } else {
         t.exited_at.clone()
     };
-    Ok(Json(json!({
+    let mut out = json!({
         "Id": c.id,
         "Created": c.doc.created,
         "Path": c.doc.path,
@@ -612,7 +652,12 @@ async fn inspect(
         "LogPath": c.log_path,
         "Mounts": shown_mounts(&c.doc.mounts),
         "NetworkSettings": network_settings(&c, matches!(state, "running" | "paused")),
-    })))
+    });
+    if let Some((rw, rootfs)) = sized {
+        out["SizeRw"] = rw.into();
+        out["SizeRootFs"] = rootfs.into();
+    }
+    Ok(Json(out))
 }
 
 #[cfg(test)]

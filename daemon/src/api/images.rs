@@ -248,7 +248,7 @@ async fn import(
     Ok(Json(serde_json::json!({ "status": r.id() })).into_response())
 }
 
-fn size_of(r: &Resolved) -> u64 {
+pub(super) fn size_of(r: &Resolved) -> u64 {
     r.manifest.layers.iter().map(|l| l.size).sum()
 }
 

@@ -73,11 +73,39 @@ fn docker_cli_run_lifecycle() {
         .trim(),
         "exited 137"
     );
+    std::thread::sleep(Duration::from_millis(3100));
     ok(&s.docker(&["start", "web"]));
     assert_eq!(
         ok(&s.docker(&["inspect", "-f", "{{.State.Status}}", "web"])).trim(),
         "running"
     );
+    // "Up" counts from this start, not from the creation (over 3 s ago).
+    let st = ok(&s.docker(&["ps", "--format", "{{.Status}}"]));
+    assert!(
+        ["Up Less than a second", "Up 1 second", "Up 2 seconds"].contains(&st.trim()),
+        "{st}"
+    );
+    // Sizes on request (`-s`): the writable layer, and it with the image.
+    ok(&s.docker(&[
+        "exec",
+        "web",
+        "dd",
+        "if=/dev/zero",
+        "of=/big",
+        "bs=1024",
+        "count=300",
+    ]));
+    let sz = ok(&s.docker(&["inspect", "-s", "-f", "{{.SizeRw}} {{.SizeRootFs}}", "web"]));
+    let v: Vec<i64> = sz
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(-1))
+        .collect();
+    assert!(
+        v.len() == 2 && v[0] >= 300 * 1024 && v[1] > v[0],
+        "SizeRw SizeRootFs: {sz}"
+    );
+    let ps = ok(&s.docker(&["ps", "-s", "--format", "{{.Size}}"]));
+    assert!(ps.contains("(virtual "), "{ps}");
     ok(&s.docker(&["rm", "-f", "web"]));
     assert_eq!(ok(&s.docker(&["ps", "-aq"])).trim(), "");
     // A bind mount: written inside, read outside.
