@@ -21,10 +21,9 @@ for p in docker-registry debootstrap skopeo dockerd docker; do
   command -v "$p" >/dev/null || { echo "bench/pull.sh: $p missing (apt-get install docker.io skopeo docker-registry debootstrap)" >&2; exit 1; }
 done
 "$here/scripts/build-release.sh" >/dev/null
-cargo build --release -p berth-daemon --manifest-path "$here/Cargo.toml" >&2
 host=$(rustc -vV | sed -n 's/^host: //p')
 bin=$here/target/$host/release
-berthd=$here/target/release/berthd
+berthd=$bin/berthd
 cache=/var/tmp/berth-bench
 work=$(mktemp -d /tmp/bpull.XXXXXX)
 pids=()

@@ -11,10 +11,10 @@ case "$host" in
 esac
 cargo build --release -p berth-runtime -p berth-shim -p berth-manager -p berth-init --target "$host" >&2
 # berthd and berth resolve registry names (getaddrinfo, which static glibc cannot do
-# reliably): dynamic, in target/release; berthd finds the static manager via PATH or beside
+# reliably): dynamic, in target/release-daemon (unwinding: see Cargo.toml); berthd finds the static manager via PATH or beside
 # itself, so both sets land in the same directory.
 # (`docker version` shows berthd's commit.)
 commit=$(git rev-parse --short=7 HEAD 2>/dev/null || true)
-(unset RUSTFLAGS; BERTH_GIT_COMMIT=$commit cargo build --release -p berth-daemon -p berth-cli >&2)
-install -m 0755 target/release/berthd target/release/berth "target/$host/release/"
+(unset RUSTFLAGS; BERTH_GIT_COMMIT=$commit cargo build --profile release-daemon -p berth-daemon -p berth-cli >&2)
+install -m 0755 target/release-daemon/berthd target/release-daemon/berth "target/$host/release/"
 echo "$PWD/target/$host/release/berth-runtime"

@@ -30,13 +30,21 @@ pub fn now_unix() -> i64 {
 }
 
 /// An age as `docker ps` words it.
+/// (Docker's `units.HumanDuration`, word for word.)
 pub fn human(secs: i64) -> String {
+    let (m, h) = (secs / 60, secs / 3600);
     match secs {
         s if s < 1 => "Less than a second".into(),
+        1 => "1 second".into(),
         s if s < 60 => format!("{s} seconds"),
-        s if s < 3600 => format!("{} minutes", s / 60),
-        s if s < 86400 => format!("{} hours", s / 3600),
-        s => format!("{} days", s / 86400),
+        _ if m == 1 => "About a minute".into(),
+        _ if m < 60 => format!("{m} minutes"),
+        _ if h == 1 => "About an hour".into(),
+        _ if h < 48 => format!("{h} hours"),
+        _ if h < 24 * 7 * 2 => format!("{} days", h / 24),
+        _ if h < 24 * 30 * 2 => format!("{} weeks", h / 24 / 7),
+        _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
+        _ => format!("{} years", h / 24 / 365),
     }
 }
 
@@ -52,7 +60,7 @@ pub fn parse_since(s: &str) -> Option<i64> {
         }
     }
     if let Ok(d) = humantime::parse_duration(s) {
-        return Some(now_unix() - d.as_secs() as i64);
+        return Some(now_unix().saturating_sub(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
     }
     let t = unix_time(s);
     (t > 0).then_some(t)
@@ -71,5 +79,27 @@ mod tests {
         assert_eq!(unix_time("garbage"), 0);
         assert_eq!(unix_time("2026-11-30T01:02:03.5Z"), 1796000523);
         assert_eq!(unix_time("0001-01-01T00:00:00Z"), 0);
+    }
+
+    #[test]
+    fn ages_as_docker_words_them() {
+        let cases = [
+            (0, "Less than a second"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (60, "About a minute"),
+            (150, "2 minutes"),
+            (3600, "About an hour"),
+            (3 * 3600, "3 hours"),
+            (50 * 3600, "2 days"),
+            (15 * 86400, "2 weeks"),
+            (70 * 86400, "2 months"),
+            (800 * 86400, "2 years"),
+        ];
+        for (s, want) in cases {
+            assert_eq!(human(s), want, "{s}");
+        }
+        // A duration past i64 seconds: long ago, not an overflow.
+        assert!(parse_since("9223372036854775808s").is_some_and(|t| t < 0));
     }
 }

@@ -21,11 +21,18 @@ pub fn routes() -> Router<State> {
 /// A Docker timestamp: seconds[.nanos] since the epoch, or RFC 3339.
 fn when(s: &str) -> Option<u128> {
     if let Some((secs, frac)) = s.split_once('.') {
-        let ns = format!("{frac:0<9}");
-        return Some(secs.parse::<u128>().ok()? * 1_000_000_000 + ns[..9].parse::<u128>().ok()?);
+        // Digits only (a byte slice of anything else could split a character).
+        if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let ns = format!("{:0<9}", &frac[..frac.len().min(9)]);
+        let secs = secs.parse::<u128>().ok()?;
+        return secs
+            .checked_mul(1_000_000_000)?
+            .checked_add(ns.parse().ok()?);
     }
     if let Ok(secs) = s.parse::<u128>() {
-        return Some(secs * 1_000_000_000);
+        return secs.checked_mul(1_000_000_000);
     }
     let t = crate::clock::unix_time(s);
     (t > 0).then_some(t as u128 * 1_000_000_000)
@@ -136,6 +143,18 @@ mod tests {
     fn times_and_filters() {
         assert_eq!(when("10"), Some(10_000_000_000));
         assert_eq!(when("10.5"), Some(10_500_000_000));
+        assert_eq!(when("10.1234567891"), Some(10_123_456_789));
+        // What once took berthd down, and its neighbours: refused, no panic.
+        for bad in [
+            "1.\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+            "1.",
+            ".5",
+            "1.5x",
+            "99999999999999999999999999999999999999",
+            "1.\u{e9}",
+        ] {
+            assert_eq!(when(bad), None, "{bad:?}");
+        }
         let e = serde_json::json!({"Type": "container", "Action": "start", "Actor": {"ID": "abc123", "Attributes": {"name": "web", "image": "busybox", "tier": "front"}}});
         let f = |s: &str| super::super::Filters::from_json(s).unwrap();
         assert!(matches(

@@ -190,6 +190,27 @@ pub fn router(state: State) -> Router {
         .merge(swarm::routes())
         .fallback(not_found)
         .with_state(state)
+        .layer(guard())
+}
+
+/// A panic while handling one request answers that request with a 500 naming it, and
+/// berthd goes on serving (berthd is built to unwind: the `release-daemon` profile).
+fn guard() -> tower_http::catch_panic::CatchPanicLayer<fn(Box<dyn std::any::Any + Send>) -> Response>
+{
+    fn answer(p: Box<dyn std::any::Any + Send>) -> Response {
+        let what = p
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("(no message)");
+        tracing::error!("a request handler panicked: {what}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("berthd failed handling this request (a bug: please report it): {what}"),
+        )
+        .into_response()
+    }
+    tower_http::catch_panic::CatchPanicLayer::custom(answer as fn(_) -> _)
 }
 
 async fn shutdown_signal() {
@@ -269,4 +290,39 @@ fn group_id(name: &str) -> Option<u32> {
 /// A failure of berthd or the host while serving a request (500).
 pub fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_the_service_goes_on() {
+        use tower::Service;
+        let mut app: Router = Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    let v: Vec<u8> = Vec::new();
+                    // An index out of bounds, as a bug would have it.
+                    let i = v.len() + 1;
+                    v[i].to_string()
+                }),
+            )
+            .route("/fine", axum::routing::get(|| async { "fine" }))
+            .layer(guard());
+        let req = |p: &str| {
+            Request::builder()
+                .uri(p)
+                .body(Body::empty())
+                .expect("request")
+        };
+        let r = app.call(req("/boom")).await.expect("infallible");
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("index out of bounds"), "{body}");
+        let r = app.call(req("/fine")).await.expect("infallible");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
 }

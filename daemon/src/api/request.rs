@@ -113,11 +113,9 @@ pub fn is_true(q: &std::collections::BTreeMap<String, String>, k: &str) -> bool 
 
 /// Every value of a repeated query parameter (`changes=…&changes=…`).
 pub fn url_all(q: &str, key: &str) -> Vec<String> {
-    q.split('&')
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(k) == key).then(|| percent_decode(v))
-        })
+    form_urlencoded::parse(q.as_bytes())
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
         .collect()
 }
 
@@ -126,33 +124,12 @@ pub fn url_all(q: &str, key: &str) -> Vec<String> {
 /// Dockerfile outside the context: its name in the context, then its text).
 pub fn url_pairs(q: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for kv in q.split('&') {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        out.entry(percent_decode(k))
-            .or_insert_with(|| percent_decode(v));
+    // (form_urlencoded: `+` is a space, bad escapes stay as they are, invalid UTF-8 is
+    // replaced; no input makes it fail.)
+    for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+        out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
     }
     out
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(v) => {
-                    out.push(v);
-                    i += 2;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Write a request body to a temporary file under the data root.
@@ -196,7 +173,21 @@ mod tests {
         assert_eq!(q["repo"], "127.0.0.1:5000/x");
         assert_eq!(q["tag"], "v1");
         assert!(is_true(&q, "force"));
-        assert_eq!(percent_decode("a%2Fb+c%zz"), "a/b c%zz");
+        assert_eq!(url_pairs("k=a%2Fb+c%zz")["k"], "a/b c%zz");
+        // Escapes next to multi-byte characters, cut escapes, bad UTF-8: no panic.
+        for q in [
+            "since=1.%C3%A9%C3%A9",
+            "a=%é%",
+            "a=%",
+            "a=%4",
+            "%=%%",
+            "x=%FF%FE",
+            "é=é&=&&",
+        ] {
+            let _ = url_pairs(q);
+            let _ = url_all(q, "a");
+        }
+        assert_eq!(url_pairs("a=%C3%A9")["a"], "é");
         assert_eq!(url_all("names=a&x=1&names=b%3A1", "names"), ["a", "b:1"]);
     }
 

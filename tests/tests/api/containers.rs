@@ -530,6 +530,25 @@ fn api_bad_input() {
     }
     let (code, out) = s.curl("POST", "/volumes/create", Some(br#"{"Name": "../x"}"#));
     assert_eq!(code, 400, "{out}");
+    // Query strings that once took berthd down (a byte index inside a character), and
+    // their neighbours: a 400 each, and berthd still answers.
+    for q in [
+        "/events?since=1.%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9",
+        "/events?until=1.%E9",
+        "/events?since=99999999999999999999999999999999999999999",
+        "/containers/json?filters=%E9%%",
+        "/containers/json?all=%C3%28&filters=%7B%22name%22%3A%5B%22%C3%A9",
+        "/images/json?filters=%7B%22reference%22%3A%7B%22%C3%A9%25%22%3Atrue%7D%7D",
+    ] {
+        let (code, out) = s.curl("GET", q, None);
+        assert!(code == 400 || code == 200, "{q}: {code} {out}");
+        assert!(!out.is_empty(), "{q}: no answer");
+        assert_eq!(
+            s.curl("GET", "/_ping", None),
+            (200, "OK".to_string()),
+            "{q}"
+        );
+    }
     // Conflicts.
     ok(&s.docker(&["create", "--name", "taken", "busybox", "true"]));
     let (code, out) = s.curl(
