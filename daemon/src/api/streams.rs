@@ -491,39 +491,65 @@ pub async fn logs(
             frame(if stream == "stderr" { 2 } else { 1 }, &data)
         })
     };
-    // Rotated files first (log.N … log.1, oldest first, `.gz` when compressed), then the
-    // current one.
-    let mut records = logfile::read_rotated(&path, format);
-    // The current file stays open for following: lines written before a removal of the
-    // container (and its log) are still read.
-    let mut current = std::fs::File::open(&path).ok();
-    let mut pending: Vec<u8> = Vec::new();
-    if let Some(f) = current.as_mut() {
-        use std::io::Read;
-        let _ = f.read_to_end(&mut pending);
-    }
-    let (now, used) = logfile::parse(format, &pending);
-    pending.drain(..used);
-    records.extend(now);
-    if let Some(n) = tail {
-        records = records.split_off(records.len().saturating_sub(n));
-    }
-    let first: Vec<u8> = records.iter().filter_map(&render).flatten().collect();
+    // What was logged so far, read off the disk in a blocking task, a chunk at a time into
+    // the (bounded) channel: `tail` reads the current file backwards from its end and
+    // older files only as far as needed; without it everything streams through, oldest
+    // first. The current file stays open for following: lines written before a removal
+    // of the container (and its log) are still read.
+    let current = std::fs::File::open(&path).ok();
+    let len = current
+        .as_ref()
+        .and_then(|f| f.metadata().ok())
+        .map_or(0, |m| m.len());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     let content_type = content_type(tty);
+    let past = {
+        let (tx, path) = (tx.clone(), path.clone());
+        tokio::task::spawn_blocking(move || -> (Option<std::fs::File>, u64) {
+            let send = |recs: Vec<Record>| -> bool {
+                let bytes: Vec<u8> = recs.iter().filter_map(render).flatten().collect();
+                bytes.is_empty() || tx.blocking_send(Ok(bytes)).is_ok()
+            };
+            let end = match tail {
+                Some(n) => {
+                    let (recs, end) = logfile::tail(&path, format, current.as_ref(), len, n);
+                    // (Sent in slices: a long tail does not become one buffer twice.)
+                    let mut recs = recs.into_iter().peekable();
+                    while recs.peek().is_some() {
+                        if !send(recs.by_ref().take(1024).collect()) {
+                            break;
+                        }
+                    }
+                    end
+                }
+                None => logfile::for_each(&path, format, current.as_ref(), len, send),
+            };
+            (current, end)
+        })
+    };
     if !follow {
+        drop(tx);
+        drop(past);
         return Ok(Response::builder()
             .header(header::CONTENT_TYPE, content_type)
-            .body(Body::from(first))
+            .body(Body::from_stream(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            ))
             .expect("response"));
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     tokio::spawn(async move {
         use std::os::unix::fs::MetadataExt;
-        use tokio::io::AsyncReadExt;
-        if tx.send(Ok(first)).await.is_err() {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let Ok((current, end)) = past.await else {
             return;
-        }
+        };
+        let mut pending: Vec<u8> = Vec::new();
         let mut file = current.map(tokio::fs::File::from_std);
+        if let Some(f) = file.as_mut() {
+            if f.seek(std::io::SeekFrom::Start(end)).await.is_err() {
+                return;
+            }
+        }
         loop {
             // No task: the container was removed (docker-py's run(remove=True) removes it
             // before reading the followed logs) or is between two runs; either way, done
