@@ -9,21 +9,45 @@ pub fn segment_matches(pat: &str, name: &str) -> bool {
     seg(&p, &n)
 }
 
+/// Iterative wildcard matching: on a mismatch, only the last `*` takes one more character
+/// (what it matched before is never revisited), so the work is at most pattern × name,
+/// never exponential in the number of stars.
 fn seg(p: &[char], n: &[char]) -> bool {
-    match p.first() {
-        None => n.is_empty(),
-        Some('*') => (0..=n.len()).any(|k| seg(&p[1..], &n[k..])),
-        Some('?') => !n.is_empty() && seg(&p[1..], &n[1..]),
-        Some('[') => {
-            let Some(c) = n.first() else { return false };
-            let Some((ok, used)) = class(&p[1..], *c) else {
-                return false;
+    let (mut pi, mut ni) = (0, 0);
+    // After the last `*` seen: where the pattern goes on, and where in the name it did.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if let Some(&c) = p.get(pi) {
+            let step = match c {
+                '*' => {
+                    star = Some((pi + 1, ni));
+                    pi += 1;
+                    continue;
+                }
+                '?' => Some(1),
+                '[' => match class(&p[pi + 1..], n[ni]) {
+                    Some((true, used)) => Some(1 + used),
+                    _ => None,
+                },
+                '\\' if pi + 1 < p.len() => (p[pi + 1] == n[ni]).then_some(2),
+                c => (c == n[ni]).then_some(1),
             };
-            ok && seg(&p[1 + used..], &n[1..])
+            if let Some(k) = step {
+                pi += k;
+                ni += 1;
+                continue;
+            }
         }
-        Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && seg(&p[2..], &n[1..]),
-        Some(c) => n.first() == Some(c) && seg(&p[1..], &n[1..]),
+        match star {
+            Some((sp, sn)) => {
+                star = Some((sp, sn + 1));
+                pi = sp;
+                ni = sn + 1;
+            }
+            None => return false,
+        }
     }
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 /// Match `c` against the class starting after '['. Returns (matched, chars used incl. ']').
@@ -65,12 +89,34 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
     segs(&p, &n)
 }
 
+/// The same over path segments, `**` the star.
 fn segs(p: &[&str], n: &[&str]) -> bool {
-    match p.first() {
-        None => n.is_empty(),
-        Some(&"**") => (0..=n.len()).any(|k| segs(&p[1..], &n[k..])),
-        Some(s) => !n.is_empty() && segment_matches(s, n[0]) && segs(&p[1..], &n[1..]),
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some(&"**") => {
+                star = Some((pi + 1, ni));
+                pi += 1;
+                continue;
+            }
+            Some(s) if segment_matches(s, n[ni]) => {
+                pi += 1;
+                ni += 1;
+                continue;
+            }
+            _ => {}
+        }
+        match star {
+            Some((sp, sn)) => {
+                star = Some((sp, sn + 1));
+                pi = sp;
+                ni = sn + 1;
+            }
+            None => return false,
+        }
     }
+    p[pi..].iter().all(|s| *s == "**")
 }
 
 /// A parsed `.dockerignore`.
@@ -155,6 +201,17 @@ pub fn clean(p: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_stars_match_in_polynomial_time() {
+        let name = "a".repeat(100 << 10);
+        let pat = format!("{}b", "a*".repeat(50));
+        assert!(!segment_matches(&pat, &name));
+        assert!(segment_matches(&format!("{}a", "*".repeat(50)), &name));
+        let deep = vec!["x"; 2000].join("/");
+        assert!(!path_matches(&format!("{}y", "**/".repeat(40)), &deep));
+        assert!(path_matches("**/x/**/x", &deep));
+    }
 
     #[test]
     fn go_match_rules() {
