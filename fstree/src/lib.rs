@@ -9,6 +9,7 @@
 //! - [`mount`]: mount a snapshot on a directory for a short look.
 //! - [`users`]: read `/etc/passwd` and `/etc/group` inside a root.
 //! - [`atomic`]: the one atomic file write (durable, or until reboot for `/run` state).
+//! - [`socket`]: a listening unix socket whose node has its mode before anyone can connect.
 //!
 //! `layer` and `diff` are the `layers` feature (default; berth-runtime goes without).
 //!
@@ -22,7 +23,9 @@ pub mod diff;
 pub mod layer;
 pub mod mount;
 pub mod open;
+pub mod socket;
 pub mod users;
 
 pub use atomic::{write_atomic, write_atomic_until_reboot};
 pub use open::open_in_root;
+pub use socket::listen_unix;

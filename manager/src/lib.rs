@@ -45,8 +45,12 @@ pub async fn serve(cfg: config::Config) -> anyhow::Result<()> {
     if let Some(dir) = addr.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let _ = std::fs::remove_file(&addr);
-    let listener = tokio::net::UnixListener::bind(&addr)
+    // Root only: the manager runs containers for whoever can reach it.
+    let listener = berth_fstree::listen_unix(&addr, 0o600, None)
+        .and_then(|l| {
+            l.set_nonblocking(true)?;
+            tokio::net::UnixListener::from_std(l)
+        })
         .map_err(|e| anyhow::anyhow!("listen on {}: {e}", addr.display()))?;
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let shutdown = async {

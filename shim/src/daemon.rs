@@ -116,8 +116,7 @@ fn serve(id: &str, dir: &Path, sock: &Path, ready: OwnedFd) -> anyhow::Result<()
             libc::signal(libc::SIGINT, libc::SIG_IGN);
             libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         }
-        let _ = std::fs::remove_file(sock);
-        let l = std::os::unix::net::UnixListener::bind(sock)
+        let l = berth_fstree::listen_unix(sock, 0o600, None)
             .map_err(|e| anyhow::anyhow!("bind {}: {e}", sock.display()))?;
         l.set_nonblocking(true)?;
         berth_fstree::write_atomic_until_reboot(

@@ -262,15 +262,14 @@ pub async fn serve(state: State, host: &str, tls: &tls::TlsOpts) -> anyhow::Resu
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let _ = std::fs::remove_file(socket);
-    let listener = tokio::net::UnixListener::bind(socket)
+    // Docker's socket: root and the docker-like group may talk to it, nobody else (the
+    // mode is set before it listens).
+    let listener = berth_fstree::listen_unix(socket, 0o660, group_id("berth"))
+        .and_then(|l| {
+            l.set_nonblocking(true)?;
+            tokio::net::UnixListener::from_std(l)
+        })
         .map_err(|e| anyhow::anyhow!("listen on {}: {e}", socket.display()))?;
-    // Docker's socket: root and the docker-like group may talk to it, nobody else.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))?;
-    if let Some(gid) = group_id("berth") {
-        let _ = std::os::unix::fs::chown(socket, None, Some(gid));
-    }
     tracing::info!("API listening on {}", socket.display());
     axum::serve(listener, svc)
         .with_graceful_shutdown(shutdown_signal())
