@@ -24,6 +24,8 @@ pub struct Daemon {
     /// Clients attached to a stopped container, waiting for its next task (`docker start
     /// -a`): each is handed a sender to say it has subscribed before the task starts.
     pub attach_waiters: std::sync::Mutex<std::collections::HashMap<String, Vec<AttachWaiter>>>,
+    /// What `docker info` warns about (an API reachable without client verification).
+    pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
 /// See [`Daemon::attach_waiters`].
@@ -71,6 +73,7 @@ impl Daemon {
             doc_lock: Default::default(),
             exit_lock: Default::default(),
             attach_waiters: Default::default(),
+            warnings: Default::default(),
         }
     }
 }

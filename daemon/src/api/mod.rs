@@ -229,7 +229,7 @@ pub async fn serve(state: State, host: &str, tls: &tls::TlsOpts) -> anyhow::Resu
     }
     crate::containers::monitor::spawn(state.clone());
     // The version prefix is stripped before routing, so the layer wraps the whole router.
-    let app = tower::Layer::layer(&axum::middleware::from_fn(versioned), router(state));
+    let app = tower::Layer::layer(&axum::middleware::from_fn(versioned), router(state.clone()));
     let svc = axum::ServiceExt::<Request>::into_make_service(app);
     if let Some(addr) = host.strip_prefix("tcp://") {
         let cfg = tls::server_config(addr, tls)?;
@@ -237,12 +237,20 @@ pub async fn serve(state: State, host: &str, tls: &tls::TlsOpts) -> anyhow::Resu
             .await
             .map_err(|e| anyhow::anyhow!("listen on tcp://{addr}: {e}"))?;
         tracing::info!("API listening on tcp://{addr} (TLS: {})", cfg.is_some());
+        // (dockerd's `docker info` warnings.)
+        let warning = match (&cfg, tls.verify) {
+            (None, _) => Some(format!(
+                "WARNING: API is accessible on http://{addr} without encryption: anyone who can reach it is root on this host"
+            )),
+            (Some(_), false) => Some(format!(
+                "WARNING: API is accessible on https://{addr} without TLS client verification (--tlsverify): anyone who can reach it is root on this host"
+            )),
+            (Some(_), true) => None,
+        };
+        state.warnings.lock().unwrap().extend(warning);
         match cfg {
             Some(cfg) => {
-                let l = tls::TlsListener {
-                    tcp,
-                    acceptor: tokio_rustls::TlsAcceptor::from(cfg),
-                };
+                let l = tls::TlsListener::new(tcp, tokio_rustls::TlsAcceptor::from(cfg))?;
                 axum::serve(l, svc)
                     .with_graceful_shutdown(shutdown_signal())
                     .await?;

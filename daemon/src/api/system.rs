@@ -183,7 +183,7 @@ async fn info(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, Api
         "LiveRestoreEnabled": true,
         "Isolation": "",
         "SecurityOptions": security_options(cfg),
-        "Warnings": [],
+        "Warnings": d.warnings.lock().unwrap().clone(),
     })))
 }
 

@@ -49,6 +49,10 @@ pub fn server_config(addr: &str, o: &TlsOpts) -> anyhow::Result<Option<Arc<rustl
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    if !o.verify {
+        // (dockerd warns the same way.)
+        tracing::warn!("serving the API on tcp://{addr} with --tls but without --tlsverify: no client certificate is asked for, so anyone who can reach it is root on this host");
+    }
     let builder = if o.verify {
         let ca =
             o.ca.as_ref()
@@ -75,36 +79,72 @@ pub fn server_config(addr: &str, o: &TlsOpts) -> anyhow::Result<Option<Arc<rustl
     Ok(Some(Arc::new(cfg)))
 }
 
-/// Accepts TCP connections and completes their TLS handshake (bounded in time); a failed
-/// handshake is logged and skipped.
+/// How long a client may take over its TLS handshake, and how many handshakes may be
+/// under way at once (more wait for a place, in the kernel's backlog).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKES: usize = 256;
+
+/// Accepts TCP connections and completes their TLS handshakes concurrently, each bounded in
+/// time, so a peer that stalls its handshake holds up only itself; a failed handshake is
+/// logged and skipped.
 pub struct TlsListener {
-    pub tcp: tokio::net::TcpListener,
-    pub acceptor: tokio_rustls::TlsAcceptor,
+    ready: tokio::sync::mpsc::Receiver<(TlsIo, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
+}
+
+type TlsIo = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+impl TlsListener {
+    pub fn new(
+        tcp: tokio::net::TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) -> std::io::Result<TlsListener> {
+        let local = tcp.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(16);
+        let places = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
+        tokio::spawn(async move {
+            loop {
+                let Ok(place) = places.clone().acquire_owned().await else {
+                    return;
+                };
+                let (s, addr) = match tcp.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _place = place;
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, addr)).await;
+                        }
+                        Ok(Err(e)) => tracing::info!(%addr, "TLS handshake refused: {e}"),
+                        Err(_) => tracing::info!(%addr, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, local })
+    }
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Io = TlsIo;
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (s, addr) = match self.tcp.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            match tokio::time::timeout(Duration::from_secs(10), self.acceptor.accept(s)).await {
-                Ok(Ok(tls)) => return (tls, addr),
-                Ok(Err(e)) => tracing::info!(%addr, "TLS handshake refused: {e}"),
-                Err(_) => tracing::info!(%addr, "TLS handshake timed out"),
-            }
+        match self.ready.recv().await {
+            Some(x) => x,
+            // The accepting task is gone (the runtime is shutting down).
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
+        Ok(self.local)
     }
 }

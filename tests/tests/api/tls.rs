@@ -102,6 +102,54 @@ fn tcp_needs_tls() {
         !o.status.success(),
         "a client without a certificate is refused"
     );
+    // Peers that connect and never start their handshake do not hold up a real client
+    // (handshakes run side by side, each with its own deadline).
+    let stalled: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let o = docker(&with_cert);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), env!("CARGO_PKG_VERSION"));
+    drop(stalled);
     let _ = child.kill();
     let _ = child.wait();
+    // --tls without --tlsverify: served, with dockerd's warning at start and in `info`.
+    let mut child = berthd(&[
+        "--tls",
+        "--tlscert",
+        &p("cert.pem"),
+        "--tlskey",
+        &p("key.pem"),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "berthd did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = Command::new("timeout")
+        .args(["30", "docker", "--tls"])
+        .arg(format!("--tlscacert={}", p("ca.pem")))
+        .args([
+            "-H",
+            &format!("tcp://127.0.0.1:{port}"),
+            "info",
+            "-f",
+            "{{json .Warnings}}",
+        ])
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
+        .output()
+        .unwrap();
+    assert!(
+        text(&o.stdout).contains("without TLS client verification"),
+        "{} {}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        text(&out.stderr).contains("without --tlsverify"),
+        "{}",
+        text(&out.stderr)
+    );
 }
