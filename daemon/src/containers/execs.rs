@@ -1,5 +1,6 @@
 //! Exec instances as Docker reports them (`GET /exec/{id}/json`), kept in memory like
-//! dockerd's; forgotten with their container.
+//! dockerd's; forgotten with their container, or, as dockerd's exec GC does, once they have
+//! not run for two sweeps five minutes apart (finished, or never started).
 
 use std::collections::HashMap;
 
@@ -58,15 +59,41 @@ pub struct Exec {
     pub started: bool,
     pub exit_code: Option<i64>,
     pub pid: u32,
+    /// Seen not running by the last sweep: the next one forgets it.
+    pub idle_seen: bool,
 }
 
+/// How often exec records are swept (dockerd's exec GC interval).
+const SWEEP: std::time::Duration = std::time::Duration::from_secs(300);
+
 #[derive(Default)]
-pub struct Execs(std::sync::Mutex<HashMap<String, Exec>>);
+pub struct Execs(std::sync::Mutex<HashMap<String, Exec>>, Sweep);
+
+/// When the records were last swept.
+struct Sweep(std::sync::Mutex<std::time::Instant>);
+
+impl Default for Sweep {
+    fn default() -> Self {
+        Sweep(std::sync::Mutex::new(std::time::Instant::now()))
+    }
+}
 
 impl Execs {
-    /// Register a new exec.
+    /// Register a new exec (and, every five minutes, sweep the old ones).
     pub fn insert(&self, e: Exec) {
-        self.0.lock().unwrap().insert(e.id.clone(), e);
+        let mut m = self.0.lock().unwrap();
+        let due = {
+            let mut last = self.1 .0.lock().unwrap();
+            let due = last.elapsed() >= SWEEP;
+            if due {
+                *last = std::time::Instant::now();
+            }
+            due
+        };
+        if due {
+            sweep(&mut m);
+        }
+        m.insert(e.id.clone(), e);
     }
 
     pub fn get(&self, id: &str) -> Result<Exec, Error> {
@@ -101,5 +128,48 @@ impl Execs {
             .lock()
             .unwrap()
             .retain(|_, e| e.container != container);
+    }
+}
+
+/// One sweep: forget what was idle at the last one, mark what is idle now.
+fn sweep(m: &mut HashMap<String, Exec>) {
+    m.retain(|_, e| e.running || !e.idle_seen);
+    for e in m.values_mut() {
+        e.idle_seen = !e.running;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_execs_go_after_two_sweeps_running_ones_stay() {
+        let mut m = HashMap::new();
+        for (id, running) in [("run", true), ("done", false)] {
+            m.insert(
+                id.to_string(),
+                Exec {
+                    id: id.into(),
+                    running,
+                    ..Default::default()
+                },
+            );
+        }
+        sweep(&mut m);
+        assert_eq!(m.len(), 2, "one sweep marks only");
+        m.insert(
+            "new".into(),
+            Exec {
+                id: "new".into(),
+                ..Default::default()
+            },
+        );
+        sweep(&mut m);
+        let mut left: Vec<&str> = m.keys().map(String::as_str).collect();
+        left.sort();
+        assert_eq!(left, ["new", "run"]);
+        sweep(&mut m);
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["run"]);
     }
 }

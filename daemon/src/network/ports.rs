@@ -279,6 +279,9 @@ async fn splice_copy(
     }
 }
 
+/// UDP flows one published port keeps at once (each idle one expires after a minute).
+const MAX_UDP_FLOWS: usize = 512;
+
 async fn proxy_udp(l: tokio::net::UdpSocket, to: SocketAddr) {
     let l = Arc::new(l);
     let flows: Arc<tokio::sync::Mutex<HashMap<SocketAddr, Arc<tokio::net::UdpSocket>>>> =
@@ -293,6 +296,11 @@ async fn proxy_udp(l: tokio::net::UdpSocket, to: SocketAddr) {
             match f.get(&from) {
                 Some(s) => s.clone(),
                 None => {
+                    // A bound on the flows (each a socket and a task) a flood of sources
+                    // can open; past it new sources are dropped until flows expire.
+                    if f.len() >= MAX_UDP_FLOWS {
+                        continue;
+                    }
                     let Ok(s) = tokio::net::UdpSocket::bind("0.0.0.0:0").await else {
                         continue;
                     };
