@@ -315,17 +315,17 @@ async fn put_file(mgr: &Mgr, p: &Path, digest: &str, size: u64, lease: &str) -> 
 }
 
 /// Load an archive; returns Docker's lines ("Loaded image: …" / "Loaded image ID: …").
-pub async fn load(images: &Images, archive: &Path) -> Result<Vec<String>, Error> {
-    let tmp = std::env::temp_dir().join(format!(
-        "berth-load-{}-{}",
-        std::process::id(),
-        crate::images::short(&format!(
-            "{:x}",
-            Sha256::digest(archive.display().to_string())
-        ))
-    ));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+/// The archive is unpacked in a new 0700 directory of an unpredictable name under
+/// `work_root` (berthd's `DATA_ROOT/tmp`, swept at start), never a shared /tmp path.
+pub async fn load(images: &Images, archive: &Path, work_root: &Path) -> Result<Vec<String>, Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::create_dir_all(work_root).map_err(io("create", work_root))?;
+    let tmp = work_root.join(format!("load-{}", crate::images::unique()));
+    // (create, not create_all: an existing path, a planted link included, is an error.)
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(io("create", &tmp))?;
     let lease = format!("load-{}-{}", std::process::id(), crate::images::unique());
     images.mgr.lease(&lease, 3600).await?;
     let res = async {

@@ -393,7 +393,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             berth_daemon::archive::save(&images, &names, &output).await?;
         }
         ImageCmd::Load { input } => {
-            for line in berth_daemon::archive::load(&images, &input).await? {
+            for line in berth_daemon::archive::load(&images, &input, &data_root.join("tmp")).await?
+            {
                 println!("{line}");
             }
         }

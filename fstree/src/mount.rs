@@ -190,3 +190,32 @@ fn mount_overlay_fsconfig(options: &[String], target: &Path) -> std::io::Result<
     }
     Ok(())
 }
+
+/// This process's mount points (`/proc/self/mountinfo`, octal escapes such as `\040`
+/// undone), in mount order.
+pub fn mount_points() -> Vec<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| {
+            let b = m.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                let esc = b[i] == b'\\'
+                    && i + 3 < b.len()
+                    && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c));
+                if esc {
+                    let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+                    out.push(v);
+                    i += 4;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            std::path::PathBuf::from(std::ffi::OsString::from_vec(out))
+        })
+        .collect()
+}

@@ -526,7 +526,7 @@ async fn save_many(
 
 async fn load(AxState(d): AxState<State>, body: Body) -> Result<Response, ApiError> {
     let tmp = spool(&d, body).await?;
-    let r = crate::archive::load(&d.images, &tmp).await;
+    let r = crate::archive::load(&d.images, &tmp, &d.data_root.join("tmp")).await;
     let _ = std::fs::remove_file(&tmp);
     // As dockerd: the answer is a stream, so a bad archive is its last line (docker-py
     // raises ImageLoadError on it, the CLI prints it and fails).

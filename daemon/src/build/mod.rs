@@ -172,14 +172,47 @@ fn remove_work(work: &Path) {
     let _ = std::fs::remove_dir_all(work);
 }
 
-/// What builds interrupted by a crash left in `DATA_ROOT/tmp` (called at start-up).
+/// What operations interrupted by a crash left in `DATA_ROOT/tmp` (called at start-up,
+/// when none can be under way): build work (its context may be a tmpfs), a `cp`'s mount of
+/// a container's root and its volumes, commit, save, load and upload spools. Everything
+/// mounted there is unmounted first, deepest first; an entry that still holds a mount is
+/// left alone (removing it would reach into a volume). The directory is made 0700.
 pub fn clean_leftovers(data_root: &Path) {
-    let Ok(rd) = std::fs::read_dir(data_root.join("tmp")) else {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = data_root.join("tmp");
+    if std::fs::create_dir_all(&tmp).is_err() {
+        return;
+    }
+    let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700));
+    let under = |all: Vec<std::path::PathBuf>| -> Vec<std::path::PathBuf> {
+        all.into_iter()
+            .filter(|m| m.starts_with(&tmp) && *m != tmp)
+            .collect()
+    };
+    let mut mounted = under(berth_fstree::mount::mount_points());
+    mounted.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    for m in &mounted {
+        if let Err(e) = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!("unmount the leftover {}: {e}", m.display());
+        }
+    }
+    let still = under(berth_fstree::mount::mount_points());
+    let Ok(rd) = std::fs::read_dir(&tmp) else {
         return;
     };
     for e in rd.flatten() {
-        if e.file_name().to_string_lossy().starts_with("build-") {
-            remove_work(&e.path());
+        let p = e.path();
+        if still.iter().any(|m| m.starts_with(&p)) {
+            tracing::warn!("{} still holds a mount: left in place", p.display());
+            continue;
+        }
+        let r = match e.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&p),
+            _ => std::fs::remove_file(&p),
+        };
+        match r {
+            Ok(()) => tracing::info!("removed the leftover {}", p.display()),
+            Err(e) => tracing::warn!("remove the leftover {}: {e}", p.display()),
         }
     }
 }

@@ -407,4 +407,74 @@ fn build_interrupted_by_kill9_leaves_nothing_mounted() {
     }
 }
 
+/// What other operations leave in DATA_ROOT/tmp when berthd dies (a `cp`'s mount of a
+/// container's root with a volume bound in it, load, commit, upload and save spools): the
+/// next berthd unmounts and removes it, the volume's files untouched, and the directory is
+/// 0700.
+#[test]
+fn leftovers_of_interrupted_operations_are_cleaned_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    if !need_root("leftovers_of_interrupted_operations_are_cleaned_at_start") {
+        return;
+    }
+    let mut s = Stack::busybox("api-leftovers");
+    let tmp = s.dir.path().join("data").join("tmp");
+    let vol = s.dir.path().join("a-volume");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::write(vol.join("keep"), "kept\n").unwrap();
+    let cp = tmp.join("cp-leftover");
+    std::fs::create_dir_all(cp.join("root/data")).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &cp.join("root"),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    std::fs::create_dir_all(cp.join("root/data")).unwrap();
+    nix::mount::mount(
+        Some(&vol),
+        &cp.join("root/data"),
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    for d in ["load-leftover", "commit-leftover"] {
+        std::fs::create_dir_all(tmp.join(d).join("x")).unwrap();
+    }
+    for f in ["upload-leftover", "save-leftover.tar"] {
+        std::fs::write(tmp.join(f), "spool").unwrap();
+    }
+    s.kill9_daemons();
+    s.start_manager();
+    s.start_berthd();
+    let mounted: Vec<String> = std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(tmp.to_str().unwrap()))
+        .map(String::from)
+        .collect();
+    if !mounted.is_empty() {
+        // (Clean up for the assertion's sake: never leave a bind of the volume behind.)
+        let _ = nix::mount::umount2(&cp.join("root/data"), nix::mount::MntFlags::MNT_DETACH);
+        let _ = nix::mount::umount2(&cp.join("root"), nix::mount::MntFlags::MNT_DETACH);
+    }
+    assert!(mounted.is_empty(), "still mounted: {mounted:?}");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left: {left:?}");
+    assert_eq!(std::fs::read_to_string(vol.join("keep")).unwrap(), "kept\n");
+    assert_eq!(
+        std::fs::metadata(&tmp).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    // And the daemon works.
+    ok(&s.docker(&["run", "--rm", "busybox", "true"]));
+}
+
 // ---- Networking: the default bridge, none, host, container:, published ports ----
