@@ -136,11 +136,21 @@ async fn commit(
     let tasks = d.images.mgr.tasks.clone();
     let pause = query.get("pause").is_none_or(|_| is_true(&query, "pause"))
         && state_name(task(&d, &c.id).await.as_ref()) == "running";
+    let marker = paused_marker(&d.data_root, &c.id);
     if pause {
-        tasks
+        // Recorded first: if berthd dies before resuming, the next one resumes it.
+        if let Some(dir) = marker.parent() {
+            std::fs::create_dir_all(dir).map_err(super::internal)?;
+        }
+        berth_fstree::write_atomic(&marker, b"commit", 0o600).map_err(super::internal)?;
+        if let Err(e) = tasks
             .clone()
             .pause(pb::ContainerRef { id: c.id.clone() })
-            .await?;
+            .await
+        {
+            let _ = std::fs::remove_file(&marker);
+            return Err(e.into());
+        }
     }
     let tmp = d
         .data_root
@@ -152,6 +162,7 @@ async fn commit(
             .clone()
             .resume(pb::ContainerRef { id: c.id.clone() })
             .await;
+        let _ = std::fs::remove_file(&marker);
     }
     let r = match layer {
         Ok(()) => {
@@ -191,4 +202,38 @@ async fn commit(
         Json(serde_json::json!({ "Id": r.id() })),
     )
         .into_response())
+}
+
+/// `DATA_ROOT/paused-by-commit/<id>`: container `id` is paused by a commit under way.
+fn paused_marker(data_root: &std::path::Path, id: &str) -> std::path::PathBuf {
+    data_root.join("paused-by-commit").join(id)
+}
+
+/// At start: resume the containers a commit paused when berthd died before it could
+/// resume them (a container the user paused has no marker and stays paused).
+pub async fn resume_interrupted(d: &State) {
+    let dir = d.data_root.join("paused-by-commit");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        let r = d
+            .images
+            .mgr
+            .tasks
+            .clone()
+            .resume(pb::ContainerRef { id: id.clone() })
+            .await;
+        match r {
+            Ok(_) => tracing::info!(container_id = %id, "resumed: a commit paused it"),
+            // (The manager not reachable yet: the marker stays for the next start.)
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                tracing::warn!(container_id = %id, "not resumed yet: {}", s.message());
+                continue;
+            }
+            Err(s) => tracing::info!(container_id = %id, "not resumed: {}", s.message()),
+        }
+        let _ = std::fs::remove_file(e.path());
+    }
 }

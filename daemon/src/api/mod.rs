@@ -223,6 +223,7 @@ async fn shutdown_signal() {
 /// Serve `-H` (unix:///path or tcp://host:port) until SIGINT/SIGTERM.
 pub async fn serve(state: State, host: &str, tls: &tls::TlsOpts) -> anyhow::Result<()> {
     crate::build::clean_leftovers(&state.data_root);
+    commit::resume_interrupted(&state).await;
     {
         let st = state.clone();
         tokio::spawn(async move { crate::containers::network::restore(&st).await });

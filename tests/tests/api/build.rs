@@ -410,7 +410,7 @@ fn build_interrupted_by_kill9_leaves_nothing_mounted() {
 /// What other operations leave in DATA_ROOT/tmp when berthd dies (a `cp`'s mount of a
 /// container's root with a volume bound in it, load, commit, upload and save spools): the
 /// next berthd unmounts and removes it, the volume's files untouched, and the directory is
-/// 0700.
+/// 0700; a container a commit had paused is resumed.
 #[test]
 fn leftovers_of_interrupted_operations_are_cleaned_at_start() {
     use std::os::unix::fs::PermissionsExt;
@@ -475,6 +475,45 @@ fn leftovers_of_interrupted_operations_are_cleaned_at_start() {
     );
     // And the daemon works.
     ok(&s.docker(&["run", "--rm", "busybox", "true"]));
+    // A container a commit had paused when berthd died (its marker written, then paused)
+    // is resumed by the next berthd; one the user paused stays paused.
+    ok(&s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "committed",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    ok(&s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "user-paused",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let id = ok(&s.docker(&["inspect", "-f", "{{.Id}}", "committed"]))
+        .trim()
+        .to_string();
+    let markers = s.dir.path().join("data").join("paused-by-commit");
+    std::fs::create_dir_all(&markers).unwrap();
+    std::fs::write(markers.join(&id), "commit").unwrap();
+    ok(&s.docker(&["pause", "committed", "user-paused"]));
+    s.kill9_daemons();
+    s.start_manager();
+    s.start_berthd();
+    let status = |n: &str| {
+        ok(&s.docker(&["inspect", "-f", "{{.State.Status}}", n]))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(status("committed"), "running");
+    assert_eq!(status("user-paused"), "paused");
+    assert!(!markers.join(&id).exists());
+    ok(&s.docker(&["rm", "-f", "committed", "user-paused"]));
 }
 
 // ---- Networking: the default bridge, none, host, container:, published ports ----
