@@ -34,7 +34,8 @@ pub fn routes() -> Router<State> {
 
 /// Where the container's root can be opened.
 enum Root {
-    Live(PathBuf),
+    /// The running init's root, opened when the request came (see [`live_root`]).
+    Live(OwnedFd),
     /// The snapshot's mounts, where to mount them, and the container's volumes and binds
     /// as (source on the host, destination in the container, recursive).
     Snapshot(
@@ -49,7 +50,9 @@ async fn root_of(d: &State, c: &crate::containers::Container) -> Result<Root, Ap
     let t = task(d, id).await;
     if let Some(t) = t.as_ref().filter(|t| t.pid > 0) {
         if matches!(state_name(Some(t)), "running" | "paused" | "created") {
-            return Ok(Root::Live(PathBuf::from(format!("/proc/{}/root", t.pid))));
+            if let Some(root) = live_root(d, id, t.pid).await? {
+                return Ok(Root::Live(root));
+            }
         }
     }
     let mounts = d
@@ -144,19 +147,49 @@ fn with_binds<T>(
     out
 }
 
+/// The root directory of the container's init `pid`, opened now and checked to be that
+/// process's: a pidfd is taken first, the root opened, then the task asked again (same
+/// pid, still running) and the pidfd checked alive — so a pid reused by another process
+/// before or during the opening is caught, and the copy (which may start only after a
+/// large body is spooled) works on this fd, never on a path looked up later. None: the
+/// init is gone (the container stopped meanwhile).
+async fn live_root(d: &State, id: &str, pid: u32) -> Result<Option<OwnedFd>, ApiError> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; nothing else.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if raw < 0 {
+        return Ok(None);
+    }
+    // SAFETY: `raw` is a pidfd just returned to us and owned by nothing else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    let root = match std::fs::File::open(format!("/proc/{pid}/root")) {
+        Ok(f) => OwnedFd::from(f),
+        Err(_) => return Ok(None),
+    };
+    let same = task(d, id).await.is_some_and(|t| {
+        t.pid == pid && matches!(state_name(Some(&t)), "running" | "paused" | "created")
+    });
+    // SAFETY: signal 0 through a pidfd we own only checks that its process still exists.
+    let alive = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    } == 0;
+    Ok((same && alive).then_some(root))
+}
+
 /// Run `f` with an fd of the container's root directory, on a blocking thread.
 async fn with_root<T: Send + 'static>(
     root: Root,
     f: impl FnOnce(&OwnedFd) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(move || {
-        let open = |p: &Path| -> Result<OwnedFd, ApiError> {
-            std::fs::File::open(p)
-                .map(OwnedFd::from)
-                .map_err(|e| internal(format!("open the container root {}: {e}", p.display())))
-        };
         match root {
-            Root::Live(p) => f(&open(&p)?),
+            Root::Live(fd) => f(&fd),
             Root::Snapshot(mounts, tmp, binds) => {
                 berth_fstree::mount::with_mounted(&mounts, &tmp, |dir| with_binds(dir, &binds, f))
                     .map_err(internal)?
