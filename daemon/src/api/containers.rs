@@ -577,18 +577,24 @@ fn shown_host_config(c: &Container) -> Value {
     host
 }
 
-/// `?size=1` of list and inspect: the bytes of the container's writable layer, and those
-/// plus its image's (Docker's SizeRw and SizeRootFs).
-pub(super) async fn sizes(d: &State, c: &Container) -> (i64, i64) {
-    let rw = d
-        .images
+/// The bytes in container `id`'s writable layer (0 when unknown).
+pub(super) async fn rw_size(d: &State, id: &str) -> u64 {
+    d.images
         .mgr
         .snapshots
         .clone()
-        .usage(pb::SnapshotRef { key: c.id.clone() })
+        .usage(pb::SnapshotRef {
+            key: id.to_string(),
+        })
         .await
-        .map(|u| u.into_inner().size as i64)
-        .unwrap_or(0);
+        .map(|u| u.into_inner().size)
+        .unwrap_or(0)
+}
+
+/// `?size=1` of list and inspect: the bytes of the container's writable layer, and those
+/// plus its image's (Docker's SizeRw and SizeRootFs).
+pub(super) async fn sizes(d: &State, c: &Container) -> (i64, i64) {
+    let rw = rw_size(d, &c.id).await as i64;
     let image = match d.images.resolve(&c.doc.image).await {
         Ok(r) => super::images::size_of(&r) as i64,
         Err(_) => 0,

@@ -187,13 +187,11 @@ async fn with_root<T: Send + 'static>(
     root: Root,
     f: impl FnOnce(&OwnedFd) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        match root {
-            Root::Live(fd) => f(&fd),
-            Root::Snapshot(mounts, tmp, binds) => {
-                berth_fstree::mount::with_mounted(&mounts, &tmp, |dir| with_binds(dir, &binds, f))
-                    .map_err(internal)?
-            }
+    tokio::task::spawn_blocking(move || match root {
+        Root::Live(fd) => f(&fd),
+        Root::Snapshot(mounts, tmp, binds) => {
+            berth_fstree::mount::with_mounted(&mounts, &tmp, |dir| with_binds(dir, &binds, f))
+                .map_err(internal)?
         }
     })
     .await

@@ -380,15 +380,7 @@ async fn prune(
         {
             continue;
         }
-        let rw = d
-            .images
-            .mgr
-            .snapshots
-            .clone()
-            .usage(pb::SnapshotRef { key: c.id.clone() })
-            .await
-            .map(|u| u.into_inner().size)
-            .unwrap_or(0);
+        let rw = super::containers::rw_size(&d, &c.id).await;
         service::remove(&d, &c, false, false).await?;
         space += rw;
         deleted.push(c.id);

@@ -245,15 +245,7 @@ async fn df(AxState(d): AxState<State>) -> Result<Json<serde_json::Value>, ApiEr
     }
     for c in &mut containers {
         let id = c["Id"].as_str().unwrap_or("").to_string();
-        let rw = d
-            .images
-            .mgr
-            .snapshots
-            .clone()
-            .usage(berth_proto::manager::SnapshotRef { key: id })
-            .await
-            .map(|u| u.into_inner().size as i64)
-            .unwrap_or(0);
+        let rw = super::containers::rw_size(&d, &id).await as i64;
         let image_size = images
             .iter()
             .find(|i| i["Id"] == c["ImageID"])

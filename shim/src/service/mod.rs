@@ -31,6 +31,9 @@ const IO_DRAIN: Duration = Duration::from_secs(2);
 /// Output chunk size and how many chunks an attach may fall behind before it skips.
 const CHUNK: usize = 4096;
 const FANOUT: usize = 64;
+/// The init's clients may fall this many chunks behind (its log has everything); past it
+/// a client is cut off, said in the shim's log, instead of slowing the container.
+const FANOUT_INIT: usize = 1024;
 
 type Output = (pb::StreamKind, Vec<u8>);
 
@@ -51,7 +54,8 @@ struct Proc {
     state: watch::Sender<PState>,
     stdin: tokio::sync::Mutex<Option<tokio::net::unix::pipe::Sender>>,
     pty: Mutex<Option<OwnedFd>>,
-    output: Mutex<Option<broadcast::Sender<Output>>>,
+    /// The attached clients' queues (None once the output has ended).
+    output: Mutex<Option<Vec<tokio::sync::mpsc::Sender<Output>>>>,
     io_done: watch::Sender<bool>,
 }
 
@@ -66,7 +70,7 @@ impl Proc {
             state: watch::channel(PState::Created).0,
             stdin: tokio::sync::Mutex::new(None),
             pty: Mutex::new(None),
-            output: Mutex::new(Some(broadcast::channel(FANOUT).0)),
+            output: Mutex::new(Some(Vec::new())),
             io_done: watch::channel(false).0,
         })
     }
@@ -813,7 +817,15 @@ impl Shim for ShimService {
             ));
         };
         let p = self.0.proc(&start.exec_id)?;
-        let rx = p.output.lock().unwrap().as_ref().map(|tx| tx.subscribe());
+        let rx = p.output.lock().unwrap().as_mut().map(|subs| {
+            let (tx, rx) = tokio::sync::mpsc::channel(if p.exec_id.is_empty() {
+                FANOUT_INIT
+            } else {
+                FANOUT
+            });
+            subs.push(tx);
+            rx
+        });
         let pin = p.clone();
         tokio::spawn(async move {
             while let Ok(Some(msg)) = input.message().await {
@@ -833,10 +845,8 @@ impl Shim for ShimService {
         let (want_out, want_err) = (start.stdout, start.stderr);
         let stream: Self::AttachStream = match rx {
             None => Box::pin(tokio_stream::empty()),
-            Some(rx) => Box::pin(tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(
-                move |item| {
-                    // A client too slow to keep up skips what it missed.
-                    let (kind, data) = item.ok()?;
+            Some(rx) => Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx).filter_map(
+                move |(kind, data)| {
                     let want = match kind {
                         pb::StreamKind::StreamStdout => want_out,
                         pb::StreamKind::StreamStderr => want_err,

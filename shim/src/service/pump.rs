@@ -47,9 +47,7 @@ pub(super) async fn pump(
                 .unwrap_or(Ok(()));
             note_log_result(&svc, r);
         }
-        if let Some(tx) = p.output.lock().unwrap().as_ref() {
-            let _ = tx.send((kind, data.to_vec()));
-        }
+        fan_out(&p, kind, data).await;
     }
     if let Some(log) = &log {
         let r = log
@@ -64,6 +62,45 @@ pub(super) async fn pump(
         // Last stream: attached clients see the end once they have read what is queued.
         p.output.lock().unwrap().take();
         p.io_done.send_replace(true);
+    }
+}
+
+/// Every attached client gets every chunk, in order. An exec's clients are waited for
+/// (backpressure: the exec's output pipe fills and the process waits, as with a pipe);
+/// the init's are not — the container must not wait on a client, and its log keeps
+/// everything — so a client more than [`FANOUT_INIT`] chunks behind is cut off (its stream
+/// ends; said in the shim's log), never silently skipped past. A client that went away is
+/// dropped either way.
+async fn fan_out(p: &Proc, kind: pb::StreamKind, data: &[u8]) {
+    let subs: Vec<tokio::sync::mpsc::Sender<Output>> = match p.output.lock().unwrap().as_ref() {
+        Some(s) if !s.is_empty() => s.clone(),
+        _ => return,
+    };
+    let mut gone = Vec::new();
+    for tx in &subs {
+        let item = (kind, data.to_vec());
+        let ok = if p.exec_id.is_empty() {
+            match tx.try_send(item) {
+                Ok(()) => true,
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(
+                        "an attached client fell {FANOUT_INIT} chunks behind the container's output: cut off (the log has everything)"
+                    );
+                    false
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        } else {
+            tx.send(item).await.is_ok()
+        };
+        if !ok {
+            gone.push(tx.clone());
+        }
+    }
+    if !gone.is_empty() {
+        if let Some(s) = p.output.lock().unwrap().as_mut() {
+            s.retain(|t| !gone.iter().any(|g| g.same_channel(t)));
+        }
     }
 }
 

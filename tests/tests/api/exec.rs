@@ -212,3 +212,59 @@ fn hijacked_stream_ends_cleanly_after_unread_input() {
     let (_, inspect) = s.curl("GET", &format!("/exec/{id}/json"), None);
     assert!(inspect.contains(r#""ExitCode":0"#), "{inspect}");
 }
+
+/// 64 MiB through `docker exec cat` into a reader slower than the container: every byte
+/// arrives, in order (an exec's output waits for its client instead of skipping ahead).
+#[test]
+fn exec_output_reaches_a_slow_reader_whole() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    if !need_root("exec_output_reaches_a_slow_reader_whole") {
+        return;
+    }
+    let s = Stack::busybox("api-exec-slow");
+    let dir = s.dir.path().join("big");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Pseudo-random bytes (xorshift), so a skipped or repeated chunk cannot look right.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let data: Vec<u8> = (0..(64usize << 20) / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(dir.join("data"), &data).unwrap();
+    let bind = format!("{}:/d:ro", dir.display());
+    ok(&s.docker(&[
+        "run", "-d", "--name", "big", "-v", &bind, "busybox", "sleep", "1000",
+    ]));
+    let mut child = Command::new("docker")
+        .args(["exec", "big", "cat", "/d/data"])
+        .client_of(&s)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut got = Vec::with_capacity(data.len());
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = out.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        // Slow for the first 16 MiB: the container is far ahead meanwhile.
+        if got.len() < (16 << 20) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "docker exec: {status}");
+    assert_eq!(got.len(), data.len(), "bytes received");
+    let first_bad = got.iter().zip(&data).position(|(a, b)| a != b);
+    assert_eq!(first_bad, None, "the output differs from the file");
+    ok(&s.docker(&["rm", "-f", "big"]));
+}

@@ -68,11 +68,7 @@ fn tcp_needs_tls() {
         "--tlskey",
         &p("key.pem"),
     ]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "berthd did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    listening(port);
     let docker = |tls: &[String]| {
         Command::new("timeout")
             .args(["30", "docker"])
@@ -121,11 +117,7 @@ fn tcp_needs_tls() {
         "--tlskey",
         &p("key.pem"),
     ]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "berthd did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    listening(port);
     let o = Command::new("timeout")
         .args(["30", "docker", "--tls"])
         .arg(format!("--tlscacert={}", p("ca.pem")))
@@ -152,4 +144,12 @@ fn tcp_needs_tls() {
         "{}",
         text(&out.stderr)
     );
+}
+
+fn listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "berthd did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
