@@ -534,6 +534,21 @@ pub async fn send_signal(d: &State, id: &str, sig: u32) -> Result<()> {
             all: false,
         })
         .await?;
+    // A frozen process cannot die: a SIGKILLed paused container is thawed so that it does
+    // (`rm -f`, `kill` and `stop` of a paused container end it, as with dockerd).
+    if sig == 9
+        && task(d, id)
+            .await
+            .is_some_and(|t| t.status == pb::Status::Paused as i32)
+    {
+        let _ = d
+            .images
+            .mgr
+            .tasks
+            .clone()
+            .resume(pb::ContainerRef { id: id.to_string() })
+            .await;
+    }
     Ok(())
 }
 

@@ -513,7 +513,9 @@ fn leftovers_of_interrupted_operations_are_cleaned_at_start() {
     assert_eq!(status("committed"), "running");
     assert_eq!(status("user-paused"), "paused");
     assert!(!markers.join(&id).exists());
+    // (rm -f of a paused container ends it: it is thawed after the SIGKILL.)
     ok(&s.docker(&["rm", "-f", "committed", "user-paused"]));
+    assert_eq!(ok(&s.docker(&["ps", "-aq"])).trim(), "");
 }
 
 // ---- Networking: the default bridge, none, host, container:, published ports ----
