@@ -143,8 +143,13 @@ fn hex(d: &str) -> String {
     d.trim_start_matches("sha256:").to_string()
 }
 
-/// Unpack an archive's regular files into `dir`, refusing anything else.
-fn unpack_archive(archive: &Path, dir: &Path) -> Result<(), Error> {
+/// Unpack an archive's regular files into `dir`, refusing anything else, and more than
+/// `limits` allow (uncompressed bytes, entries).
+fn unpack_archive(
+    archive: &Path,
+    dir: &Path,
+    limits: &berth_fstree::layer::Limits,
+) -> Result<(), Error> {
     let f = std::fs::File::open(archive).map_err(io("open", archive))?;
     let r = berth_fstree::layer::decompress(f).map_err(io("read", archive))?;
     let mut t = tar::Archive::new(r);
@@ -153,8 +158,28 @@ fn unpack_archive(archive: &Path, dir: &Path) -> Result<(), Error> {
     // A body that is not a tar archive is the client's mistake (400), as in dockerd.
     let not_tar =
         |e: std::io::Error| Error::Invalid(format!("invalid archive (not a tar file): {e}"));
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    let too_big = || {
+        Error::Invalid(format!(
+            "archive {}: larger than {} bytes uncompressed (daemon.json archive-max-size)",
+            archive.display(),
+            limits.max_bytes
+        ))
+    };
     for e in t.entries().map_err(not_tar)? {
         let mut e = e.map_err(not_tar)?;
+        entries += 1;
+        if entries > limits.max_entries {
+            return Err(Error::Invalid(format!(
+                "archive {}: more than {} entries (daemon.json archive-max-entries)",
+                archive.display(),
+                limits.max_entries
+            )));
+        }
+        bytes = bytes.saturating_add(e.header().entry_size().unwrap_or(0).saturating_add(512));
+        if bytes > limits.max_bytes {
+            return Err(too_big());
+        }
         let raw = e.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
         let bad = |reason: String| {
@@ -330,7 +355,8 @@ pub async fn load(images: &Images, archive: &Path, work_root: &Path) -> Result<V
     images.mgr.lease(&lease, 3600).await?;
     let res = async {
         let (a, t) = (archive.to_path_buf(), tmp.clone());
-        tokio::task::spawn_blocking(move || unpack_archive(&a, &t))
+        let limits = images.reg.cfg.archive_limits().unwrap_or_default();
+        tokio::task::spawn_blocking(move || unpack_archive(&a, &t, &limits))
             .await
             .map_err(|e| Error::Invalid(format!("load worker: {e}")))??;
         load_dir(images, &tmp, &lease).await
@@ -552,6 +578,16 @@ async fn record(
     Ok(out)
 }
 
+/// An archive error, naming the daemon.json setting when a bound was hit.
+pub fn limit_hint(e: berth_fstree::layer::Error) -> String {
+    use berth_fstree::layer::Error as E;
+    match e {
+        E::TooLarge { .. } => format!("{e} (daemon.json archive-max-size)"),
+        E::TooManyEntries { .. } => format!("{e} (daemon.json archive-max-entries)"),
+        e => format!("{:#}", anyhow::Error::new(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,7 +620,7 @@ mod tests {
             t.extend_from_slice(&[0u8; 1024]);
             let a = dir.join(format!("{tag}.tar"));
             std::fs::write(&a, t).unwrap();
-            let e = unpack_archive(&a, &dir.join("out")).unwrap_err();
+            let e = unpack_archive(&a, &dir.join("out"), &Default::default()).unwrap_err();
             assert!(e.to_string().contains("entry"), "{tag}: {e}");
             let _ = std::fs::remove_dir_all(dir.join("out"));
             std::fs::create_dir_all(dir.join("out")).unwrap();

@@ -69,6 +69,11 @@ pub struct Config {
     pub default_runtime: Option<String>,
     /// User namespace remapping (not supported: refused when set).
     pub userns_remap: Option<String>,
+    /// Caps on every archive a client sends (`load`, `import`, `cp` into a container, build
+    /// contexts) and on `ADD <url>` downloads: total uncompressed bytes ("64g") and entries
+    /// (Berth's own keys; Docker has no such bound).
+    pub archive_max_size: Option<String>,
+    pub archive_max_entries: Option<u64>,
     /// Every other daemon.json key, kept (and ignored here) so a dockerd file loads.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -106,6 +111,8 @@ impl Default for Config {
             runtimes: BTreeMap::new(),
             default_runtime: None,
             userns_remap: None,
+            archive_max_size: None,
+            archive_max_entries: None,
             other: BTreeMap::new(),
         }
     }
@@ -135,7 +142,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
         'g' => (&t[..t.len() - 1], 1 << 30),
         _ => (t, 1),
     };
-    n.parse::<u64>().ok().map(|v| v * mult)
+    n.parse::<u64>().ok().and_then(|v| v.checked_mul(mult))
 }
 
 impl Config {
@@ -169,6 +176,8 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
         c.check_security()
             .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        c.archive_limits()
+            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
         if c.max_concurrent_downloads == 0 {
             anyhow::bail!(
                 "config file {}: max-concurrent-downloads must be at least 1",
@@ -176,6 +185,23 @@ impl Config {
             );
         }
         Ok(c)
+    }
+
+    /// The bounds on client archives and downloads (defaults: 64 GiB, 10 million entries).
+    pub fn archive_limits(&self) -> Result<berth_fstree::layer::Limits, String> {
+        let mut l = berth_fstree::layer::Limits::default();
+        if let Some(s) = &self.archive_max_size {
+            l.max_bytes = parse_size(s)
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("archive-max-size {s:?}: want a size such as 20g"))?;
+        }
+        if let Some(n) = self.archive_max_entries {
+            if n == 0 {
+                return Err("archive-max-entries must be at least 1".into());
+            }
+            l.max_entries = n;
+        }
+        Ok(l)
     }
 
     /// The container-defaults part, checked: what cannot be honoured is refused here, at

@@ -24,6 +24,8 @@ pub struct Daemon {
     /// Clients attached to a stopped container, waiting for its next task (`docker start
     /// -a`): each is handed a sender to say it has subscribed before the task starts.
     pub attach_waiters: std::sync::Mutex<std::collections::HashMap<String, Vec<AttachWaiter>>>,
+    /// Bounds on client archives and `ADD <url>` (daemon.json archive-max-size/-entries).
+    pub archive_limits: berth_fstree::layer::Limits,
     /// What `docker info` warns about (an API reachable without client verification).
     pub warnings: std::sync::Mutex<Vec<String>>,
 }
@@ -73,6 +75,8 @@ impl Daemon {
             doc_lock: Default::default(),
             exit_lock: Default::default(),
             attach_waiters: Default::default(),
+            // (checked when daemon.json was read)
+            archive_limits: cfg.archive_limits().unwrap_or_default(),
             warnings: Default::default(),
         }
     }

@@ -58,9 +58,9 @@ pub enum Error {
         #[source]
         err: io::Error,
     },
-    #[error("layer is larger than {limit} bytes uncompressed (a decompression bomb?)")]
+    #[error("tar stream is larger than {limit} bytes uncompressed (a decompression bomb?)")]
     TooLarge { limit: u64 },
-    #[error("layer has more than {limit} entries")]
+    #[error("tar stream has more than {limit} entries")]
     TooManyEntries { limit: u64 },
     #[error("layer stream is not a valid tar archive")]
     Corrupt(#[source] io::Error),
@@ -239,6 +239,47 @@ pub fn apply(r: impl Read, dir: &Path, limits: &Limits) -> Result<Applied, Error
 /// entry lands outside `dir`, whatever links the archive or the directory holds.
 pub fn extract(r: impl Read, dir: &Path, limits: &Limits) -> Result<Applied, Error> {
     apply_with(r, dir, limits, true)
+}
+
+/// Read the archive from `r` (plain or compressed) to its end, writing nothing, and check
+/// it against `limits`: a caller that must not leave half an extraction behind measures a
+/// spooled archive first. Returns what [`extract`] would report.
+pub fn measure(r: impl Read, limits: &Limits) -> Result<Applied, Error> {
+    let stream = decompress(r).map_err(Error::Corrupt)?;
+    let mut meter = Meter {
+        inner: stream,
+        hash: Sha256::new(),
+        n: 0,
+        limit: limits.max_bytes,
+        over: false,
+    };
+    let res = count_entries(&mut meter, limits);
+    let drained = res.and_then(|()| io::copy(&mut meter, &mut io::sink()).map_err(Error::Corrupt));
+    if meter.over {
+        return Err(Error::TooLarge {
+            limit: limits.max_bytes,
+        });
+    }
+    drained?;
+    Ok(Applied {
+        diff_id: format!("sha256:{:x}", meter.hash.finalize()),
+        size: meter.n,
+    })
+}
+
+fn count_entries<R: Read>(r: &mut R, limits: &Limits) -> Result<(), Error> {
+    let mut archive = tar::Archive::new(r);
+    let mut count = 0u64;
+    for entry in archive.entries().map_err(Error::Corrupt)? {
+        entry.map_err(Error::Corrupt)?;
+        count += 1;
+        if count > limits.max_entries {
+            return Err(Error::TooManyEntries {
+                limit: limits.max_entries,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn apply_with(r: impl Read, dir: &Path, limits: &Limits, plain: bool) -> Result<Applied, Error> {

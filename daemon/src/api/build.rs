@@ -161,7 +161,7 @@ async fn build(
     let opts = options(q.as_deref().unwrap_or(""))?;
     let spooled = super::request::spool(&d, body).await?;
     let rx = crate::build::start(&d, opts, spooled).await?;
-    let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     let body = Body::from_stream(tokio_stream::StreamExt::map(
         stream,
         Ok::<_, std::io::Error>,

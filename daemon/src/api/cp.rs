@@ -387,6 +387,7 @@ async fn put_archive(
     let root = root_of(&d, &c).await?;
     let tmp = super::request::spool(&d, body).await?;
     let (cid, shown, spooled) = (c.id.clone(), path.clone(), tmp.clone());
+    let limits = d.archive_limits;
     let r = with_root(root, move |rootfd| {
         let dir = berth_fstree::open_in_root(
             rootfd.as_raw_fd(),
@@ -400,10 +401,22 @@ async fn put_archive(
                 "extraction point is not a directory: {shown}"
             )));
         }
+        // Measured first: an archive past a bound is refused before anything is written.
+        let f = std::fs::File::open(&spooled).map_err(internal)?;
+        berth_fstree::layer::measure(f, &limits).map_err(|e| {
+            ApiError::bad_request(format!(
+                "copy into {shown}: {}",
+                crate::archive::limit_hint(e)
+            ))
+        })?;
         let f = std::fs::File::open(&spooled).map_err(internal)?;
         let target = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-        berth_fstree::layer::extract(f, &target, &Default::default())
-            .map_err(|e| ApiError::bad_request(format!("copy into {shown}: {e}")))?;
+        berth_fstree::layer::extract(f, &target, &limits).map_err(|e| {
+            ApiError::bad_request(format!(
+                "copy into {shown}: {}",
+                crate::archive::limit_hint(e)
+            ))
+        })?;
         Ok(())
     })
     .await;

@@ -13,7 +13,6 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use serde::Deserialize;
-use tokio_stream::StreamExt;
 
 use super::request::spool;
 use super::{url_all, url_pairs, ApiError, State};
@@ -81,16 +80,79 @@ fn error_line(e: &str) -> serde_json::Value {
     serde_json::json!({ "errorDetail": { "message": e }, "error": e })
 }
 
+/// The lines of a progress response on their way to the client. Bounded without blocking
+/// the pull or push: a byte-count update (`progressDetail`) replaces the one still queued
+/// for the same layer, so a slow client gets every status change and the latest counts,
+/// and the queue holds at most a few lines per layer.
+struct ProgressQueue {
+    q: std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>,
+    more: tokio::sync::Notify,
+    done: std::sync::atomic::AtomicBool,
+}
+
+/// The producing side of a [`ProgressQueue`]; the response ends when it is dropped.
+#[derive(Clone)]
+struct Lines(Arc<ProgressQueue>);
+
+impl Lines {
+    fn send(&self, v: serde_json::Value) {
+        {
+            let mut q = self.0.q.lock().unwrap_or_else(|p| p.into_inner());
+            let counts = |l: &serde_json::Value| l["progressDetail"]["total"].is_u64();
+            if counts(&v) {
+                if let Some(old) = q
+                    .iter_mut()
+                    .find(|l| counts(l) && l["id"] == v["id"] && l["status"] == v["status"])
+                {
+                    *old = v;
+                    return;
+                }
+            }
+            q.push_back(v);
+        }
+        self.0.more.notify_one();
+    }
+}
+
+/// Ends the response once the work (every holder of a `Lines`) is done.
+struct Finish(Arc<ProgressQueue>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.0.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.more.notify_one();
+    }
+}
+
 /// A JSON-lines progress response fed by `work`, which gets the sender.
 fn stream_response<F, Fut>(work: F) -> Response
 where
-    F: FnOnce(tokio::sync::mpsc::UnboundedSender<serde_json::Value>) -> Fut,
+    F: FnOnce(Lines) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
-    tokio::spawn(work(tx));
-    let body = tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
-        .map(|v| Ok::<_, std::io::Error>(Bytes::from(format!("{v}\r\n"))));
+    let queue = Arc::new(ProgressQueue {
+        q: Default::default(),
+        more: tokio::sync::Notify::new(),
+        done: false.into(),
+    });
+    let fut = work(Lines(queue.clone()));
+    let finish = Finish(queue.clone());
+    tokio::spawn(async move {
+        fut.await;
+        drop(finish);
+    });
+    let body = futures_util::stream::unfold(queue, |q| async move {
+        loop {
+            let next = q.q.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+            if let Some(v) = next {
+                return Some((Ok::<_, std::io::Error>(Bytes::from(format!("{v}\r\n"))), q));
+            }
+            if q.done.load(std::sync::atomic::Ordering::SeqCst) {
+                return None;
+            }
+            q.more.notified().await;
+        }
+    });
     Response::builder()
         .status(StatusCode::OK)
         .header("Content-Type", "application/json")
@@ -148,13 +210,13 @@ async fn create(
     let images = with_auth(&d, &headers);
     let events = d.clone();
     Ok(stream_response(move |tx| async move {
-        let _ = tx.send(serde_json::json!({
+        tx.send(serde_json::json!({
             "status": format!("Pulling from {}", r.familiar_repository()),
             "id": r.tag.clone().or(r.digest.clone()).unwrap_or_default(),
         }));
         let ptx = tx.clone();
         let progress: OnProgress = Arc::new(move |p: Progress| {
-            let _ = ptx.send(progress_line(&p));
+            ptx.send(progress_line(&p));
         });
         let before = images
             .resolve(&r.to_string())
@@ -164,7 +226,7 @@ async fn create(
             .map(|t| t.digest);
         match images.pull(&reference, progress).await {
             Ok(new) if new.record.target.as_ref().map(|t| &t.digest) == before.as_ref() => {
-                let _ = tx.send(serde_json::json!({
+                tx.send(serde_json::json!({
                     "status": format!("Status: Image is up to date for {}", r.familiar()),
                 }));
             }
@@ -175,12 +237,12 @@ async fn create(
                     &r.familiar(),
                     serde_json::json!({"name": r.familiar()}),
                 );
-                let _ = tx.send(serde_json::json!({
+                tx.send(serde_json::json!({
                     "status": format!("Status: Downloaded newer image for {}", r.familiar()),
                 }));
             }
             Err(e) => {
-                let _ = tx.send(error_line(&format!("{:#}", anyhow::Error::new(e))));
+                tx.send(error_line(&format!("{:#}", anyhow::Error::new(e))));
             }
         }
     }))
@@ -427,15 +489,15 @@ async fn by_name(
             // Unknown images are a 404 before any stream starts.
             images.find(&r.to_string()).await?;
             Ok(stream_response(move |tx| async move {
-                let _ = tx.send(serde_json::json!({
+                tx.send(serde_json::json!({
                     "status": format!("The push refers to repository [{}]", r.repository()),
                 }));
                 let ptx = tx.clone();
                 let progress: OnProgress = Arc::new(move |p: Progress| {
-                    let _ = ptx.send(progress_line(&p));
+                    ptx.send(progress_line(&p));
                 });
                 if let Err(e) = images.push(&reference, progress).await {
-                    let _ = tx.send(error_line(&format!("{:#}", anyhow::Error::new(e))));
+                    tx.send(error_line(&format!("{:#}", anyhow::Error::new(e))));
                 }
             }))
         }
@@ -699,4 +761,51 @@ async fn search(
         })
         .collect();
     Ok(Json(rows.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that reads nothing while a layer downloads holds one count line per layer,
+    /// not one per chunk; status changes are all kept, in order.
+    #[tokio::test]
+    async fn progress_queue_is_bounded_and_keeps_status() {
+        let resp = stream_response(|tx| async move {
+            for layer in ["a", "b"] {
+                tx.send(serde_json::json!({"status": "Pulling fs layer", "id": layer}));
+            }
+            for i in 0..10_000u64 {
+                for layer in ["a", "b"] {
+                    tx.send(progress_line(&Progress {
+                        id: layer.into(),
+                        status: "Downloading".into(),
+                        current: i,
+                        total: 10_000,
+                    }));
+                }
+            }
+            tx.send(serde_json::json!({"status": "Pull complete", "id": "a"}));
+        });
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let lines: Vec<serde_json::Value> = body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        let statuses: Vec<&str> = lines
+            .iter()
+            .map(|l| l["status"].as_str().unwrap())
+            .collect();
+        assert!(lines.len() <= 5, "{} lines queued", lines.len());
+        assert_eq!(statuses.first(), Some(&"Pulling fs layer"));
+        assert_eq!(statuses.last(), Some(&"Pull complete"));
+        let last_a = lines
+            .iter()
+            .rfind(|l| l["id"] == "a" && l["status"] == "Downloading")
+            .unwrap();
+        assert_eq!(last_a["progressDetail"]["current"], 9_999);
+    }
 }

@@ -132,7 +132,12 @@ pub fn url_pairs(q: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// Write a request body to a temporary file under the data root.
+/// How much of a refused body is read past the bound before the connection is dropped.
+const DRAIN: u64 = 256 << 20;
+
+/// Write a request body (an archive) to a temporary file under the data root. A body
+/// larger than daemon.json's `archive-max-size` (plus what compression can add to
+/// incompressible data) is refused with 413, and nothing is kept.
 pub async fn spool(d: &State, body: Body) -> Result<std::path::PathBuf, ApiError> {
     use tokio::io::AsyncWriteExt;
     let dir = d.data_root.join("tmp");
@@ -149,17 +154,49 @@ pub async fn spool(d: &State, body: Body) -> Result<std::path::PathBuf, ApiError
             format!("{}: {e}", path.display()),
         )
     })?;
+    let limit = d.archive_limits.max_bytes;
+    let cap = limit.saturating_add(limit / 64).saturating_add(1 << 20);
     let mut s = body.into_data_stream();
-    while let Some(chunk) = s.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
-        f.write_all(&chunk).await.map_err(|e| {
+    let mut n = 0u64;
+    let res = async {
+        while let Some(chunk) = s.next().await {
+            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
+            n += chunk.len() as u64;
+            if n > cap {
+                // Read (and drop) a bounded rest, so that a client a little over the bound
+                // gets the reason rather than a broken pipe.
+                let mut rest = 0u64;
+                while rest < DRAIN {
+                    match s.next().await {
+                        Some(Ok(c)) => rest += c.len() as u64,
+                        _ => break,
+                    }
+                }
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("archive is larger than archive-max-size ({limit} bytes, daemon.json)"),
+                ));
+            }
+            f.write_all(&chunk).await.map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+        }
+        f.flush().await.map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("{}: {e}", path.display()),
             )
-        })?;
+        })
     }
-    f.flush().await.ok();
+    .await;
+    if let Err(e) = res {
+        drop(f);
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(e);
+    }
     Ok(path)
 }
 

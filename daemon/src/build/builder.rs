@@ -51,7 +51,9 @@ pub(super) struct Builder {
     pub(super) opts: Options,
     pub(super) ctx: PathBuf,
     pub(super) work: PathBuf,
-    pub(super) out: mpsc::UnboundedSender<Bytes>,
+    /// Build output to the client: bounded, so a client that does not read slows the build
+    /// down instead of growing berthd.
+    pub(super) out: mpsc::Sender<Bytes>,
     pub(super) escape: char,
     pub(super) ignore: pattern::Ignore,
     pub(super) cache: Cache,
@@ -69,12 +71,13 @@ pub(super) fn short(id: &str) -> &str {
 }
 
 impl Builder {
-    pub(super) fn say(&self, text: &str) {
+    pub(super) async fn say(&self, text: &str) {
         if self.opts.quiet {
             return;
         }
         let line = serde_json::json!({ "stream": text });
-        let _ = self.out.send(Bytes::from(format!("{line}\r\n")));
+        // (An error: the client went away; the build goes on and is cached.)
+        let _ = self.out.send(Bytes::from(format!("{line}\r\n"))).await;
     }
 
     pub(super) async fn run(&mut self) -> Result<(), String> {
@@ -141,14 +144,16 @@ impl Builder {
         self.steps = first_from + todo.len();
         self.step = first_from;
         for (n, i) in all[..first_from].iter().enumerate() {
-            self.say(&format!("Step {}/{} : {}\n", n + 1, self.steps, i.original));
+            self.say(&format!("Step {}/{} : {}\n", n + 1, self.steps, i.original))
+                .await;
         }
         for i in todo {
             self.step += 1;
             self.say(&format!(
                 "Step {}/{} : {}\n",
                 self.step, self.steps, i.original
-            ));
+            ))
+            .await;
             self.instruction(i, &meta, false).await?;
         }
         let mut last = self.stages.pop().ok_or("no stage was built")?;
@@ -178,19 +183,21 @@ impl Builder {
         if !unused.is_empty() {
             self.say(&format!(
                 "[Warning] One or more build-args {unused:?} were not consumed\n"
-            ));
+            ))
+            .await;
         }
         let image = last
             .image
             .ok_or("the build produced no image (FROM scratch and nothing else)")?;
         let id = image.id().to_string();
         let aux = serde_json::json!({ "aux": { "ID": id } });
-        let _ = self.out.send(Bytes::from(format!("{aux}\r\n")));
+        let _ = self.out.send(Bytes::from(format!("{aux}\r\n"))).await;
         if self.opts.quiet {
             let line = serde_json::json!({ "stream": format!("{id}\n") });
-            let _ = self.out.send(Bytes::from(format!("{line}\r\n")));
+            let _ = self.out.send(Bytes::from(format!("{line}\r\n"))).await;
         }
-        self.say(&format!("Successfully built {}\n", short(&id)));
+        self.say(&format!("Successfully built {}\n", short(&id)))
+            .await;
         for t in self.opts.tags.clone() {
             self.d
                 .images
@@ -204,7 +211,7 @@ impl Builder {
             } else {
                 format!("{t}:latest")
             };
-            self.say(&format!("Successfully tagged {shown}\n"));
+            self.say(&format!("Successfully tagged {shown}\n")).await;
         }
         Ok(())
     }
@@ -324,7 +331,8 @@ impl Builder {
                 self.say(&format!(
                     " ---> {}\n",
                     if id.is_empty() { "" } else { short(&id) }
-                ));
+                ))
+                .await;
                 Ok(())
             }
             _ => {
@@ -461,9 +469,9 @@ impl Builder {
             ),
         );
         if let Some(img) = self.cached(&key).await {
-            self.say(" ---> Using cache\n");
+            self.say(" ---> Using cache\n").await;
             st.config = cfg;
-            self.say(&format!(" ---> {}\n", short(img.id())));
+            self.say(&format!(" ---> {}\n", short(img.id()))).await;
             st.image = Some(img);
             return Ok(());
         }
@@ -472,7 +480,7 @@ impl Builder {
             .await?;
         self.remember(&key, &img);
         st.config = cfg;
-        self.say(&format!(" ---> {}\n", short(img.id())));
+        self.say(&format!(" ---> {}\n", short(img.id()))).await;
         st.image = Some(img);
         Ok(())
     }
@@ -598,7 +606,8 @@ impl Builder {
         self.say(&format!(
             " ---> {}\n",
             image.as_ref().map(|i| short(i.id())).unwrap_or("")
-        ));
+        ))
+        .await;
         let triggers: Vec<String> = config.on_build.clone().unwrap_or_default();
         let mut config = config;
         config.on_build = None;
@@ -618,7 +627,8 @@ impl Builder {
                 "# Executing {} build trigger{}\n",
                 triggers.len(),
                 if triggers.len() == 1 { "" } else { "s" }
-            ));
+            ))
+            .await;
             for t in triggers {
                 let df = dockerfile::parse(t.as_str())
                     .map_err(|e| format!("ONBUILD trigger {t:?}: {e}"))?;
@@ -643,7 +653,7 @@ impl Builder {
                     .map_err(|e| e.to_string());
             }
         }
-        self.say(&format!("Pulling from {name}\n"));
+        self.say(&format!("Pulling from {name}\n")).await;
         let progress: crate::images::OnProgress = std::sync::Arc::new(|_| {});
         self.d
             .images

@@ -24,8 +24,16 @@ pub fn read_in(root: &Path, rel: &str) -> std::io::Result<Vec<u8>> {
 }
 
 /// Download `url` into `work` (ADD's remote source). Returns the file.
-pub async fn download(http: &reqwest::Client, url: &str, work: &Path) -> Result<PathBuf, String> {
-    let resp = http
+/// Download `url` into a new file under `work`, streamed, refusing more than `max` bytes
+/// (daemon.json `archive-max-size`). A failed download leaves no file behind.
+pub async fn download(
+    http: &reqwest::Client,
+    url: &str,
+    work: &Path,
+    max: u64,
+) -> Result<PathBuf, String> {
+    use std::io::Write;
+    let mut resp = http
         .get(url)
         .send()
         .await
@@ -33,11 +41,33 @@ pub async fn download(http: &reqwest::Client, url: &str, work: &Path) -> Result<
     if !resp.status().is_success() {
         return Err(format!("ADD {url}: {}", resp.status()));
     }
-    let bytes = resp.bytes().await.map_err(|e| format!("ADD {url}: {e}"))?;
-    std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
+    let too_big = || format!("ADD {url}: larger than {max} bytes (archive-max-size, daemon.json)");
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(too_big());
+    }
+    std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
     let p = work.join(format!("download-{}", crate::images::unique()));
-    std::fs::write(&p, &bytes).map_err(|e| e.to_string())?;
-    Ok(p)
+    let res = async {
+        let mut f = std::fs::File::create(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let mut got = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("ADD {url}: {e}"))? {
+            got += chunk.len() as u64;
+            if got > max {
+                return Err(too_big());
+            }
+            f.write_all(&chunk)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        Ok(())
+    }
+    .await;
+    match res {
+        Ok(()) => Ok(p),
+        Err(e) => {
+            let _ = std::fs::remove_file(&p);
+            Err(e)
+        }
+    }
 }
 
 fn url_name(url: &str) -> String {

@@ -83,13 +83,13 @@ pub async fn start(
     d: &State,
     opts: Options,
     context: PathBuf,
-) -> Result<mpsc::UnboundedReceiver<Bytes>, Error> {
+) -> Result<mpsc::Receiver<Bytes>, Error> {
     let work = d
         .data_root
         .join("tmp")
         .join(format!("build-{}", crate::images::unique()));
     let ctx = work.join("context");
-    let (ctx2, spooled2) = (ctx.clone(), context.clone());
+    let (ctx2, spooled2, limits) = (ctx.clone(), context.clone(), d.archive_limits);
     let extracted = tokio::task::spawn_blocking(move || -> Result<(), String> {
         std::fs::create_dir_all(&ctx2).map_err(|e| format!("{}: {e}", ctx2.display()))?;
         let mut f = std::fs::File::open(&spooled2).map_err(|e| e.to_string())?;
@@ -109,9 +109,15 @@ pub async fn start(
             .map_err(|e| format!("mount a tmpfs for the build context: {e}"))?;
         }
         let r = berth_fstree::layer::decompress(f).map_err(|e| e.to_string())?;
-        berth_fstree::layer::extract(r, &ctx2, &Default::default())
+        berth_fstree::layer::extract(r, &ctx2, &limits)
             .map(|_| ())
-            .map_err(|e| format!("the build context is not a valid tar archive: {e}"))
+            .map_err(|e| match e {
+                e @ (berth_fstree::layer::Error::TooLarge { .. }
+                | berth_fstree::layer::Error::TooManyEntries { .. }) => {
+                    format!("the build context: {}", crate::archive::limit_hint(e))
+                }
+                e => format!("the build context is not a valid tar archive: {e}"),
+            })
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))?;
@@ -120,7 +126,7 @@ pub async fn start(
         remove_work(&work);
         return Err(Error::BadContext(e));
     }
-    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
     let d = d.clone();
     tokio::spawn(async move {
         let mut b = Builder {
@@ -146,7 +152,7 @@ pub async fn start(
                 if let Some(code) = b.exit_code {
                     line["errorDetail"]["code"] = code.into();
                 }
-                let _ = tx.send(Bytes::from(format!("{line}\r\n")));
+                let _ = tx.send(Bytes::from(format!("{line}\r\n"))).await;
             }
         }
         b.cache.save(&d.data_root);

@@ -61,8 +61,8 @@ impl Builder {
         };
         let key = self.key(&st, &format!("run {created_by}"));
         if let Some(img) = self.cached(&key).await {
-            self.say(" ---> Using cache\n");
-            self.say(&format!(" ---> {}\n", short(img.id())));
+            self.say(" ---> Using cache\n").await;
+            self.say(&format!(" ---> {}\n", short(img.id()))).await;
             self.cur(i.line)?.image = Some(img);
             return Ok(());
         }
@@ -88,7 +88,8 @@ impl Builder {
             body["HostConfig"][k] = v.clone();
         }
         let id = self.create_container(body).await?;
-        self.say(&format!(" ---> Running in {}\n", short(&id)));
+        self.say(&format!(" ---> Running in {}\n", short(&id)))
+            .await;
         let run = self.run_container(&id).await;
         let remove = |me: &Self, id: String| {
             let d = me.d.clone();
@@ -127,11 +128,12 @@ impl Builder {
         let _ = std::fs::remove_file(&tmp);
         if self.opts.rm {
             remove(self, id.clone()).await;
-            self.say(&format!("Removing intermediate container {}\n", short(&id)));
+            self.say(&format!("Removing intermediate container {}\n", short(&id)))
+                .await;
         }
         let img = img?;
         self.remember(&key, &img);
-        self.say(&format!(" ---> {}\n", short(img.id())));
+        self.say(&format!(" ---> {}\n", short(img.id()))).await;
         self.cur(i.line)?.image = Some(img);
         Ok(())
     }
@@ -160,49 +162,58 @@ impl Builder {
         // Follow the json-file log while it runs.
         let path = PathBuf::from(&c.log_path);
         let mut offset = 0u64;
-        let mut pending = String::new();
+        let mut pending = Vec::new();
         let mut waiter = waiter;
         let code = loop {
             let done =
                 tokio::time::timeout(std::time::Duration::from_millis(50), &mut waiter).await;
-            self.pump_log(&path, &mut offset, &mut pending);
+            self.pump_log(&path, &mut offset, &mut pending).await;
             if let Ok(r) = done {
                 let st = r
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.message().to_string())?;
-                self.pump_log(&path, &mut offset, &mut pending);
+                self.pump_log(&path, &mut offset, &mut pending).await;
                 break st.exit_status;
             }
         };
         Ok(code)
     }
 
-    pub(super) fn pump_log(&self, path: &Path, offset: &mut u64, pending: &mut String) {
-        use std::io::{Read, Seek};
-        let Ok(mut f) = std::fs::File::open(path) else {
+    /// Pass the container's new log lines on as build output, from `offset` to the end of
+    /// the file, in bounded reads (a chatty RUN waits for the client, it is not buffered).
+    pub(super) async fn pump_log(&self, path: &Path, offset: &mut u64, pending: &mut Vec<u8>) {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let Ok(mut f) = tokio::fs::File::open(path).await else {
             return;
         };
-        if f.seek(std::io::SeekFrom::Start(*offset)).is_err() {
+        if f.seek(std::io::SeekFrom::Start(*offset)).await.is_err() {
             return;
         }
-        let mut buf = String::new();
-        let Ok(n) = f.read_to_string(&mut buf) else {
-            return;
-        };
-        *offset += n as u64;
-        pending.push_str(&buf);
-        while let Some(p) = pending.find('\n') {
-            let line: String = pending.drain(..=p).collect();
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match f.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            *offset += n as u64;
+            pending.extend_from_slice(&buf[..n]);
+            let mut start = 0;
+            while let Some(p) = pending[start..].iter().position(|b| *b == b'\n') {
+                let line = &pending[start..start + p];
+                start += p + 1;
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+                    continue;
+                };
                 if let Some(t) = v["log"].as_str() {
                     // stderr in red, as dockerd's classic builder marks it.
                     if v["stream"] == "stderr" {
-                        self.say(&format!("\x1b[91m{t}\x1b[0m"));
+                        self.say(&format!("\x1b[91m{t}\x1b[0m")).await;
                     } else {
-                        self.say(t);
+                        self.say(t).await;
                     }
                 }
             }
+            pending.drain(..start);
         }
     }
 
@@ -301,10 +312,12 @@ impl Builder {
                 if !is_add {
                     return Err(line_err(format!("source can't be a URL for COPY: {s}")));
                 }
-                self.say(&format!("Downloading {s}\n"));
+                self.say(&format!("Downloading {s}\n")).await;
                 downloads.push((
                     s.clone(),
-                    files::download(&http, s, &work).await.map_err(line_err)?,
+                    files::download(&http, s, &work, self.d.archive_limits.max_bytes)
+                        .await
+                        .map_err(line_err)?,
                 ));
             }
         }
@@ -337,8 +350,8 @@ impl Builder {
             if let Some((k, dir)) = &view {
                 self.drop_view(k, dir).await;
             }
-            self.say(" ---> Using cache\n");
-            self.say(&format!(" ---> {}\n", short(img.id())));
+            self.say(" ---> Using cache\n").await;
+            self.say(&format!(" ---> {}\n", short(img.id()))).await;
             self.cur(i.line)?.image = Some(img);
             return Ok(());
         }
@@ -371,7 +384,7 @@ impl Builder {
         let _ = std::fs::remove_file(&tmp);
         let img = img?;
         self.remember(&key, &img);
-        self.say(&format!(" ---> {}\n", short(img.id())));
+        self.say(&format!(" ---> {}\n", short(img.id()))).await;
         self.cur(i.line)?.image = Some(img);
         Ok(())
     }
@@ -427,8 +440,8 @@ impl Builder {
         );
         let mut st = st;
         if let Some(img) = self.cached(&key).await {
-            self.say(" ---> Using cache\n");
-            self.say(&format!(" ---> {}\n", short(img.id())));
+            self.say(" ---> Using cache\n").await;
+            self.say(&format!(" ---> {}\n", short(img.id()))).await;
             st.config = cfg;
             st.image = Some(img);
             *self.cur(i.line)? = st;
@@ -452,7 +465,7 @@ impl Builder {
         let _ = std::fs::remove_file(&tmp);
         let img = img?;
         self.remember(&key, &img);
-        self.say(&format!(" ---> {}\n", short(img.id())));
+        self.say(&format!(" ---> {}\n", short(img.id()))).await;
         st.config = cfg;
         st.image = Some(img);
         *self.cur(i.line)? = st;

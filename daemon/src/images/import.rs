@@ -100,48 +100,35 @@ impl Images {
     }
 
     /// Store a layer tar (plain or compressed) as a gzip blob: (descriptor, diff id).
+    /// The tar is read once, on a blocking thread, checked against the archive limits
+    /// (daemon.json `archive-max-size`, `archive-max-entries`) and compressed straight into
+    /// a streamed ingest: no copy of the layer is held in memory.
     pub(super) async fn store_layer(
         &self,
         layer: &std::path::Path,
         lease: &str,
     ) -> Result<(Descriptor, String), Error> {
         let path = layer.to_path_buf();
-        // Compress (gzip) while hashing both forms, on a blocking thread.
-        let (gz, diff_id) =
-            tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, String), Error> {
-                use std::io::{Read, Write};
-                let io = |what: &'static str| {
-                    let path = path.display().to_string();
-                    move |err| Error::Io { what, path, err }
-                };
-                let f = std::fs::File::open(&path).map_err(io("open"))?;
-                let mut r = berth_fstree::layer::decompress(f).map_err(io("read"))?;
-                let mut h = Sha256::new();
-                let mut enc =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = r.read(&mut buf).map_err(io("read"))?;
-                    if n == 0 {
-                        break;
-                    }
-                    h.update(&buf[..n]);
-                    enc.write_all(&buf[..n]).expect("write to memory");
-                }
-                Ok((
-                    enc.finish().expect("memory"),
-                    format!("sha256:{:x}", h.finalize()),
-                ))
-            })
+        let limits = self.reg.cfg.archive_limits().unwrap_or_default();
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::WriteContentRequest>(4);
+        let first = pb::WriteContentRequest {
+            r#ref: format!("{lease}/layer-{}", unique()),
+            lease: lease.to_string(),
+            ..Default::default()
+        };
+        let worker = tokio::task::spawn_blocking(move || compress_layer(&path, limits, first, tx));
+        let sent = self
+            .mgr
+            .content
+            .clone()
+            .write(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await;
+        // The worker's error (a limit, a corrupt tar) explains a refused ingest best.
+        let made = worker
             .await
             .map_err(|e| Error::Invalid(format!("layer worker: {e}")))??;
-        let layer = Descriptor {
-            media_type: manifest::OCI_LAYER_GZIP.into(),
-            digest: sha256_of(&gz),
-            size: gz.len() as u64,
-        };
-        write_stream(&self.mgr, &layer, lease, gz).await?;
-        Ok((layer, diff_id))
+        sent?;
+        Ok(made)
     }
 
     #[allow(clippy::type_complexity)]
@@ -255,4 +242,80 @@ pub async fn write_stream(
     msgs[0].lease = lease.to_string();
     mgr.content.clone().write(tokio_stream::iter(msgs)).await?;
     Ok(())
+}
+
+/// Check the layer tar at `path` (plain or compressed) against `limits`, then send it
+/// gzip-compressed as ingest messages, ending with the commit. `first` names the ingest.
+fn compress_layer(
+    path: &std::path::Path,
+    limits: berth_fstree::layer::Limits,
+    first: pb::WriteContentRequest,
+    tx: tokio::sync::mpsc::Sender<pb::WriteContentRequest>,
+) -> Result<(Descriptor, String), Error> {
+    use std::io::{Read, Write};
+    let io = |what: &'static str| {
+        let path = path.display().to_string();
+        move |err| Error::Io { what, path, err }
+    };
+    let open = || std::fs::File::open(path).map_err(io("open"));
+    let diff_id = berth_fstree::layer::measure(open()?, &limits)
+        .map_err(|e| Error::Invalid(format!("the layer: {}", crate::archive::limit_hint(e))))?
+        .diff_id;
+    let mut r = berth_fstree::layer::decompress(open()?).map_err(io("read"))?;
+    let mut out = Chunks {
+        blob: Sha256::new(),
+        size: 0,
+        first: Some(first),
+        tx,
+    };
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = r.read(&mut buf).map_err(io("read"))?;
+        if n == 0 {
+            break;
+        }
+        enc.write_all(&buf[..n]).map_err(io("compress"))?;
+        if enc.get_ref().len() >= 1 << 20 {
+            out.send(std::mem::take(enc.get_mut()))?;
+        }
+    }
+    out.send(enc.finish().map_err(io("compress"))?)?;
+    let d = Descriptor {
+        media_type: manifest::OCI_LAYER_GZIP.into(),
+        digest: format!("sha256:{:x}", out.blob.clone().finalize()),
+        size: out.size,
+    };
+    let mut commit = out.first.take().unwrap_or_default();
+    commit.commit = true;
+    commit.expected = d.digest.clone();
+    commit.size = d.size;
+    out.tx.blocking_send(commit).map_err(|_| stopped())?;
+    Ok((d, diff_id))
+}
+
+fn stopped() -> Error {
+    Error::Invalid("the content store stopped reading the layer".into())
+}
+
+/// A compressed blob on its way to the content store in ingest messages, hashed as sent.
+struct Chunks {
+    blob: Sha256,
+    size: u64,
+    /// The first message (it names the ingest) until it is sent.
+    first: Option<pb::WriteContentRequest>,
+    tx: tokio::sync::mpsc::Sender<pb::WriteContentRequest>,
+}
+
+impl Chunks {
+    fn send(&mut self, data: Vec<u8>) -> Result<(), Error> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.blob.update(&data);
+        self.size += data.len() as u64;
+        let mut m = self.first.take().unwrap_or_default();
+        m.data = data;
+        self.tx.blocking_send(m).map_err(|_| stopped())
+    }
 }

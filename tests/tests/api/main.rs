@@ -13,6 +13,7 @@ mod cp;
 mod exec;
 mod fidelity;
 mod images;
+mod limits;
 mod logging;
 mod networks;
 mod options;
