@@ -67,7 +67,8 @@ fn valid_domain(d: &str) -> bool {
         _ => (d, None),
     };
     if let Some(p) = port {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        // (Docker's grammar takes any digits; a port past 65535 could never be dialled.)
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err() {
             return false;
         }
     }
