@@ -50,6 +50,12 @@ impl Daemon {
             }
         }
     }
+
+    /// Container `id`'s next task could not be made: the clients waiting to attach to it
+    /// are let go (their streams end).
+    pub fn drop_attachers(&self, id: &str) {
+        self.attach_waiters.lock().unwrap().remove(id);
+    }
 }
 
 impl Daemon {

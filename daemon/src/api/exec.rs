@@ -234,7 +234,7 @@ async fn start(
                 close_stdin: true,
                 detach: detach_keys(cfg.detach_keys().unwrap_or("ctrl-p,ctrl-q"))?,
             };
-            let before = async move { start_exec.await.map(|_| Vec::new()) };
+            let before = async move { start_exec.await.map(|_| None) };
             session.spawn(upgrade, out, in_tx, before, finish);
             Ok(switching(tty))
         }

@@ -142,7 +142,7 @@ impl Session {
         finish: F,
     ) where
         F: std::future::Future<Output = ()> + Send + 'static,
-        B: std::future::Future<Output = Result<Vec<u8>, String>> + Send + 'static,
+        B: std::future::Future<Output = Result<Option<Past>, String>> + Send + 'static,
     {
         tokio::spawn(async move {
             let Ok(io) = upgrade.await else { return };
@@ -163,12 +163,14 @@ impl Session {
                     linger(&mut rd).await;
                     return;
                 }
-                Ok(first) if !first.is_empty() => {
-                    if wr.write_all(&first).await.is_err() {
-                        return;
+                Ok(Some(mut past)) => {
+                    while let Some(chunk) = past.recv().await {
+                        if wr.write_all(&chunk).await.is_err() {
+                            return;
+                        }
                     }
                 }
-                Ok(_) => {}
+                Ok(None) => {}
             }
             let Session {
                 tty,
@@ -317,11 +319,8 @@ pub async fn attach(
     let (stdout, stderr) = (flag("stdout"), flag("stderr"));
     // `logs=1`: what the container wrote so far comes first; `stream=0` (dockerd's default
     // when absent): nothing live after it.
-    let past = if flag("logs") && crate::containers::logfile::readable(&c) {
-        past_logs(&c, stdout, stderr)
-    } else {
-        Vec::new()
-    };
+    let past = (flag("logs") && crate::containers::logfile::readable(&c))
+        .then(|| past_logs(&c, stdout, stderr));
     if !flag("stream") {
         tokio::spawn(async move {
             let Ok(io) = upgrade.await else { return };
@@ -330,10 +329,14 @@ pub async fn attach(
             // arrive with the 101's headers land in the parser's buffer and are lost to it.
             // dockerd's log reader is slow enough that this never shows; give the client
             // the moment it needs to finish reading the headers.
-            if !past.is_empty() {
+            if let Some(mut past) = past {
                 tokio::time::sleep(Duration::from_millis(30)).await;
+                while let Some(chunk) = past.recv().await {
+                    if io.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
             }
-            let _ = io.write_all(&past).await;
             let _ = io.shutdown().await;
             linger(&mut io).await;
         });
@@ -345,9 +348,11 @@ pub async fn attach(
         close_stdin: !tty && c.doc.config.stdin_once.unwrap_or(false),
         detach,
     };
-    // A stopped container (`docker start -a`): its next task is attached once it exists,
-    // before it starts, so none of its output is missed.
-    if state_name(task(&d, &c.id).await.as_ref()) == "exited" {
+    // A stopped container (`docker start -a`), or one without a task (its program could
+    // not be run when it was created): its next task is attached once it exists, before
+    // it starts, so none of its output is missed.
+    let t = task(&d, &c.id).await;
+    if t.is_none() || state_name(t.as_ref()) == "exited" {
         let (tx, rx) = tokio::sync::oneshot::channel();
         d.attach_waiters
             .lock()
@@ -372,28 +377,40 @@ pub async fn attach(
     Ok(switching(tty))
 }
 
+/// What an attach sends before the live output: the container's past log, in bounded
+/// chunks read as the client takes them.
+pub type Past = tokio::sync::mpsc::Receiver<Vec<u8>>;
+
 /// Everything container `c` logged so far on the chosen streams, framed for its stream
-/// (raw with a terminal).
-fn past_logs(c: &crate::containers::Container, stdout: bool, stderr: bool) -> Vec<u8> {
+/// (raw with a terminal), read from the log files in order on a blocking thread.
+fn past_logs(c: &crate::containers::Container, stdout: bool, stderr: bool) -> Past {
     use crate::containers::logfile;
     let path = std::path::PathBuf::from(&c.log_path);
     let format = logfile::format_of(c);
-    let mut records = logfile::read_rotated(&path, format);
-    if let Ok(buf) = std::fs::read(&path) {
-        records.extend(logfile::parse(format, &buf).0);
-    }
     let tty = c.doc.config.tty();
-    records
-        .iter()
-        .filter(|r| (r.stream == "stderr" && stderr) || (r.stream != "stderr" && stdout))
-        .flat_map(|r| {
-            if tty {
-                r.line.clone()
-            } else {
-                frame(if r.stream == "stderr" { 2 } else { 1 }, &r.line)
-            }
-        })
-        .collect()
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::task::spawn_blocking(move || {
+        let current = std::fs::File::open(&path).ok();
+        let len = current
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len());
+        logfile::for_each(&path, format, current.as_ref(), len, |recs| {
+            let bytes: Vec<u8> = recs
+                .iter()
+                .filter(|r| (r.stream == "stderr" && stderr) || (r.stream != "stderr" && stdout))
+                .flat_map(|r| {
+                    if tty {
+                        r.line.clone()
+                    } else {
+                        frame(if r.stream == "stderr" { 2 } else { 1 }, &r.line)
+                    }
+                })
+                .collect();
+            bytes.is_empty() || tx.blocking_send(bytes).is_ok()
+        });
+    });
+    rx
 }
 
 /// `POST /containers/{id}/resize?h=&w=`.

@@ -333,15 +333,20 @@ pub async fn create(d: &State, req: CreateRequest) -> Result<String> {
         return Err(s.into());
     }
     if let Err(e) = create_task(d, &id, tty, stdin).await {
-        let _ = mgr
-            .containers
-            .clone()
-            .delete(pb::ContainerRef { id: id.clone() })
-            .await;
         d.net.detach(&id).await;
         super::namespaces::unmount_shm(d, &id);
         mounts::unmount_subpaths(d, &id);
-        return Err(e);
+        // A program that is missing or may not be run fails the start, not the create
+        // (as with dockerd): the container stays, without a task, and each start says why.
+        if !matches!(e, Error::Invalid(_)) {
+            let _ = mgr
+                .containers
+                .clone()
+                .delete(pb::ContainerRef { id: id.clone() })
+                .await;
+            return Err(e);
+        }
+        tracing::info!(name = %name, "created; its start will fail: {e}");
     }
     if let Ok(c) = find(d, &id).await {
         events::container(d, &c, "create");
@@ -367,7 +372,15 @@ async fn create_task(d: &State, id: &str, terminal: bool, stdin: bool) -> Result
             terminal,
             stdin,
         })
-        .await?;
+        .await
+        .map_err(|s| match s.code() {
+            // The program is missing or may not be run: the request's fault (400, as
+            // dockerd answers a start; the docker CLI then exits 127 or 126).
+            tonic::Code::NotFound | tonic::Code::PermissionDenied => {
+                Error::Invalid(s.message().to_string())
+            }
+            _ => Error::Manager(s),
+        })?;
     Ok(())
 }
 
@@ -432,6 +445,20 @@ async fn apply_link_env(d: &State, c: &Container, mut env: Vec<String>) -> Resul
     super::update_doc(d, &c.id, None, |doc| doc.link_env = env).await
 }
 
+/// A start that could not make the task: let go of its network and attach clients, and
+/// remove an `--rm` container (as dockerd does), so `docker run --rm` does not wait for a
+/// removal that would never come.
+async fn start_failed(d: &State, c: &Container, e: Error) -> Error {
+    d.net.release(&c.id).await;
+    d.drop_attachers(&c.id);
+    if c.doc.host_config.auto_remove() {
+        if let Err(r) = remove(d, c, true, true).await {
+            tracing::warn!(container_id = %c.id, "remove after a failed start: {r}");
+        }
+    }
+    e
+}
+
 /// Start the container's init (a new task when the last one exited). False if it was
 /// running already.
 #[tracing::instrument(skip_all, fields(container_id = %c.id))]
@@ -471,8 +498,7 @@ pub async fn start(d: &State, c: &Container) -> Result<bool> {
             }
             network::reattach(d, c).await?;
             if let Err(e) = create_task(d, &c.id, tty, stdin).await {
-                d.net.release(&c.id).await;
-                return Err(e);
+                return Err(start_failed(d, c, e).await);
             }
             d.wake_attachers(&c.id).await;
         }
@@ -482,7 +508,9 @@ pub async fn start(d: &State, c: &Container) -> Result<bool> {
                 apply_link_env(d, c, link_env).await?;
             }
             network::reattach(d, c).await?;
-            create_task(d, &c.id, tty, stdin).await?;
+            if let Err(e) = create_task(d, &c.id, tty, stdin).await {
+                return Err(start_failed(d, c, e).await);
+            }
             d.wake_attachers(&c.id).await;
         }
     }

@@ -239,14 +239,9 @@ impl Service {
         p: &Proc,
         args: Vec<String>,
     ) -> Result<ShimEnds, Status> {
-        // An exec's failure says what its process could not do; a create's is internal.
-        let failed = |e: crate::driver::Error| {
-            if p.exec_id.is_empty() {
-                internal(&e)
-            } else {
-                e.exec_status()
-            }
-        };
+        // A failure says what the process could not do (its program is missing, or may not
+        // be run), for the container's first process as for an exec's.
+        let failed = |e: crate::driver::Error| e.exec_status();
         if p.terminal {
             let sock_path = self.console_path();
             let sock = ConsoleSocket::bind(&sock_path).map_err(|e| {

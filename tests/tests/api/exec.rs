@@ -150,6 +150,33 @@ fn exec_exit_codes_of_programs_that_cannot_run() {
     ok(&s.docker(&["rm", "-f", &id]));
 }
 
+/// `docker run` of a program that is missing exits 127, of one that cannot run 126, as with
+/// dockerd: the create succeeds (the container is listed as created), the start is a 400
+/// naming the program, and the container can be removed.
+#[test]
+fn run_exit_codes_of_programs_that_cannot_run() {
+    if !need_root("run_exit_codes_of_programs_that_cannot_run") {
+        return;
+    }
+    let s = Stack::busybox("api-run-codes");
+    let o = s.docker(&["run", "--name", "missing", "busybox", "/no/such/program"]);
+    assert_eq!(o.status.code(), Some(127), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("/no/such/program"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = s.docker(&["run", "--name", "noexec", "busybox", "/etc/passwd"]);
+    assert_eq!(o.status.code(), Some(126), "{}", text(&o.stderr));
+    let (status, body) = s.curl("POST", "/containers/missing/start", None);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("/no/such/program"), "{body}");
+    let o = ok(&s.docker(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]));
+    assert!(o.contains("missing created"), "{o}");
+    ok(&s.docker(&["rm", "missing", "noexec"]));
+    assert_eq!(ok(&s.docker(&["ps", "-aq"])), "");
+}
+
 /// A hijacked exec whose client sends bytes the daemon never reads (no stdin attached):
 /// after the output the client reads a clean end of stream, not a reset (closing a
 /// socket with unread input resets the peer; the docker CLI then fails a finished

@@ -12,6 +12,7 @@ mod containers;
 mod cp;
 mod exec;
 mod fidelity;
+mod hostile;
 mod images;
 mod limits;
 mod logging;
