@@ -392,6 +392,18 @@ impl Stack {
         c.wait_with_output().unwrap()
     }
 
+    /// The docker CLI with the file at `input` as its stdin.
+    pub fn docker_stdin_file(&self, input: &Path, args: &[&str]) -> Output {
+        Command::new("timeout")
+            .arg("120")
+            .arg("docker")
+            .args(args)
+            .client_of(self)
+            .stdin(std::fs::File::open(input).unwrap())
+            .output()
+            .unwrap()
+    }
+
     /// A new stack with the busybox image imported.
     pub fn busybox(tag: &str) -> Stack {
         let s = Stack::new(tag);

@@ -10,6 +10,7 @@ mod commit;
 mod compose;
 mod containers;
 mod cp;
+mod crash;
 mod exec;
 mod fidelity;
 mod hostile;
