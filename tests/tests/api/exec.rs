@@ -295,3 +295,93 @@ fn exec_output_reaches_a_slow_reader_whole() {
     assert_eq!(first_bad, None, "the output differs from the file");
     ok(&s.docker(&["rm", "-f", "big"]));
 }
+
+/// Hijack `POST /containers/{name}/attach` (stdout, live): the connection, past the 101.
+fn attach_raw(s: &Stack, name: &str) -> std::os::unix::net::UnixStream {
+    use std::io::{Read, Write};
+    let mut c = std::os::unix::net::UnixStream::connect(s.sock()).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        c,
+        "POST /v1.45/containers/{name}/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: berth\r\n\
+         Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            c.read(&mut b).unwrap(),
+            1,
+            "attach: the connection closed early"
+        );
+        head.push(b[0]);
+    }
+    assert!(text(&head).starts_with("HTTP/1.1 101"), "{}", text(&head));
+    c
+}
+
+/// Two clients attached to a container writing 19 MiB (paced, so that a reading client
+/// keeps up): one never reads, the other gets every byte in order; the stalled one does not
+/// stop the container (it finishes), it is cut off instead of skipped past (its stream
+/// ends short), and the log has everything. (A reader that is merely slower than the
+/// container by more than the shim's queue is cut off too: see the issue 18 notes.)
+#[test]
+fn a_stalled_attach_client_does_not_cost_the_other_a_byte() {
+    use std::io::Read;
+    if !need_root("a_stalled_attach_client_does_not_cost_the_other_a_byte") {
+        return;
+    }
+    let s = Stack::busybox("api-two-attach");
+    ok(&s.docker(&[
+        "create",
+        "--name",
+        "chatty",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; for i in $(seq 0 25); do seq $((i*100000+1)) $((i*100000+100000)); \
+         sleep 0.2; done; echo end-of-output; sleep 1000",
+    ]));
+    let stalled = attach_raw(&s, "chatty");
+    let mut reader = attach_raw(&s, "chatty");
+    ok(&s.docker(&["start", "chatty"]));
+    let mut out = Vec::new();
+    let mut frame = [0u8; 8];
+    while !out.ends_with(b"end-of-output\n") {
+        if let Err(e) = reader.read_exact(&mut frame) {
+            panic!("after {} bytes: {e}", out.len());
+        }
+        assert_eq!(frame[0], 1, "stdout frames only");
+        let n = u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]) as usize;
+        let at = out.len();
+        out.resize(at + n, 0);
+        reader.read_exact(&mut out[at..]).expect("a frame body");
+    }
+    let mut want = Vec::new();
+    for i in 1..=2_600_000u32 {
+        want.extend_from_slice(format!("{i}\n").as_bytes());
+    }
+    want.extend_from_slice(b"end-of-output\n");
+    assert!(want.len() > 18 << 20);
+    assert!(
+        out == want,
+        "the reading client got {} of {} bytes, or out of order",
+        out.len(),
+        want.len()
+    );
+    let logs = s.docker(&["logs", "--tail", "1", "chatty"]);
+    assert_eq!(ok(&logs), "end-of-output\n");
+    // The stalled client was cut off, not fed a stream with a hole in it.
+    let mut stalled = stalled;
+    let mut all = Vec::new();
+    stalled
+        .read_to_end(&mut all)
+        .expect("the stalled client's stream ends");
+    assert!(
+        all.len() < want.len(),
+        "the stalled client was neither cut off nor held"
+    );
+    ok(&s.docker(&["rm", "-f", "chatty"]));
+}
